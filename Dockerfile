@@ -1,0 +1,14 @@
+# Dockyard's own image, for docker-compose.yml: the web process and the worker run from it.
+FROM python:3.11-slim
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends git \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /srv/dockyard
+COPY pyproject.toml README.md ./
+RUN pip install --no-cache-dir .
+COPY . .
+ENV DOCKYARD_DATA_DIR=/var/lib/dockyard PYTHONUNBUFFERED=1
+RUN DOCKYARD_SECRET_KEY=collectstatic-only-not-a-real-secret-key-000000 \
+    python manage.py collectstatic --noinput
+EXPOSE 8000
+CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "config.asgi:application"]

@@ -1,0 +1,45 @@
+# Dockyard: `make demo` brings it up and drives a sample repository through the pipeline;
+# `make test` runs the whole suite against real services. Both install what they need.
+SHELL := /bin/bash
+PORT ?= 8000
+VENV := .venv
+PY := $(VENV)/bin/python
+ARGS ?=
+
+# The suite's own database role, Redis database and data folder, apart from `make up`'s.
+TEST_ENV := DATABASE_URL=postgres://dockyard:dockyard@127.0.0.1:5432/dockyard \
+	REDIS_URL=redis://127.0.0.1:6379/14 \
+	DOCKYARD_DATA_DIR=$(CURDIR)/data/test \
+	DOCKYARD_ALLOW_LOCAL_REPOSITORIES=true
+
+.PHONY: up down demo test lint system services
+
+$(VENV)/.installed: pyproject.toml
+	scripts/system-packages.sh
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $@
+
+system:
+	scripts/system-packages.sh
+
+services: system
+	scripts/services.sh
+
+up: $(VENV)/.installed services
+	PORT=$(PORT) scripts/up.sh
+
+down:
+	scripts/down.sh
+
+demo: up
+	DOCKYARD_ALLOW_LOCAL_REPOSITORIES=true $(PY) manage.py demo --server http://127.0.0.1:$(PORT)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: $(VENV)/.installed services lint
+	$(TEST_ENV) $(VENV)/bin/pytest $(ARGS)

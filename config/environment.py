@@ -1,0 +1,146 @@
+"""Read settings from environment variables, refusing bad values with a message naming the variable.
+
+Every reader raises ImproperlyConfigured so that start-up stops before a worker or the web
+process runs with a half-understood configuration.
+"""
+
+import os
+import re
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+_HOST_PORT = re.compile(r"^(?P<host>[A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])(:(?P<port>\d{1,5}))?$")
+
+
+def _raw(name: str, environ: Mapping[str, str] | None) -> str | None:
+    return (os.environ if environ is None else environ).get(name)
+
+
+def env_str(name: str, default: str, environ: Mapping[str, str] | None = None) -> str:
+    value = _raw(name, environ)
+    return default if value is None else value
+
+
+def env_bool(name: str, default: bool, environ: Mapping[str, str] | None = None) -> bool:
+    value = _raw(name, environ)
+    if value is None:
+        return default
+    if value.strip().lower() in _TRUE:
+        return True
+    if value.strip().lower() in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name}={value!r} is not a boolean: use true or false")
+
+
+def env_int(
+    name: str, default: int, *, minimum: int = 0, environ: Mapping[str, str] | None = None
+) -> int:
+    value = _raw(name, environ)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a whole number") from None
+    if number < minimum:
+        raise ImproperlyConfigured(f"{name}={value!r} must be at least {minimum}")
+    return number
+
+
+def env_list(name: str, default: list[str], environ: Mapping[str, str] | None = None) -> list[str]:
+    value = _raw(name, environ)
+    if value is None:
+        return default
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_database(
+    name: str, default: str, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """DATABASE_URL: postgres://user:password@host:port/name or sqlite:////absolute/path."""
+    value = env_str(name, default, environ)
+    scheme = urlsplit(value).scheme
+    if scheme not in {"postgres", "postgresql", "sqlite"}:
+        raise ImproperlyConfigured(
+            f"{name}={value!r}: unsupported scheme {scheme!r}; use postgres:// or sqlite:///"
+        )
+    try:
+        config: dict[str, Any] = dict(dj_database_url.parse(value))
+    except ValueError as error:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a database URL: {error}") from None
+    if not config.get("NAME"):
+        raise ImproperlyConfigured(f"{name}={value!r} names no database")
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        # Web and workers write at once; WAL and immediate transactions keep SQLite from
+        # answering "database is locked" under that load.
+        config["OPTIONS"] = {
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    return config
+
+
+def env_url(
+    name: str, default: str, *, schemes: set[str], environ: Mapping[str, str] | None = None
+) -> str:
+    value = env_str(name, default, environ)
+    parts = urlsplit(value)
+    if parts.scheme not in schemes:
+        allowed = ", ".join(f"{s}://" for s in sorted(schemes))
+        raise ImproperlyConfigured(f"{name}={value!r}: expected a URL starting with {allowed}")
+    if parts.scheme not in {"unix", "npipe"} and not parts.hostname:
+        raise ImproperlyConfigured(f"{name}={value!r} names no host")
+    return value.rstrip("/")
+
+
+def env_host_port(name: str, default: str, environ: Mapping[str, str] | None = None) -> str:
+    """A registry address such as 127.0.0.1:5000 or registry.example.com (no scheme, no path)."""
+    value = env_str(name, default, environ)
+    match = _HOST_PORT.match(value)
+    if not match or (match["port"] and not 0 < int(match["port"]) < 65536):
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not a registry address: use host or host:port, "
+            "without a scheme or a path"
+        )
+    return value
+
+
+def env_path(name: str, default: Path, environ: Mapping[str, str] | None = None) -> Path:
+    value = _raw(name, environ)
+    path = default if value is None else Path(value)
+    if not path.is_absolute():
+        raise ImproperlyConfigured(f"{name}={str(path)!r} must be an absolute path")
+    return path
+
+
+def secret_key(name: str, data_dir: Path, environ: Mapping[str, str] | None = None) -> str:
+    """The variable if set, else a key generated once and kept in the data folder."""
+    value = _raw(name, environ)
+    if value is not None:
+        if len(value) < 32:
+            raise ImproperlyConfigured(f"{name} is too short: use at least 32 characters")
+        return value
+    key_file = data_dir / "secret_key"
+    if not key_file.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        # Written aside and linked into place, so that processes starting together all
+        # read the one key that won, never a half-written file.
+        draft = data_dir / f".secret_key.{os.getpid()}"
+        draft.write_text(secrets.token_urlsafe(50))
+        draft.chmod(0o600)
+        try:
+            os.link(draft, key_file)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return key_file.read_text().strip()

@@ -1,0 +1,138 @@
+"""Dockyard's one settings module: whatever differs between installs comes from the environment."""
+
+from pathlib import Path
+
+from config.environment import (
+    env_bool,
+    env_database,
+    env_host_port,
+    env_list,
+    env_path,
+    env_str,
+    env_url,
+    secret_key,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = env_path("DOCKYARD_DATA_DIR", BASE_DIR / "data")
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = env_bool("DOCKYARD_DEBUG", False)
+SECRET_KEY = secret_key("DOCKYARD_SECRET_KEY", DATA_DIR)
+ALLOWED_HOSTS = env_list("DOCKYARD_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+# Where forges and browsers reach this server; used in the webhook URLs we print and in links.
+PUBLIC_URL = env_url("DOCKYARD_PUBLIC_URL", "http://127.0.0.1:8000", schemes={"http", "https"})
+CSRF_TRUSTED_ORIGINS = [PUBLIC_URL]
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "webhooks",
+    "pipelines",
+    "builds",
+    "releases",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+ASGI_APPLICATION = "config.asgi.application"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": env_database("DATABASE_URL", f"sqlite:///{DATA_DIR / 'dockyard.sqlite3'}"),
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "run-list"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
+
+REDIS_URL = env_url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes={"redis", "rediss", "unix"})
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL]},
+    },
+}
+
+# Celery: tasks are acknowledged only when done, so a worker that dies mid-task gives the task
+# back to the queue instead of losing it.
+CELERY_BROKER_URL = REDIS_URL
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_DEFAULT_QUEUE = "builds"
+CELERY_TASK_ROUTES = {
+    "pipelines.*": {"queue": "builds"},
+    "builds.*": {"queue": "builds"},
+}
+# Redis redelivers a task that is not acknowledged within this time, even to a second worker
+# while the first still runs it: keep it well above the longest stage.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 6 * 3600}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# GitPython and long builds leak a little per task; recycle worker processes.
+CELERY_WORKER_MAX_TASKS_PER_CHILD = 50
+
+# The Docker engine that builds and tests, and the registry that receives the images.
+DOCKER_HOST = env_url(
+    "DOCKER_HOST", "unix:///var/run/docker.sock", schemes={"unix", "tcp", "ssh", "http", "https"}
+)
+DOCKYARD_REGISTRY = env_host_port("DOCKYARD_REGISTRY", "127.0.0.1:5000")
+# Repositories on this machine's disk (paths, file:// URLs) are refused unless an operator
+# allows them: the demo and the tests do.
+DOCKYARD_ALLOW_LOCAL_REPOSITORIES = env_bool("DOCKYARD_ALLOW_LOCAL_REPOSITORIES", False)
+DOCKYARD_MIRRORS_DIR = DATA_DIR / "mirrors"
+DOCKYARD_WORKSPACES_DIR = DATA_DIR / "workspaces"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("DOCKYARD_LOG_LEVEL", "INFO").upper()},
+}

@@ -1,0 +1,105 @@
+"""Running one stage of a run: claim it, do its work, record the outcome, move the run on.
+
+Stage tasks are thin: each calls stage_execute with the function that does its stage's work.
+"""
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.db import transaction
+
+from pipelines.models import PipelineRun, Stage
+from pipelines.services import run_advance, run_fail, run_transition, stage_transition
+from pipelines.stage_log import StageLog
+from pipelines.states import RUN_FINAL_STATES, RunStatus, StageStatus
+
+logger = logging.getLogger(__name__)
+
+
+class StageFailure(Exception):
+    """The stage failed for a reason the user can act on (a failing test, a bad Dockerfile)."""
+
+
+StageBody = Callable[[PipelineRun, StageLog], None]
+
+
+@dataclass(frozen=True)
+class _Claim:
+    run: PipelineRun
+    stage: Stage
+
+
+def stage_execute(*, run_id: int, stage_name: str, task_id: str, body: StageBody) -> None:
+    """Execute one stage of a run exactly once, however often its task is delivered."""
+    claim = _stage_claim(run_id=run_id, stage_name=stage_name, task_id=task_id)
+    if claim is None:
+        return
+    run, stage = claim.run, claim.stage
+    log = StageLog(stage)
+    try:
+        body(run, log)
+    except StageFailure as failure:
+        _stage_settle(run, stage, log, failure_reason=str(failure))
+    except Exception as error:
+        # An error of ours, not of the user's repository: say so, and never leave the run
+        # "running" behind it.
+        logger.exception("stage %s of run %s crashed", stage_name, run_id)
+        _stage_settle(run, stage, log, failure_reason=f"internal error: {error!r}")
+    else:
+        _stage_settle(run, stage, log, failure_reason=None)
+
+
+def _stage_claim(*, run_id: int, stage_name: str, task_id: str) -> _Claim | None:
+    with transaction.atomic():
+        run = (
+            PipelineRun.objects.select_for_update()
+            .select_related("project")
+            .filter(pk=run_id)
+            .first()
+        )
+        if run is None:
+            logger.warning("run %s no longer exists; dropping its %s task", run_id, stage_name)
+            return None
+        if run.status in RUN_FINAL_STATES:
+            return None
+        stage = run.stages.select_for_update().get(name=stage_name)
+        if stage.status in (StageStatus.SUCCEEDED, StageStatus.SKIPPED):
+            # A redelivery after the stage ended: its worker may have died before the next
+            # stage was enqueued, so make sure the run moves on.
+            run_advance(run=run)
+            return None
+        if stage.status != StageStatus.PENDING and stage.status != StageStatus.RUNNING:
+            return None
+        if stage.status == StageStatus.RUNNING:
+            if stage.task_id != task_id:
+                logger.info("stage %s of run %s is already running; duplicate", stage_name, run_id)
+                return None
+            stage_transition(
+                stage=stage,
+                to=StageStatus.PENDING,
+                reason="the worker running this stage was lost; starting it again",
+            )
+        if run.status == RunStatus.QUEUED:
+            run_transition(run=run, to=RunStatus.RUNNING)
+        stage_transition(stage=stage, to=StageStatus.RUNNING, task_id=task_id)
+        return _Claim(run=run, stage=stage)
+
+
+def _stage_settle(
+    run: PipelineRun, stage: Stage, log: StageLog, *, failure_reason: str | None
+) -> None:
+    if failure_reason is not None:
+        log.line(f"{stage.name} failed: {failure_reason}")
+    log.close()
+    with transaction.atomic():
+        locked_run = PipelineRun.objects.select_for_update().get(pk=run.pk)
+        locked_stage = Stage.objects.get(pk=stage.pk)
+        if locked_stage.status != StageStatus.RUNNING:
+            # Cancelled or settled by someone else meanwhile; theirs is the last word.
+            return
+        if failure_reason is None:
+            stage_transition(stage=locked_stage, to=StageStatus.SUCCEEDED)
+            run_advance(run=locked_run)
+        else:
+            run_fail(run=locked_run, stage=locked_stage, reason=failure_reason)

@@ -1,0 +1,120 @@
+"""The git adapter: a mirror per repository, fetched and never re-cloned, and exports of commits.
+
+The only module that uses GitPython. Its errors become GitCheckoutError.
+"""
+
+import fcntl
+import os
+import re
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+import git
+from git.exc import GitError
+
+# Never wait for a password on a terminal that nobody watches.
+_GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/true", "SSH_ASKPASS": "/bin/true"}
+GIT_TIMEOUT_SECONDS = 600
+_COMMIT_SHA = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
+
+
+class GitCheckoutError(Exception):
+    """Cloning, fetching or exporting failed; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    sha: str
+    message: str
+    author: str
+
+
+def mirror_fetch(*, url: str, mirror_dir: Path, commit_sha: str) -> None:
+    """Make sure `mirror_dir` is a mirror of `url` that holds `commit_sha`."""
+    if not _COMMIT_SHA.match(commit_sha):
+        raise GitCheckoutError(f"{commit_sha!r} is not a full commit id")
+    mirror_dir.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(mirror_dir, exclusive=True):
+        try:
+            if not (mirror_dir / "HEAD").exists():
+                git.Repo.clone_from(
+                    url,
+                    mirror_dir,
+                    mirror=True,
+                    env=_GIT_ENV,
+                    kill_after_timeout=GIT_TIMEOUT_SECONDS,
+                ).close()
+            with git.Repo(mirror_dir) as repo:
+                repo.git.update_environment(**_GIT_ENV)
+                if repo.remote("origin").url != url:
+                    repo.git.remote("set-url", "origin", "--", url)
+                if not _has_commit(repo, commit_sha):
+                    repo.git.fetch("--prune", "origin", kill_after_timeout=GIT_TIMEOUT_SECONDS)
+                if not _has_commit(repo, commit_sha):
+                    # Not on any ref (a force-pushed branch, a pull request head): forges let
+                    # a client fetch a reachable commit by its id.
+                    with suppress(GitError):
+                        repo.git.fetch("origin", commit_sha, kill_after_timeout=GIT_TIMEOUT_SECONDS)
+                if not _has_commit(repo, commit_sha):
+                    raise GitCheckoutError(f"commit {commit_sha} is not in {url}")
+        except GitError as error:
+            raise GitCheckoutError(f"fetching {url} failed: {_describe(error)}") from None
+
+
+def export_commit(*, mirror_dir: Path, commit_sha: str, destination: Path) -> CommitInfo:
+    """Write the tree of `commit_sha` into `destination`, without any .git folder."""
+    with _locked(mirror_dir, exclusive=False):
+        try:
+            with git.Repo(mirror_dir) as repo:
+                commit = repo.commit(commit_sha)
+                info = CommitInfo(
+                    sha=commit.hexsha,
+                    message=str(commit.message),
+                    author=f"{commit.author.name} <{commit.author.email}>",
+                )
+                destination.mkdir(parents=True, exist_ok=True)
+                with tempfile.TemporaryFile() as archive:
+                    repo.archive(archive, treeish=commit.hexsha, format="tar")
+                    archive.seek(0)
+                    with tarfile.open(fileobj=archive) as tar:
+                        # The "data" filter refuses members that would land outside the
+                        # destination (absolute paths, "..", links pointing out).
+                        tar.extractall(destination, filter="data")
+        except (GitError, ValueError) as error:
+            raise GitCheckoutError(f"exporting {commit_sha} failed: {_describe(error)}") from None
+        except tarfile.TarError as error:
+            raise GitCheckoutError(
+                f"commit {commit_sha} has a path Dockyard refuses: {error}"
+            ) from None
+    return info
+
+
+def _has_commit(repo: git.Repo, sha: str) -> bool:
+    try:
+        repo.git.cat_file("-e", f"{sha}^{{commit}}")
+    except GitError:
+        return False
+    return True
+
+
+@contextmanager
+def _locked(mirror_dir: Path, *, exclusive: bool) -> Iterator[None]:
+    # Workers on one host share the mirror: one fetches while the others wait.
+    lock_path = mirror_dir.with_name(mirror_dir.name + ".lock")
+    fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, git.GitCommandError):
+        stderr = (error.stderr or "").strip().removeprefix("stderr:").strip().strip("'").strip()
+        return stderr or f"git exited with {error.status}"
+    return str(error)

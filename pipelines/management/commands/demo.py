@@ -1,0 +1,209 @@
+"""python manage.py demo: push a sample repository to a running Dockyard and follow the run.
+
+It plays the part of a developer and of GitHub: it commits to a local sample repository (its
+base image is built from this machine's static busybox, so nothing is pulled from the
+internet), sends the signed push webhook over HTTP to the server, then prints the run's stages
+and log as they happen, and where the image was published.
+"""
+
+import json
+import secrets
+import shutil
+import subprocess
+import time
+import uuid
+from argparse import ArgumentParser
+from pathlib import Path
+from typing import Any
+from urllib.error import HTTPError, URLError
+from urllib.request import Request, urlopen
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+
+from pipelines.models import LogChunk, PipelineRun, Project
+from pipelines.services import project_create
+from pipelines.states import RUN_FINAL_STATES, RunStatus
+from webhooks.signatures import github_signature
+
+PROJECT_SLUG = "demo-app"
+BUSYBOX = Path("/bin/busybox")
+DOCKERFILE = """\
+# The base is this machine's static busybox: no image is pulled from the internet.
+FROM scratch
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+ENV PATH=/bin
+WORKDIR /app
+COPY app/ /app/
+CMD ["httpd", "-f", "-p", "8000", "-h", "/app/www"]
+"""
+INDEX_HTML = "<h1>Hello from Dockyard</h1>\n"
+TEST_SCRIPT = """\
+#!/bin/sh
+set -e
+grep -q "Hello from Dockyard" /app/www/index.html
+echo "ok: the index page greets its visitors"
+"""
+FOLLOW_TIMEOUT_SECONDS = 600
+
+
+class Command(BaseCommand):
+    help = "Commit to a sample repository, send its push webhook, follow the run to its end."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("--server", default="http://127.0.0.1:8000", help="Dockyard's URL")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        server = options["server"].rstrip("/")
+        repository = settings.DATA_DIR / "demo" / "sample-app"
+        sha, message = self._commit_sample(repository)
+        project = self._project(repository)
+        password = self._demo_user()
+        self.stdout.write(f"pushed {sha[:12]} to {repository}; sending the webhook to {server}")
+        answer = self._send_push(server, project, repository, sha, message)
+        run = PipelineRun.objects.get(pk=int(answer["run"].rstrip("/").rsplit("/", 1)[1]))
+        run = self._follow(run)
+        self.stdout.write("")
+        if run.status != RunStatus.SUCCEEDED:
+            raise CommandError(f"run #{run.number} {run.status}: {run.failure_reason}")
+        tags = self._registry_tags(project.slug)
+        self.stdout.write(self.style.SUCCESS(f"run #{run.number} succeeded"))
+        self.stdout.write(f"image:    {run.image_reference}")
+        self.stdout.write(f"digest:   {run.image_digest}")
+        self.stdout.write(
+            f"registry: http://{settings.DOCKYARD_REGISTRY}/v2/{project.slug}/tags/list -> {tags}"
+        )
+        self.stdout.write(f"web UI:   {server}/runs/{run.pk}/ (user demo, password {password})")
+        if run.commit_sha not in tags:
+            raise CommandError(f"the registry does not list {run.commit_sha}")
+
+    def _commit_sample(self, repository: Path) -> tuple[str, str]:
+        if not BUSYBOX.is_file():
+            raise CommandError(f"{BUSYBOX} is missing: install Debian's busybox-static")
+        if not (repository / ".git").is_dir():
+            (repository / "app" / "www").mkdir(parents=True)
+            _git(repository, "init", "--quiet", "--initial-branch=main")
+            shutil.copy(BUSYBOX, repository / "busybox")
+            (repository / "Dockerfile").write_text(DOCKERFILE)
+            (repository / "app" / "www" / "index.html").write_text(INDEX_HTML)
+            (repository / "app" / "test.sh").write_text(TEST_SCRIPT)
+        # Every demo pushes a new commit, as a developer would.
+        (repository / "app" / "www" / "built-at.txt").write_text(f"{timezone.now().isoformat()}\n")
+        _git(repository, "add", "--all")
+        message = "Demo change at " + timezone.now().strftime("%H:%M:%S")
+        _git(repository, "commit", "--quiet", "-m", message)
+        return _git(repository, "rev-parse", "HEAD"), message
+
+    def _project(self, repository: Path) -> Project:
+        project = Project.objects.filter(slug=PROJECT_SLUG).first()
+        if project is None:
+            project = project_create(
+                slug=PROJECT_SLUG,
+                repository_url=str(repository),
+                test_command="sh /app/test.sh",
+                test_timeout=120,
+            )
+            self.stdout.write(f"registered project {project.slug}")
+        return project
+
+    def _demo_user(self) -> str:
+        password_file = settings.DATA_DIR / "demo-password"
+        if not password_file.exists():
+            password_file.write_text(secrets.token_urlsafe(12))
+        password = password_file.read_text().strip()
+        user, _ = get_user_model().objects.get_or_create(username="demo")
+        user.set_password(password)
+        user.is_staff = user.is_superuser = True
+        user.save()
+        return password
+
+    def _send_push(
+        self, server: str, project: Project, repository: Path, sha: str, message: str
+    ) -> dict[str, Any]:
+        payload = {
+            "ref": "refs/heads/main",
+            "before": "0" * 40,
+            "after": sha,
+            "created": False,
+            "deleted": False,
+            "forced": False,
+            "repository": {
+                "name": repository.name,
+                "full_name": f"demo/{repository.name}",
+                "clone_url": str(repository),
+                "default_branch": "main",
+            },
+            "head_commit": {"id": sha, "message": message},
+            "pusher": {"name": "demo"},
+        }
+        body = json.dumps(payload).encode()
+        request = Request(
+            f"{server}/webhooks/github/",
+            data=body,
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                "User-Agent": "GitHub-Hookshot/dockyard-demo",
+                "X-GitHub-Event": "push",
+                "X-GitHub-Delivery": str(uuid.uuid4()),
+                "X-Hub-Signature-256": github_signature(secret=project.webhook_secret, body=body),
+            },
+        )
+        try:
+            with urlopen(request, timeout=30) as response:
+                answer: dict[str, Any] = json.load(response)
+                self.stdout.write(f"webhook answered {response.status}: {answer['message']}")
+        except HTTPError as error:
+            raise CommandError(
+                f"the webhook was refused ({error.code}): {error.read()!r}"
+            ) from None
+        except URLError as error:
+            raise CommandError(f"Dockyard is not answering at {server}: {error.reason}") from None
+        return answer
+
+    def _follow(self, run: PipelineRun) -> PipelineRun:
+        seen_seq = 0
+        stage_states = {stage.name: stage.status for stage in run.stages.all()}
+        deadline = time.monotonic() + FOLLOW_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            run.refresh_from_db()
+            for chunk in LogChunk.objects.filter(run=run, seq__gt=seen_seq).order_by("seq"):
+                self.stdout.write(chunk.text, ending="")
+                seen_seq = chunk.seq
+            for stage in run.stages.all():
+                if stage_states.get(stage.name) != stage.status:
+                    stage_states[stage.name] = stage.status
+                    self.stdout.write(
+                        self.style.MIGRATE_HEADING(f"== {stage.name}: {stage.status}")
+                    )
+            if run.status in RUN_FINAL_STATES:
+                return run
+            time.sleep(0.5)
+        raise CommandError(f"run #{run.number} did not finish within {FOLLOW_TIMEOUT_SECONDS}s")
+
+    def _registry_tags(self, name: str) -> list[str]:
+        url = f"http://{settings.DOCKYARD_REGISTRY}/v2/{name}/tags/list"
+        with urlopen(url, timeout=10) as response:
+            tags: list[str] = json.load(response).get("tags") or []
+        return tags
+
+
+def _git(repository: Path, *args: str) -> str:
+    completed = subprocess.run(
+        [
+            "git",
+            "-c",
+            "user.name=Dockyard Demo",
+            "-c",
+            "user.email=demo@dockyard.invalid",
+            *args,
+        ],
+        cwd=repository,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return completed.stdout.strip()

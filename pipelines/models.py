@@ -1,0 +1,138 @@
+"""Projects, their pipeline runs, the runs' stages, and the event log of every state change.
+
+Status fields change only through pipelines.services (run_transition, stage_transition), which
+lock the row, check the move against pipelines.states and record it as a RunEvent.
+"""
+
+from django.db import models
+
+from pipelines.states import RunStatus, StageName, StageStatus
+
+
+class Forge(models.TextChoices):
+    GITHUB = "github", "GitHub"
+    GITLAB = "gitlab", "GitLab"
+
+
+class Trigger(models.TextChoices):
+    WEBHOOK = "webhook"
+    MANUAL = "manual"
+
+
+class Project(models.Model):
+    slug = models.SlugField(max_length=63, unique=True)
+    repository_url = models.CharField(max_length=500)
+    # The repository's identity whatever URL form a forge sends (https, ssh, scp-like, path):
+    # webhooks find their project by it.
+    repository_key = models.CharField(max_length=500, unique=True)
+    forge = models.CharField(max_length=16, choices=Forge.choices, default=Forge.GITHUB)
+    webhook_secret = models.CharField(max_length=200)
+    default_branch = models.CharField(max_length=255, default="main")
+    # Until dockyard.yml describes the test step, a project carries one command (shell words).
+    test_command = models.CharField(max_length=1000, blank=True)
+    test_timeout = models.PositiveIntegerField(default=600, help_text="seconds")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class PipelineRun(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="runs")
+    number = models.PositiveIntegerField()
+    ref = models.CharField(max_length=255)
+    commit_sha = models.CharField(max_length=64)
+    commit_message = models.TextField(blank=True)
+    trigger = models.CharField(max_length=16, choices=Trigger.choices)
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    failed_stage = models.CharField(max_length=16, choices=StageName.choices, blank=True)
+    failure_reason = models.TextField(blank=True)
+    image_id = models.CharField(max_length=100, blank=True)
+    image_reference = models.CharField(max_length=500, blank=True)
+    image_digest = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "number"], name="run_number_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project.slug} #{self.number}"
+
+    @property
+    def branch(self) -> str:
+        return self.ref.removeprefix("refs/heads/") if self.ref.startswith("refs/heads/") else ""
+
+
+class Stage(models.Model):
+    run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="stages")
+    name = models.CharField(max_length=16, choices=StageName.choices)
+    position = models.PositiveSmallIntegerField()
+    status = models.CharField(
+        max_length=16, choices=StageStatus.choices, default=StageStatus.PENDING
+    )
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # The Celery task that claimed the stage. A redelivery of that same task means its worker
+    # died mid-stage; another task id means a duplicate message, which must not run it twice.
+    task_id = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["run", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "name"], name="stage_name_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run} {self.name}"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+
+class RunEvent(models.Model):
+    """One state change of a run or of one of its stages: the timeline and the audit trail."""
+
+    run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="events")
+    stage = models.ForeignKey(
+        Stage, on_delete=models.CASCADE, related_name="events", null=True, blank=True
+    )
+    from_status = models.CharField(max_length=16)
+    to_status = models.CharField(max_length=16)
+    reason = models.TextField(blank=True)
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.from_status or 'new'} -> {self.to_status}"
+
+
+class LogChunk(models.Model):
+    """Some lines of a stage's log; `seq` orders a run's chunks so a reader can resume after one."""
+
+    run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="log_chunks")
+    stage = models.ForeignKey(Stage, on_delete=models.CASCADE, related_name="log_chunks")
+    seq = models.PositiveIntegerField()
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "seq"], name="log_chunk_seq_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run} log #{self.seq}"

@@ -1,0 +1,244 @@
+"""Writes for projects and runs. Status changes go through run_transition/stage_transition."""
+
+import logging
+import re
+import secrets
+import shlex
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from config.celery import app as celery_app
+from pipelines.models import Forge, PipelineRun, Project, RunEvent, Stage, Trigger
+from pipelines.repository_urls import RepositoryURLError, repository_key, validate_repository_url
+from pipelines.states import (
+    RUN_FINAL_STATES,
+    STAGE_FINAL_STATES,
+    STAGE_ORDER,
+    RunStatus,
+    StageName,
+    StageStatus,
+    check_run_transition,
+    check_stage_transition,
+)
+
+logger = logging.getLogger(__name__)
+
+# Each stage is one Celery task; the end of one stage enqueues the next by name.
+STAGE_TASKS: dict[str, str] = {
+    StageName.CHECKOUT: "pipelines.checkout",
+    StageName.BUILD: "builds.build",
+    StageName.TEST: "builds.test",
+    StageName.PUBLISH: "builds.publish",
+}
+RUN_CLEANUP_TASK = "builds.cleanup_run"
+
+# A project's slug becomes a registry repository name, so it follows those rules too.
+_SLUG = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+_COMMIT_SHA = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
+
+
+class ProjectError(ValueError):
+    """A project that cannot be created as asked; the message names the field."""
+
+
+def project_create(
+    *,
+    slug: str,
+    repository_url: str,
+    forge: str = Forge.GITHUB,
+    webhook_secret: str | None = None,
+    default_branch: str = "main",
+    test_command: str = "",
+    test_timeout: int = 600,
+) -> Project:
+    """Register a repository; a webhook secret is generated when none is given."""
+    if not _SLUG.match(slug) or len(slug) > 63:
+        raise ProjectError(
+            f"slug {slug!r}: use lowercase letters, digits and single '-', '_' or '.' "
+            "between them (at most 63 characters)"
+        )
+    try:
+        validate_repository_url(
+            repository_url, allow_local=settings.DOCKYARD_ALLOW_LOCAL_REPOSITORIES
+        )
+    except RepositoryURLError as error:
+        raise ProjectError(f"repository: {error}") from None
+    if forge not in Forge.values:
+        raise ProjectError(f"forge {forge!r}: use one of {', '.join(Forge.values)}")
+    if webhook_secret is not None and len(webhook_secret) < 16:
+        raise ProjectError("secret: use at least 16 characters")
+    try:
+        shlex.split(test_command)
+    except ValueError as error:
+        raise ProjectError(f"test command {test_command!r}: {error}") from None
+    if test_timeout < 1:
+        raise ProjectError(f"test timeout {test_timeout}: use a number of seconds above 0")
+    key = repository_key(repository_url)
+    if Project.objects.filter(slug=slug).exists():
+        raise ProjectError(f"slug {slug!r}: a project with this slug exists")
+    existing = Project.objects.filter(repository_key=key).first()
+    if existing is not None:
+        raise ProjectError(f"repository {repository_url!r} is already project {existing.slug!r}")
+    try:
+        return Project.objects.create(
+            slug=slug,
+            repository_url=repository_url,
+            repository_key=key,
+            forge=forge,
+            webhook_secret=webhook_secret or secrets.token_hex(24),
+            default_branch=default_branch,
+            test_command=test_command,
+            test_timeout=test_timeout,
+        )
+    except IntegrityError:
+        raise ProjectError(f"project {slug!r} or its repository was registered meanwhile") from None
+
+
+def run_create(
+    *, project: Project, ref: str, commit_sha: str, commit_message: str = "", trigger: str
+) -> PipelineRun:
+    """Queue a run of `commit_sha`; its first stage is enqueued once the transaction commits."""
+    if not _COMMIT_SHA.match(commit_sha):
+        raise ValueError(f"commit {commit_sha!r} is not a full hexadecimal commit id")
+    if trigger not in Trigger.values:
+        raise ValueError(f"unknown trigger {trigger!r}")
+    with transaction.atomic():
+        # The project row lock serialises run numbering per project.
+        Project.objects.select_for_update().get(pk=project.pk)
+        last = project.runs.aggregate(last=Max("number"))["last"] or 0
+        run = PipelineRun.objects.create(
+            project=project,
+            number=last + 1,
+            ref=ref,
+            commit_sha=commit_sha,
+            commit_message=commit_message[:10_000],
+            trigger=trigger,
+        )
+        RunEvent.objects.create(run=run, from_status="", to_status=RunStatus.QUEUED, reason=trigger)
+        Stage.objects.bulk_create(
+            Stage(run=run, name=name, position=position)
+            for position, name in enumerate(STAGE_ORDER)
+        )
+        if not project.test_command.strip():
+            test_stage = run.stages.get(name=StageName.TEST)
+            stage_transition(stage=test_stage, to=StageStatus.SKIPPED, reason="no test command")
+        _enqueue_stage(run, StageName.CHECKOUT)
+    return run
+
+
+def run_transition(*, run: PipelineRun, to: str, reason: str = "") -> PipelineRun:
+    """Move a run to `to` under a row lock, refusing illegal moves; the move is recorded."""
+    with transaction.atomic():
+        locked = PipelineRun.objects.select_for_update().get(pk=run.pk)
+        check_run_transition(locked.status, to)
+        now = timezone.now()
+        update_fields = ["status"]
+        if to == RunStatus.RUNNING and locked.started_at is None:
+            locked.started_at = now
+            update_fields.append("started_at")
+        if to in RUN_FINAL_STATES:
+            locked.finished_at = now
+            update_fields.append("finished_at")
+        RunEvent.objects.create(
+            run=locked, from_status=locked.status, to_status=to, reason=reason[:10_000]
+        )
+        locked.status = to
+        locked.save(update_fields=update_fields)
+        if to in RUN_FINAL_STATES:
+            transaction.on_commit(lambda: celery_app.send_task(RUN_CLEANUP_TASK, args=[locked.pk]))
+    run.status, run.started_at, run.finished_at = (
+        locked.status,
+        locked.started_at,
+        locked.finished_at,
+    )
+    return run
+
+
+def stage_transition(*, stage: Stage, to: str, reason: str = "", task_id: str = "") -> Stage:
+    """Move a stage to `to` under a row lock, refusing illegal moves; the move is recorded."""
+    with transaction.atomic():
+        locked = Stage.objects.select_for_update().get(pk=stage.pk)
+        check_stage_transition(locked.status, to)
+        now = timezone.now()
+        if to == StageStatus.RUNNING:
+            locked.started_at, locked.finished_at = now, None
+            locked.task_id = task_id
+        elif to in STAGE_FINAL_STATES:
+            locked.finished_at = now
+        RunEvent.objects.create(
+            run_id=locked.run_id,
+            stage=locked,
+            from_status=locked.status,
+            to_status=to,
+            reason=reason[:10_000],
+        )
+        locked.status = to
+        locked.save(update_fields=["status", "started_at", "finished_at", "task_id"])
+    stage.status, stage.started_at, stage.finished_at = (
+        locked.status,
+        locked.started_at,
+        locked.finished_at,
+    )
+    stage.task_id = locked.task_id
+    return stage
+
+
+def run_record_image(
+    *, run: PipelineRun, image_id: str = "", image_reference: str = "", image_digest: str = ""
+) -> None:
+    """Store what the build and publish stages produced (not a status: no transition)."""
+    fields = {
+        name: value
+        for name, value in (
+            ("image_id", image_id),
+            ("image_reference", image_reference),
+            ("image_digest", image_digest),
+        )
+        if value
+    }
+    PipelineRun.objects.filter(pk=run.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(run, name, value)
+
+
+def run_advance(*, run: PipelineRun) -> None:
+    """Enqueue the next pending stage, or settle the run when none is left.
+
+    Call inside a transaction holding the run's row lock.
+    """
+    stages = list(run.stages.order_by("position"))
+    if any(stage.status == StageStatus.RUNNING for stage in stages):
+        return
+    failed = next((stage for stage in stages if stage.status == StageStatus.FAILED), None)
+    if failed is not None:
+        return
+    pending = next((stage for stage in stages if stage.status == StageStatus.PENDING), None)
+    if pending is not None:
+        _enqueue_stage(run, pending.name)
+    elif run.status not in RUN_FINAL_STATES:
+        run_transition(run=run, to=RunStatus.SUCCEEDED)
+
+
+def run_fail(*, run: PipelineRun, stage: Stage, reason: str) -> None:
+    """Fail `stage` and its run; the stages after it are skipped.
+
+    Call inside a transaction holding the run's row lock.
+    """
+    stage_transition(stage=stage, to=StageStatus.FAILED, reason=reason)
+    for later in run.stages.filter(position__gt=stage.position, status=StageStatus.PENDING):
+        stage_transition(stage=later, to=StageStatus.SKIPPED, reason=f"{stage.name} failed")
+    PipelineRun.objects.filter(pk=run.pk).update(
+        failed_stage=stage.name, failure_reason=reason[:10_000]
+    )
+    run.failed_stage, run.failure_reason = stage.name, reason
+    if run.status not in RUN_FINAL_STATES:
+        run_transition(run=run, to=RunStatus.FAILED, reason=f"{stage.name}: {reason}")
+
+
+def _enqueue_stage(run: PipelineRun, stage_name: str) -> None:
+    task_name = STAGE_TASKS[stage_name]
+    run_id = run.pk
+    transaction.on_commit(lambda: celery_app.send_task(task_name, args=[run_id]))

@@ -1,0 +1,50 @@
+"""A run's working copy on the worker's disk: the commit's files, exported from the mirror."""
+
+import shutil
+from pathlib import Path
+
+from django.conf import settings
+
+from pipelines.execution import StageFailure
+from pipelines.git_checkout import GitCheckoutError, export_commit, mirror_fetch
+from pipelines.models import PipelineRun
+from pipelines.stage_log import StageLog
+
+_COMPLETE_MARKER = "complete"
+
+
+def workspace_source_dir(run: PipelineRun) -> Path:
+    return _workspace_dir(run) / "src"
+
+
+def checkout_stage(run: PipelineRun, log: StageLog) -> None:
+    """The checkout stage: fetch the project's mirror and export the run's commit."""
+    workspace_ensure(run, log)
+
+
+def workspace_ensure(run: PipelineRun, log: StageLog) -> Path:
+    """The run's source folder, checked out again if this worker does not have it (yet)."""
+    workspace = _workspace_dir(run)
+    source = workspace_source_dir(run)
+    if (workspace / _COMPLETE_MARKER).exists():
+        return source
+    shutil.rmtree(source, ignore_errors=True)
+    mirror = settings.DOCKYARD_MIRRORS_DIR / f"{run.project.slug}.git"
+    log.line(f"fetching {run.project.repository_url}")
+    try:
+        mirror_fetch(url=run.project.repository_url, mirror_dir=mirror, commit_sha=run.commit_sha)
+        commit = export_commit(mirror_dir=mirror, commit_sha=run.commit_sha, destination=source)
+    except GitCheckoutError as error:
+        raise StageFailure(str(error)) from None
+    (workspace / _COMPLETE_MARKER).touch()
+    subject = commit.message.strip().splitlines()[0] if commit.message.strip() else ""
+    log.line(f"checked out {commit.sha[:12]} {subject} ({commit.author})")
+    return source
+
+
+def workspace_remove(run_id: int) -> None:
+    shutil.rmtree(settings.DOCKYARD_WORKSPACES_DIR / f"run-{run_id}", ignore_errors=True)
+
+
+def _workspace_dir(run: PipelineRun) -> Path:
+    return settings.DOCKYARD_WORKSPACES_DIR / f"run-{run.pk}"

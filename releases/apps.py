@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class ReleasesConfig(AppConfig):
+    """Releases, environments and deployments (blue/green behind HAProxy) live here."""
+
+    name = "releases"
+    verbose_name = "Releases"

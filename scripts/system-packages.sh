@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install the Debian packages Dockyard and its tests need, only those that are missing.
+set -euo pipefail
+
+need=()
+have_package() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+
+for package in docker.io docker-registry busybox-static git curl docker-compose; do
+  have_package "$package" || need+=("$package")
+done
+# PostgreSQL and Redis may be installed some other way; only add Debian's when absent.
+command -v pg_ctlcluster >/dev/null || command -v postgres >/dev/null || need+=(postgresql)
+command -v redis-server >/dev/null || need+=(redis-server)
+python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "dockyard: these Debian packages are missing: ${need[*]} (run as root, or install them)" >&2
+  exit 1
+fi
+echo "dockyard: installing ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+# policy-rc.d may refuse to start services on install; scripts/services.sh starts them.
+apt-get install -y -q --no-install-recommends "${need[@]}"

@@ -1,0 +1,133 @@
+"""The Docker adapter against the real engine."""
+
+import uuid
+from pathlib import Path
+
+import docker
+import pytest
+from django.conf import settings
+
+from builds.docker_engine import (
+    MANAGED_LABEL,
+    ContainerLimits,
+    DockerEngine,
+    ImageBuildError,
+)
+from tests.factories import BUSYBOX_DOCKERFILE, busybox_app_repo
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture(scope="module")
+def busybox_image(tmp_path_factory: pytest.TempPathFactory) -> str:
+    context = tmp_path_factory.mktemp("context")
+    busybox_app_repo(context)
+    with DockerEngine(settings.DOCKER_HOST) as engine:
+        return engine.build_image(
+            context_dir=context,
+            dockerfile="Dockerfile",
+            tag="dockyard-test/busybox:latest",
+            labels={},
+            on_output=lambda _: None,
+        )
+
+
+@pytest.fixture
+def engine() -> DockerEngine:
+    with DockerEngine(settings.DOCKER_HOST) as engine:
+        yield engine
+
+
+def run(engine: DockerEngine, image: str, script: str, **kwargs: object) -> tuple[object, str]:
+    output: list[str] = []
+    label = {"dockyard.test": uuid.uuid4().hex}
+    outcome = engine.run_throwaway(
+        image=image,
+        command=["sh", "-c", script],
+        labels=label,
+        timeout=kwargs.pop("timeout", 60),
+        limits=kwargs.pop("limits", ContainerLimits()),
+        on_output=output.append,
+    )
+    return outcome, "".join(output)
+
+
+def test_a_build_streams_its_output_and_labels_the_image(
+    tmp_path: Path, engine: DockerEngine, docker_client: docker.DockerClient
+) -> None:
+    busybox_app_repo(tmp_path)
+    output: list[str] = []
+    image_id = engine.build_image(
+        context_dir=tmp_path,
+        dockerfile="Dockerfile",
+        tag="dockyard-test/labelled:latest",
+        labels={"dockyard.project": "labelled"},
+        on_output=output.append,
+    )
+    assert "Step 1/" in "".join(output)
+    labels = docker_client.images.get(image_id).labels
+    assert labels["dockyard.project"] == "labelled"
+    assert labels[MANAGED_LABEL] == "true"
+
+
+def test_a_failing_build_step_is_an_image_build_error_with_the_reason(
+    tmp_path: Path, engine: DockerEngine, docker_client: docker.DockerClient
+) -> None:
+    busybox_app_repo(tmp_path)
+    (tmp_path / "Dockerfile").write_text(BUSYBOX_DOCKERFILE + "RUN exit 9\n")
+    with pytest.raises(ImageBuildError, match="returned a non-zero code: 9"):
+        engine.build_image(
+            context_dir=tmp_path,
+            dockerfile="Dockerfile",
+            tag="dockyard-test/broken:latest",
+            labels={},
+            on_output=lambda _: None,
+        )
+    # forcerm: the failed step's container does not linger.
+    leftovers = docker_client.containers.list(all=True, filters={"status": "exited"})
+    assert not [c for c in leftovers if "exit 9" in " ".join(c.attrs["Config"]["Cmd"] or [])]
+
+
+def test_a_throwaway_container_has_no_network_and_is_removed(
+    engine: DockerEngine, busybox_image: str, docker_client: docker.DockerClient
+) -> None:
+    outcome, output = run(engine, busybox_image, "ls /sys/class/net; echo done")
+    assert outcome.exit_code == 0
+    assert output.split() == ["lo", "done"]
+    assert docker_client.containers.list(all=True, filters={"ancestor": busybox_image}) == []
+
+
+def test_a_throwaway_container_has_no_capabilities(
+    engine: DockerEngine, busybox_image: str
+) -> None:
+    _, output = run(engine, busybox_image, "grep CapEff /proc/self/status")
+    assert output.split() == ["CapEff:", "0000000000000000"]
+
+
+def test_its_exit_status_is_reported(engine: DockerEngine, busybox_image: str) -> None:
+    outcome, output = run(engine, busybox_image, "echo to stderr >&2; exit 4")
+    assert (outcome.exit_code, outcome.timed_out) == (4, False)
+    assert "to stderr" in output
+
+
+def test_a_container_that_outlives_its_timeout_is_killed_and_reported(
+    engine: DockerEngine, busybox_image: str, docker_client: docker.DockerClient
+) -> None:
+    outcome, output = run(engine, busybox_image, "echo before; sleep 60; echo after", timeout=1)
+    assert outcome.timed_out and outcome.exit_code is None
+    assert "before" in output and "after" not in output
+    assert docker_client.containers.list(all=True, filters={"ancestor": busybox_image}) == []
+
+
+def test_remove_containers_sweeps_by_label(
+    engine: DockerEngine, busybox_image: str, docker_client: docker.DockerClient
+) -> None:
+    label = {"dockyard.run": f"sweep-{uuid.uuid4().hex}"}
+    docker_client.containers.create(busybox_image, ["sleep", "60"], labels=label)
+    assert engine.remove_containers(labels=label) == 1
+    assert (
+        docker_client.containers.list(
+            all=True, filters={"label": "dockyard.run=" + label["dockyard.run"]}
+        )
+        == []
+    )

@@ -1,0 +1,117 @@
+"""Shared fixtures: a real Celery worker process, the real registry, the real Docker engine."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import docker
+import pytest
+import requests
+from django.conf import settings
+
+from config.celery import app as celery_app
+from pipelines.models import PipelineRun
+from pipelines.states import RUN_FINAL_STATES
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKER_START_TIMEOUT = 60
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup: None, django_db_blocker: object) -> Iterator[str]:
+    """A real worker process on the real broker, reading and writing the test database."""
+    database = settings.DATABASES["default"]
+    assert database["ENGINE"] == "django.db.backends.postgresql", "end-to-end tests need PostgreSQL"
+    database_url = (
+        f"postgres://{database['USER']}:{database['PASSWORD']}@{database['HOST']}:"
+        f"{database['PORT']}/{database['NAME']}"
+    )
+    name = f"test-{uuid.uuid4().hex[:8]}@localhost"
+    celery_app.control.purge()
+    log_path = settings.DATA_DIR / "log" / "test-worker.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "--pool",
+                "solo",
+                "--queues",
+                "builds",
+                "--hostname",
+                name,
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel",
+                "INFO",
+            ],
+            cwd=ROOT,
+            env={**os.environ, "DATABASE_URL": database_url},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + WORKER_START_TIMEOUT
+        while not celery_app.control.ping(destination=[name], timeout=0.5):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the test worker did not start; see {log_path}")
+        yield name
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def wait_for_run() -> Callable[..., PipelineRun]:
+    def wait(run: PipelineRun, timeout: float = 300) -> PipelineRun:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run.refresh_from_db()
+            if run.status in RUN_FINAL_STATES:
+                return run
+            time.sleep(0.2)
+        raise AssertionError(f"run {run.pk} still {run.status} after {timeout}s")
+
+    return wait
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    """The raw Docker SDK, to observe what Dockyard did independently of its adapter."""
+    client = docker.DockerClient(base_url=settings.DOCKER_HOST)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def registry_url() -> str:
+    return f"http://{settings.DOCKYARD_REGISTRY}"
+
+
+@pytest.fixture
+def registry_tags(registry_url: str) -> Callable[[str], list[str]]:
+    """Ask the registry itself: GET /v2/<name>/tags/list."""
+
+    def tags(name: str) -> list[str]:
+        response = requests.get(f"{registry_url}/v2/{name}/tags/list", timeout=10)
+        if response.status_code == 404:
+            return []
+        response.raise_for_status()
+        return response.json().get("tags") or []
+
+    return tags

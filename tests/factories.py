@@ -1,0 +1,107 @@
+"""Things tests make: projects, git repositories, signed GitHub deliveries."""
+
+import json
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any
+
+from pipelines.models import Project
+from pipelines.services import project_create
+from webhooks.signatures import github_signature
+
+FIXTURES = Path(__file__).parent / "fixtures" / "webhooks"
+BUSYBOX = Path("/bin/busybox")
+
+BUSYBOX_DOCKERFILE = """\
+FROM scratch
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+ENV PATH=/bin
+WORKDIR /app
+COPY app/ /app/
+"""
+
+
+def fixture_bytes(name: str) -> bytes:
+    """A real delivery, byte for byte (signatures are over exact bytes)."""
+    return (FIXTURES / name).read_bytes()
+
+
+def unique_slug(prefix: str = "app") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def make_project(**fields: Any) -> Project:
+    fields.setdefault("slug", unique_slug())
+    fields.setdefault("repository_url", f"https://github.com/acme/{fields['slug']}.git")
+    fields.setdefault("webhook_secret", "It's a Secret to Everybody")
+    return project_create(**fields)
+
+
+class GitRepo:
+    """A local git repository a test commits to, as a developer would."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.mkdir(parents=True, exist_ok=True)
+        self.git("init", "--quiet", "--initial-branch=main")
+
+    @property
+    def url(self) -> str:
+        return str(self.path)
+
+    def write(self, relative: str, content: str | bytes) -> None:
+        target = self.path / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            target.write_bytes(content)
+        else:
+            target.write_text(content)
+
+    def commit(self, message: str = "change") -> str:
+        self.git("add", "--all")
+        self.git("commit", "--quiet", "--allow-empty", "-m", message)
+        return self.git("rev-parse", "HEAD")
+
+    def git(self, *args: str) -> str:
+        completed = subprocess.run(
+            ["git", "-c", "user.name=Test", "-c", "user.email=test@dockyard.invalid", *args],
+            cwd=self.path,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return completed.stdout.strip()
+
+
+def busybox_app_repo(path: Path, *, test_script: str = "echo tests pass\n") -> GitRepo:
+    """A repository whose Dockerfile builds offline from the static busybox."""
+    repo = GitRepo(path)
+    shutil.copy(BUSYBOX, path / "busybox")
+    repo.write("Dockerfile", BUSYBOX_DOCKERFILE)
+    repo.write("app/test.sh", test_script)
+    return repo
+
+
+def github_push_body(
+    *, clone_url: str, sha: str, ref: str = "refs/heads/main", message: str = "change"
+) -> bytes:
+    """GitHub's captured push delivery, pointed at another repository and commit."""
+    payload = json.loads(fixture_bytes("github-push.json"))
+    payload.update(ref=ref, after=sha)
+    payload["head_commit"].update(id=sha, message=message)
+    payload["repository"].update(clone_url=clone_url, ssh_url=clone_url, git_url=clone_url)
+    return json.dumps(payload).encode()
+
+
+def github_headers(
+    *, secret: str, body: bytes, event: str = "push", delivery: str | None = None
+) -> dict[str, str]:
+    return {
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+        "X-Hub-Signature-256": github_signature(secret=secret, body=body),
+        "User-Agent": "GitHub-Hookshot/044aadd",
+    }

@@ -1,0 +1,230 @@
+"""Projects, runs and the stage runner, against the real database."""
+
+from collections.abc import Callable
+
+import pytest
+from django.test import override_settings
+
+from pipelines.execution import StageFailure, stage_execute
+from pipelines.models import PipelineRun, RunEvent
+from pipelines.selectors import stage_log_text
+from pipelines.services import (
+    ProjectError,
+    run_create,
+    run_transition,
+    stage_transition,
+)
+from pipelines.stage_log import StageLog
+from pipelines.states import IllegalTransition, RunStatus, StageStatus
+from tests.factories import make_project
+
+pytestmark = pytest.mark.django_db
+
+SHA = "a" * 40
+
+
+def queue_run(test_command: str = "sh test.sh") -> PipelineRun:
+    project = make_project(test_command=test_command)
+    return run_create(project=project, ref="refs/heads/main", commit_sha=SHA, trigger="webhook")
+
+
+def test_runs_are_numbered_per_project() -> None:
+    project = make_project()
+    numbers = [
+        run_create(project=project, ref="refs/heads/main", commit_sha=SHA, trigger="webhook").number
+        for _ in range(3)
+    ]
+    other = run_create(project=make_project(), ref="refs/heads/x", commit_sha=SHA, trigger="manual")
+    assert numbers == [1, 2, 3]
+    assert other.number == 1
+
+
+def test_a_new_run_is_queued_with_its_stages_pending_and_its_first_stage_enqueued(
+    django_capture_on_commit_callbacks: Callable,
+) -> None:
+    with django_capture_on_commit_callbacks() as enqueued:
+        run = queue_run()
+    assert run.status == RunStatus.QUEUED
+    assert [(s.name, s.status) for s in run.stages.all()] == [
+        ("checkout", "pending"),
+        ("build", "pending"),
+        ("test", "pending"),
+        ("publish", "pending"),
+    ]
+    assert len(enqueued) == 1
+    assert RunEvent.objects.filter(run=run, stage=None).get().to_status == "queued"
+
+
+def test_a_project_without_a_test_command_skips_the_test_stage() -> None:
+    run = queue_run(test_command="")
+    assert run.stages.get(name="test").status == StageStatus.SKIPPED
+
+
+def test_run_create_refuses_an_abbreviated_or_foreign_commit_id() -> None:
+    project = make_project()
+    for sha in ("abc123", "--upload-pack=x", "g" * 40):
+        with pytest.raises(ValueError, match="not a full hexadecimal commit id"):
+            run_create(project=project, ref="refs/heads/main", commit_sha=sha, trigger="webhook")
+
+
+def test_an_illegal_transition_is_refused_and_nothing_is_recorded() -> None:
+    run = queue_run()
+    events_before = RunEvent.objects.count()
+    with pytest.raises(IllegalTransition):
+        run_transition(run=run, to=RunStatus.SUCCEEDED)
+    run.refresh_from_db()
+    assert run.status == RunStatus.QUEUED
+    assert RunEvent.objects.count() == events_before
+
+
+def test_every_transition_is_recorded_with_its_reason() -> None:
+    run = queue_run()
+    run_transition(run=run, to=RunStatus.RUNNING)
+    run_transition(run=run, to=RunStatus.CANCELLED, reason="cancelled by alice")
+    moves = list(
+        RunEvent.objects.filter(run=run, stage=None).values_list(
+            "from_status", "to_status", "reason"
+        )
+    )
+    assert moves == [
+        ("", "queued", "webhook"),
+        ("queued", "running", ""),
+        ("running", "cancelled", "cancelled by alice"),
+    ]
+    run.refresh_from_db()
+    assert run.started_at is not None and run.finished_at is not None
+
+
+class CountingBody:
+    def __init__(self, fail_with: Exception | None = None) -> None:
+        self.calls = 0
+        self.fail_with = fail_with
+
+    def __call__(self, run: PipelineRun, log: StageLog) -> None:
+        self.calls += 1
+        log.line(f"doing the work, call {self.calls}")
+        if self.fail_with:
+            raise self.fail_with
+
+
+def test_a_stage_runs_once_and_the_run_moves_on(
+    django_capture_on_commit_callbacks: Callable,
+) -> None:
+    run = queue_run()
+    body = CountingBody()
+    with django_capture_on_commit_callbacks() as enqueued:
+        stage_execute(run_id=run.pk, stage_name="checkout", task_id="task-1", body=body)
+    run.refresh_from_db()
+    assert body.calls == 1
+    assert run.status == RunStatus.RUNNING
+    assert run.stages.get(name="checkout").status == StageStatus.SUCCEEDED
+    assert len(enqueued) == 1  # the build stage
+    assert "doing the work, call 1" in stage_log_text(run.stages.get(name="checkout"))
+
+
+def test_a_duplicate_message_for_a_running_stage_does_not_run_it_twice() -> None:
+    run = queue_run()
+    stage = run.stages.get(name="checkout")
+    run_transition(run=run, to=RunStatus.RUNNING)
+    stage_transition(stage=stage, to=StageStatus.RUNNING, task_id="task-1")
+    body = CountingBody()
+    stage_execute(run_id=run.pk, stage_name="checkout", task_id="task-2", body=body)
+    assert body.calls == 0
+    assert run.stages.get(name="checkout").status == StageStatus.RUNNING
+
+
+def test_the_redelivery_of_a_task_whose_worker_died_restarts_its_stage() -> None:
+    run = queue_run()
+    stage = run.stages.get(name="checkout")
+    run_transition(run=run, to=RunStatus.RUNNING)
+    stage_transition(stage=stage, to=StageStatus.RUNNING, task_id="task-1")
+    body = CountingBody()
+    stage_execute(run_id=run.pk, stage_name="checkout", task_id="task-1", body=body)
+    assert body.calls == 1
+    moves = list(RunEvent.objects.filter(stage=stage).values_list("to_status", flat=True))
+    assert moves == ["running", "pending", "running", "succeeded"]
+
+
+def test_a_redelivered_task_for_a_finished_stage_only_makes_sure_the_run_moves_on(
+    django_capture_on_commit_callbacks: Callable,
+) -> None:
+    run = queue_run()
+    stage_execute(run_id=run.pk, stage_name="checkout", task_id="task-1", body=CountingBody())
+    body = CountingBody()
+    with django_capture_on_commit_callbacks() as enqueued:
+        stage_execute(run_id=run.pk, stage_name="checkout", task_id="task-1", body=body)
+    assert body.calls == 0
+    assert len(enqueued) == 1  # the build stage again; its task ignores a duplicate
+
+
+def test_a_failing_stage_fails_the_run_and_skips_the_stages_after_it() -> None:
+    run = queue_run()
+    body = CountingBody(fail_with=StageFailure("no Dockerfile at the root of the repository"))
+    stage_execute(run_id=run.pk, stage_name="checkout", task_id="t", body=body)
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED
+    assert (run.failed_stage, run.failure_reason) == (
+        "checkout",
+        "no Dockerfile at the root of the repository",
+    )
+    assert {s.name: s.status for s in run.stages.all()} == {
+        "checkout": "failed",
+        "build": "skipped",
+        "test": "skipped",
+        "publish": "skipped",
+    }
+    assert "checkout failed: no Dockerfile" in stage_log_text(run.stages.get(name="checkout"))
+
+
+def test_a_crash_in_a_stage_fails_the_run_instead_of_leaving_it_running() -> None:
+    run = queue_run()
+    body = CountingBody(fail_with=KeyError("surprise"))
+    stage_execute(run_id=run.pk, stage_name="checkout", task_id="t", body=body)
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED
+    assert run.failure_reason == "internal error: KeyError('surprise')"
+
+
+def test_the_last_stage_succeeding_settles_the_run() -> None:
+    run = queue_run(test_command="")
+    for name in ("checkout", "build", "publish"):
+        stage_execute(run_id=run.pk, stage_name=name, task_id=f"t-{name}", body=CountingBody())
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED
+    assert run.finished_at is not None
+
+
+def test_a_stage_of_a_finished_run_does_nothing() -> None:
+    run = queue_run()
+    run_transition(run=run, to=RunStatus.CANCELLED)
+    body = CountingBody()
+    stage_execute(run_id=run.pk, stage_name="checkout", task_id="t", body=body)
+    assert body.calls == 0
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"slug": "Web App"}, "slug 'Web App'"),
+        ({"repository_url": "--upload-pack=evil"}, "repository: "),
+        ({"webhook_secret": "short"}, "secret: use at least 16"),
+        ({"test_command": "sh -c 'unclosed"}, "test command"),
+        ({"forge": "bitbucket"}, "forge 'bitbucket'"),
+        ({"test_timeout": 0}, "test timeout 0"),
+    ],
+)
+def test_project_create_names_the_field_it_refuses(fields: dict, message: str) -> None:
+    with pytest.raises(ProjectError, match=message):
+        make_project(**fields)
+
+
+def test_a_repository_is_one_project_whatever_the_url_form() -> None:
+    make_project(slug="web", repository_url="https://github.com/acme/web.git")
+    with pytest.raises(ProjectError, match="already project 'web'"):
+        make_project(slug="web2", repository_url="git@github.com:Acme/web.git")
+
+
+@override_settings(DOCKYARD_ALLOW_LOCAL_REPOSITORIES=False)
+def test_local_repositories_are_refused_unless_the_operator_allows_them() -> None:
+    with pytest.raises(ProjectError, match="DOCKYARD_ALLOW_LOCAL_REPOSITORIES"):
+        make_project(repository_url="/srv/git/web")

@@ -1,0 +1,84 @@
+"""docker-compose.yml describes a production-like install that compose itself accepts."""
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from config.environment import env_database, env_host_port, env_url
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+DOCKER_SOCKET = "/var/run/docker.sock"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    """The configuration as docker-compose resolves it (anchors, variables, defaults)."""
+    completed = subprocess.run(
+        ["docker-compose", "--file", str(COMPOSE_FILE), "config"],
+        env={**os.environ, "DOCKYARD_SECRET_KEY": "k" * 40},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 0, completed.stderr
+    return yaml.safe_load(completed.stdout)
+
+
+def test_it_runs_the_whole_stack(compose: dict[str, Any]) -> None:
+    assert set(compose["services"]) == {"postgres", "redis", "registry", "web", "worker"}
+
+
+def test_every_service_has_a_healthcheck(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+
+
+def test_only_the_worker_mounts_the_docker_socket(compose: dict[str, Any]) -> None:
+    mounting = {
+        name
+        for name, service in compose["services"].items()
+        for volume in service.get("volumes", [])
+        if DOCKER_SOCKET in str(volume)
+    }
+    assert mounting == {"worker"}
+
+
+def test_state_lives_in_named_volumes(compose: dict[str, Any]) -> None:
+    named = set(compose["volumes"])
+    for name in ("postgres", "redis", "registry", "worker"):
+        sources = {str(volume).split(":")[0] for volume in compose["services"][name]["volumes"]}
+        assert sources & named, f"{name} keeps its state in no named volume"
+
+
+def test_web_and_worker_start_after_their_dependencies_are_healthy(compose: dict[str, Any]) -> None:
+    for name in ("web", "worker"):
+        depends = compose["services"][name]["depends_on"]
+        assert depends["postgres"]["condition"] == "service_healthy"
+        assert depends["redis"]["condition"] == "service_healthy"
+
+
+def test_web_and_worker_settings_are_ones_dockyard_accepts(compose: dict[str, Any]) -> None:
+    for name in ("web", "worker"):
+        environment = compose["services"][name]["environment"]
+        env_database("DATABASE_URL", "", environ=environment)
+        env_url("REDIS_URL", "", schemes={"redis"}, environ=environment)
+        env_host_port("DOCKYARD_REGISTRY", "", environ=environment)
+        assert len(environment["DOCKYARD_SECRET_KEY"]) >= 32
+
+
+def test_it_refuses_to_start_without_a_secret_key() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DOCKYARD_SECRET_KEY"}
+    completed = subprocess.run(
+        ["docker-compose", "--file", str(COMPOSE_FILE), "config", "-q"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode != 0
+    assert "DOCKYARD_SECRET_KEY" in completed.stderr

@@ -1,0 +1,34 @@
+"""The inbox: every accepted delivery, stored before it is acted on."""
+
+from django.db import models
+
+from pipelines.models import Forge, PipelineRun, Project
+
+
+class Delivery(models.Model):
+    forge = models.CharField(max_length=16, choices=Forge.choices)
+    # The forge's id for the delivery; a redelivery carries the same one.
+    delivery_id = models.CharField(max_length=200)
+    event = models.CharField(max_length=100)
+    project = models.ForeignKey(
+        Project, on_delete=models.SET_NULL, null=True, related_name="deliveries"
+    )
+    # Request headers without secrets, tokens or signatures.
+    headers = models.JSONField(default=dict)
+    body = models.BinaryField()
+    status_code = models.PositiveSmallIntegerField(null=True)
+    outcome = models.TextField(blank=True)
+    run = models.ForeignKey(
+        PipelineRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="deliveries"
+    )
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        verbose_name_plural = "deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=["forge", "delivery_id"], name="delivery_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.forge} {self.event} {self.delivery_id}"

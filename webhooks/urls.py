@@ -1,0 +1,7 @@
+from django.urls import path
+
+from webhooks import views
+
+urlpatterns = [
+    path("github/", views.github, name="webhook-github"),
+]
