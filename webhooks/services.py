@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 from pipelines.models import Forge, PipelineRun, Project, Trigger
 from pipelines.selectors import project_for_repository
 from pipelines.services import run_create
-from webhooks.events import ForgeEvent, Ignored, PayloadError, Ping, Push
+from webhooks.events import Deletion, ForgeEvent, Ignored, PayloadError, Ping, Push
 from webhooks.github import github_event, github_repository_urls
 from webhooks.models import Delivery
 from webhooks.signatures import github_signature_valid
@@ -118,6 +118,10 @@ def _act(project: Project, forge_event: ForgeEvent) -> DeliveryOutcome:
             return DeliveryOutcome(status=200, message="pong", run=None)
         case Ignored(reason=reason):
             return DeliveryOutcome(status=202, message=f"ignored: {reason}", run=None)
+        case Deletion():
+            return DeliveryOutcome(
+                status=202, message=f"ignored: {forge_event.describe()}", run=None
+            )
         case Push(ref=ref, commit_sha=sha, commit_message=message):
             run = run_create(
                 project=project,
