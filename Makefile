@@ -12,7 +12,7 @@ TEST_ENV := DATABASE_URL=postgres://dockyard:dockyard@127.0.0.1:5432/dockyard \
 	DOCKYARD_DATA_DIR=$(CURDIR)/data/test \
 	DOCKYARD_ALLOW_LOCAL_REPOSITORIES=true
 
-.PHONY: up down demo test lint system services
+.PHONY: up down demo test lint system services bench-pipeline
 
 $(VENV)/.installed: pyproject.toml
 	scripts/system-packages.sh
@@ -43,3 +43,6 @@ lint: $(VENV)/.installed
 
 test: $(VENV)/.installed services lint
 	$(TEST_ENV) $(VENV)/bin/pytest $(ARGS)
+
+bench-pipeline: up
+	DOCKYARD_ALLOW_LOCAL_REPOSITORIES=true $(PY) bench/pipeline.py

@@ -1,4 +1,4 @@
-"""The Docker engine adapter: build images, run throwaway containers, push to a registry.
+"""The Docker engine adapter: build images, run throwaway containers, pull and push.
 
 The only module that imports the Docker SDK. Its errors become DockerEngineError (or
 ImageBuildError for a build that failed because of the Dockerfile). Every container it starts
@@ -7,6 +7,7 @@ carries Dockyard's labels, so that a sweep by label finds any that outlived its 
 
 import codecs
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -15,9 +16,15 @@ from typing import Any
 
 import docker
 import requests
+from docker.api.build import process_dockerfile
 from docker.errors import DockerException, ImageNotFound, NotFound
+from docker.utils.build import exclude_paths
+from docker.utils.build import tar as context_tar
 
 MANAGED_LABEL = "dockyard.managed"
+# Whatever a repository's .dockerignore says (even "!.git"), history never enters a build
+# context: it grows with every commit and slows every build. Appended last, so they win.
+ALWAYS_EXCLUDED = (".git", ".git/**", "**/.git", "**/.git/**")
 
 OutputSink = Callable[[str], None]
 
@@ -28,6 +35,10 @@ class DockerEngineError(Exception):
 
 class ImageBuildError(DockerEngineError):
     """The image did not build: a failing RUN step, a missing file, a bad Dockerfile."""
+
+
+class BuildStopped(DockerEngineError):
+    """The build was stopped because its run was cancelled."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +55,33 @@ class ContainerOutcome:
     exit_code: int | None
     timed_out: bool
     oom_killed: bool
+    stopped: bool = False
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    id: str
+    size_bytes: int
+    repo_digests: tuple[str, ...]
+
+    def digest_in(self, repository: str) -> str | None:
+        """The manifest digest this image has in `repository`, if it was pushed or pulled there."""
+        for reference in self.repo_digests:
+            name, _, digest = reference.partition("@")
+            if name == repository:
+                return digest
+        return None
+
+
+def build_context_files(context_dir: Path, dockerfile: Path) -> list[str]:
+    """The files (relative paths) a build of `dockerfile` in `context_dir` sends to the engine."""
+    name, _ = process_dockerfile(str(dockerfile), str(context_dir))
+    paths = exclude_paths(str(context_dir), _ignore_patterns(context_dir), dockerfile=name)
+    return sorted(
+        path
+        for path in paths
+        if (context_dir / path).is_symlink() or not (context_dir / path).is_dir()
+    )
 
 
 class DockerEngine:
@@ -68,20 +106,33 @@ class DockerEngine:
         self,
         *,
         context_dir: Path,
-        dockerfile: str,
+        dockerfile: Path,
         tag: str,
-        labels: dict[str, str],
         on_output: OutputSink,
         buildargs: dict[str, str] | None = None,
+        stop: threading.Event | None = None,
     ) -> str:
-        """Build and tag an image, streaming the builder's output; returns the image id."""
+        """Build and tag an image, streaming the builder's output; returns the image id.
+
+        `dockerfile` may lie outside `context_dir`; the context honours .dockerignore but never
+        carries .git. Images get no labels: the legacy builder turns each label into a step of
+        its own, a container start apiece, on every build. Dockyard finds its images by name.
+        """
         image_id = None
-        with self._translated_errors("build"):
+        name, contents = process_dockerfile(str(dockerfile), str(context_dir))
+        with (
+            self._translated_errors("build"),
+            context_tar(
+                str(context_dir),
+                exclude=_ignore_patterns(context_dir),
+                dockerfile=(name, contents),
+            ) as context,
+        ):
             stream = self._client.api.build(
-                path=str(context_dir),
-                dockerfile=dockerfile,
+                fileobj=context,
+                custom_context=True,
+                dockerfile=name,
                 tag=tag,
-                labels={**labels, MANAGED_LABEL: "true"},
                 buildargs=buildargs or {},
                 rm=True,
                 forcerm=True,
@@ -89,6 +140,9 @@ class DockerEngine:
                 decode=True,
             )
             for chunk in stream:
+                if stop is not None and stop.is_set():
+                    stream.close()
+                    raise BuildStopped("the build was stopped")
                 if "error" in chunk:
                     raise ImageBuildError(str(chunk["error"]).strip())
                 if "stream" in chunk:
@@ -102,45 +156,31 @@ class DockerEngine:
                 image_id = self._client.images.get(tag).id
         return str(image_id)
 
-    def image_exists(self, reference: str) -> bool:
+    def image_info(self, reference: str) -> ImageInfo | None:
+        """The local image `reference` names, or None."""
         with self._translated_errors("image lookup"):
             try:
-                self._client.images.get(reference)
+                image = self._client.images.get(reference)
             except ImageNotFound:
-                return False
-        return True
-
-    def run_throwaway(
-        self,
-        *,
-        image: str,
-        command: list[str],
-        labels: dict[str, str],
-        timeout: int,
-        limits: ContainerLimits,
-        on_output: OutputSink,
-    ) -> ContainerOutcome:
-        """Run `command` in a locked-down container that is removed afterwards, whatever happens."""
-        with self._translated_errors("test container"):
-            container = self._client.containers.create(
-                image=image,
-                command=command,
-                labels={**labels, MANAGED_LABEL: "true"},
-                network_mode="host" if limits.network else "none",
-                cap_drop=["ALL"],
-                security_opt=["no-new-privileges"],
-                pids_limit=limits.pids,
-                mem_limit=limits.memory_bytes,
-                memswap_limit=limits.memory_bytes,
-                nano_cpus=limits.nano_cpus,
-                user=limits.user or "",
-                stdin_open=False,
-                tty=False,
+                return None
+            return ImageInfo(
+                id=str(image.id),
+                size_bytes=int(image.attrs.get("Size") or 0),
+                repo_digests=tuple(image.attrs.get("RepoDigests") or ()),
             )
-            try:
-                return self._follow(container, timeout=timeout, on_output=on_output)
-            finally:
-                self._remove(container)
+
+    def image_exists(self, reference: str) -> bool:
+        return self.image_info(reference) is not None
+
+    def pull_image(self, *, repository: str, tag: str, on_output: OutputSink) -> None:
+        with self._translated_errors("pull"):
+            for chunk in self._client.api.pull(repository, tag=tag, stream=True, decode=True):
+                if "error" in chunk:
+                    raise DockerEngineError(f"pull of {repository}:{tag} failed: {chunk['error']}")
+                status = chunk.get("status", "")
+                if status and status not in {"Downloading", "Extracting", "Waiting"}:
+                    layer = chunk.get("id")
+                    on_output(f"{layer}: {status}\n" if layer else f"{status}\n")
 
     def push_image(self, *, image_id: str, repository: str, tag: str, on_output: OutputSink) -> str:
         """Tag the image as repository:tag and push it; returns the manifest digest."""
@@ -163,6 +203,46 @@ class DockerEngine:
             raise DockerEngineError(f"push of {repository}:{tag} reported no digest")
         return str(digest)
 
+    def run_throwaway(
+        self,
+        *,
+        image: str,
+        command: list[str],
+        labels: dict[str, str],
+        timeout: int,
+        limits: ContainerLimits,
+        on_output: OutputSink,
+        environment: dict[str, str] | None = None,
+        stop: threading.Event | None = None,
+    ) -> ContainerOutcome:
+        """Run `command` in a locked-down container that is removed afterwards, whatever happens.
+
+        No network unless asked, no capabilities, no privilege escalation, bounded memory (no
+        swap), processes and CPU, no volumes (so never the Docker socket). The container is
+        killed when `timeout` seconds pass or `stop` is set.
+        """
+        with self._translated_errors("test container"):
+            container = self._client.containers.create(
+                image=image,
+                command=command,
+                environment=environment or {},
+                labels={**labels, MANAGED_LABEL: "true"},
+                network_mode="host" if limits.network else "none",
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
+                pids_limit=limits.pids,
+                mem_limit=limits.memory_bytes,
+                memswap_limit=limits.memory_bytes,
+                nano_cpus=limits.nano_cpus,
+                user=limits.user or "",
+                stdin_open=False,
+                tty=False,
+            )
+            try:
+                return self._follow(container, timeout=timeout, stop=stop, on_output=on_output)
+            finally:
+                self._remove(container)
+
     def remove_containers(self, *, labels: dict[str, str]) -> int:
         """Remove every container (running or not) carrying all of `labels`; returns how many."""
         filters = [f"{key}={value}" for key, value in labels.items()]
@@ -172,19 +252,34 @@ class DockerEngine:
                 self._remove(container)
         return len(containers)
 
-    def _follow(self, container: Any, *, timeout: int, on_output: OutputSink) -> ContainerOutcome:
-        timed_out = threading.Event()
+    def _follow(
+        self,
+        container: Any,
+        *,
+        timeout: int,
+        stop: threading.Event | None,
+        on_output: OutputSink,
+    ) -> ContainerOutcome:
+        ended = threading.Event()
+        killed_for: list[str] = []
 
-        def kill_on_timeout() -> None:
-            timed_out.set()
-            # It may have ended by itself in the meantime.
-            with suppress(DockerException):
-                container.kill()
+        def watch() -> None:
+            deadline = time.monotonic() + timeout
+            while not ended.wait(0.2):
+                if stop is not None and stop.is_set():
+                    killed_for.append("stop")
+                elif time.monotonic() >= deadline:
+                    killed_for.append("timeout")
+                else:
+                    continue
+                # It may have ended by itself in the meantime.
+                with suppress(DockerException):
+                    container.kill()
+                return
 
-        killer = threading.Timer(timeout, kill_on_timeout)
-        killer.daemon = True
+        watcher = threading.Thread(target=watch, name="container-watch", daemon=True)
         container.start()
-        killer.start()
+        watcher.start()
         try:
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
@@ -192,13 +287,15 @@ class DockerEngine:
             on_output(decoder.decode(b"", final=True))
             status = container.wait()
         finally:
-            killer.cancel()
+            ended.set()
+            watcher.join()
         container.reload()
         state = container.attrs.get("State", {})
         return ContainerOutcome(
-            exit_code=None if timed_out.is_set() else int(status.get("StatusCode", -1)),
-            timed_out=timed_out.is_set(),
+            exit_code=None if killed_for else int(status.get("StatusCode", -1)),
+            timed_out=killed_for == ["timeout"],
             oom_killed=bool(state.get("OOMKilled")),
+            stopped=killed_for == ["stop"],
         )
 
     def _remove(self, container: Any) -> None:
@@ -211,8 +308,19 @@ class DockerEngine:
             yield
         except DockerEngineError:
             raise
-        except (DockerException, requests.exceptions.RequestException) as error:
+        except (DockerException, requests.exceptions.RequestException, OSError) as error:
             raise DockerEngineError(f"{action} on {self._base_url}: {_explain(error)}") from None
+
+
+def _ignore_patterns(context_dir: Path) -> list[str]:
+    patterns: list[str] = []
+    dockerignore = context_dir / ".dockerignore"
+    if dockerignore.is_file():
+        for line in dockerignore.read_text(errors="replace").splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                patterns.append(line)
+    return [*patterns, *ALWAYS_EXCLUDED]
 
 
 def _explain(error: Exception) -> str:

@@ -1,25 +1,23 @@
 """The build, test and publish stages of a run, and the clean-up after it."""
 
 import logging
-import shlex
+from functools import partial
 
 from django.conf import settings
 
-from builds.docker_engine import (
-    ContainerLimits,
-    DockerEngine,
-    DockerEngineError,
-    ImageBuildError,
-)
-from pipelines.execution import StageFailure
+from builds.docker_engine import ContainerLimits, DockerEngine, DockerEngineError
+from builds.image_stack import stack_build
+from builds.image_tags import render_tags
+from builds.models import LayerBuild
+from pipelines.execution import StageCancelled, StageFailure
 from pipelines.models import PipelineRun
+from pipelines.selectors import project_secrets
 from pipelines.services import run_record_image
+from pipelines.spec import PipelineSpec, spec_from_dict
 from pipelines.stage_log import StageLog
 from pipelines.workspace import workspace_ensure, workspace_remove
 
 logger = logging.getLogger(__name__)
-
-DOCKERFILE = "Dockerfile"
 
 
 def run_labels(run: PipelineRun, *, role: str) -> dict[str, str]:
@@ -31,64 +29,100 @@ def run_labels(run: PipelineRun, *, role: str) -> dict[str, str]:
     }
 
 
-def image_labels(run: PipelineRun) -> dict[str, str]:
-    # No run id: two runs of the same commit must be able to produce the same image.
-    return {"dockyard.project": run.project.slug}
-
-
-def local_image_tag(run: PipelineRun) -> str:
-    return f"dockyard/{run.project.slug}:run-{run.pk}"
-
-
 def build_stage(run: PipelineRun, log: StageLog) -> None:
-    """The build stage: the repository's Dockerfile, built on the worker's engine."""
+    """The build stage: the image stack, bases from the cache where their inputs are unchanged."""
+    spec = _spec(run)
     try:
         with DockerEngine(settings.DOCKER_HOST) as engine:
-            _build(run, log, engine)
-    except DockerEngineError as error:
-        raise StageFailure(str(error)) from None
-
-
-def test_stage(run: PipelineRun, log: StageLog) -> None:
-    """The test stage: the project's test command in a throwaway, network-less container."""
-    command = shlex.split(run.project.test_command)
-    timeout = run.project.test_timeout
-    log.line(f"$ {shlex.join(command)}")
-    try:
-        with DockerEngine(settings.DOCKER_HOST) as engine:
-            image = _ensure_run_image(run, log, engine)
-            outcome = engine.run_throwaway(
-                image=image,
-                command=command,
-                labels=run_labels(run, role="test"),
-                timeout=timeout,
-                limits=ContainerLimits(),
-                on_output=log.write,
+            layers = stack_build(
+                run=run, spec=spec, source=workspace_ensure(run, log), log=log, engine=engine
             )
     except DockerEngineError as error:
         raise StageFailure(str(error)) from None
+    run_record_image(run=run, image_id=layers[spec.publish.image].image_id)
+    for layer in layers.values():
+        hit = {True: "cache hit", False: "cache miss", None: "built"}[layer.cache_hit]
+        log.line(
+            f"{layer.name}: {hit}, {layer.duration_seconds:.1f}s, "
+            f"{layer.size_bytes / 1e6:.1f} MB, {layer.reference or layer.image_id}"
+        )
+
+
+def test_stage(run: PipelineRun, log: StageLog) -> None:
+    """The test stage: the test command in a throwaway, locked-down container."""
+    spec = _spec(run)
+    test = spec.test
+    if test is None:
+        return
+    secrets = project_secrets(run.project, test.secrets)
+    missing = sorted(set(test.secrets) - set(secrets))
+    if missing:
+        raise StageFailure(f"test.secrets: not set for this project: {', '.join(missing)}")
+    log.line(f"$ {' '.join(test.command)}")
+    try:
+        with DockerEngine(settings.DOCKER_HOST) as engine:
+            image = _ensure_layer_image(run, spec, test.image, log, engine)
+            outcome = log.stream(
+                lambda: engine.run_throwaway(
+                    image=image,
+                    command=list(test.command),
+                    environment={**dict(test.env), **secrets},
+                    labels=run_labels(run, role="test"),
+                    timeout=test.timeout,
+                    limits=ContainerLimits(
+                        memory_bytes=test.memory_bytes,
+                        pids=test.pids,
+                        nano_cpus=int(test.cpus * 1_000_000_000),
+                        network=test.network,
+                        user=test.user,
+                    ),
+                    on_output=log.write,
+                    stop=log.stop_requested,
+                )
+            )
+    except DockerEngineError as error:
+        raise StageFailure(str(error)) from None
+    if outcome.stopped:
+        raise StageCancelled()
     if outcome.timed_out:
-        raise StageFailure(f"the test command ran longer than {timeout}s and was killed")
+        raise StageFailure(f"the test ran longer than {test.timeout}s and was killed")
     if outcome.oom_killed:
-        raise StageFailure("the test container ran out of memory and was killed")
+        raise StageFailure(
+            f"the test container ran out of memory ({test.memory_bytes // 2**20} MiB) "
+            "and was killed"
+        )
     if outcome.exit_code != 0:
         raise StageFailure(f"the test command exited with status {outcome.exit_code}")
 
 
 def publish_stage(run: PipelineRun, log: StageLog) -> None:
-    """The publish stage: push the image to the registry, tagged with the full commit sha."""
-    repository = f"{settings.DOCKYARD_REGISTRY}/{run.project.slug}"
-    log.line(f"pushing {repository}:{run.commit_sha}")
+    """The publish stage: push the image under its tags (commit sha, branch, git tag)."""
+    spec = _spec(run)
+    repository = spec.publish.repository or f"{settings.DOCKYARD_REGISTRY}/{run.project.slug}"
+    tags = render_tags(
+        spec.publish.tags, commit_sha=run.commit_sha, ref=run.ref, run_number=run.number
+    )
+    if not tags:
+        raise StageFailure("publish.tags: no template gives a tag for this push")
+    digest = ""
     try:
         with DockerEngine(settings.DOCKER_HOST) as engine:
-            image = _ensure_run_image(run, log, engine)
-            digest = engine.push_image(
-                image_id=image, repository=repository, tag=run.commit_sha, on_output=log.write
-            )
+            image = _ensure_layer_image(run, spec, spec.publish.image, log, engine)
+            for tag in tags:
+                log.line(f"pushing {repository}:{tag}")
+                digest = log.stream(
+                    partial(
+                        engine.push_image,
+                        image_id=image,
+                        repository=repository,
+                        tag=tag,
+                        on_output=log.write,
+                    )
+                )
     except DockerEngineError as error:
         raise StageFailure(str(error)) from None
-    run_record_image(run=run, image_reference=f"{repository}:{run.commit_sha}", image_digest=digest)
-    log.line(f"pushed {repository}@{digest}")
+    run_record_image(run=run, image_repository=repository, image_digest=digest, published_tags=tags)
+    log.line(f"published {repository}@{digest} as {', '.join(tags)}")
 
 
 def run_cleanup(run_id: int) -> None:
@@ -104,30 +138,22 @@ def run_cleanup(run_id: int) -> None:
     workspace_remove(run_id)
 
 
-def _build(run: PipelineRun, log: StageLog, engine: DockerEngine) -> str:
-    source = workspace_ensure(run, log)
-    if not (source / DOCKERFILE).is_file():
-        raise StageFailure(f"no {DOCKERFILE} at the root of the repository")
-    tag = local_image_tag(run)
-    try:
-        image_id = engine.build_image(
-            context_dir=source,
-            dockerfile=DOCKERFILE,
-            tag=tag,
-            labels=image_labels(run),
-            on_output=log.write,
-        )
-    except ImageBuildError as error:
-        raise StageFailure(f"the image did not build: {error}") from None
-    run_record_image(run=run, image_id=image_id)
-    log.line(f"built {tag} ({image_id})")
-    return image_id
+def _spec(run: PipelineRun) -> PipelineSpec:
+    if run.spec is None:
+        raise StageFailure("the config stage recorded no dockyard.yml for this run")
+    return spec_from_dict(run.spec)
 
 
-def _ensure_run_image(run: PipelineRun, log: StageLog, engine: DockerEngine) -> str:
-    # A later stage may land on a worker with another engine: build there too (its layer
-    # cache makes this cheap where the image was built before).
-    if run.image_id and engine.image_exists(run.image_id):
-        return run.image_id
-    log.line("the built image is not on this worker's engine; building it here")
-    return _build(run, log, engine)
+def _ensure_layer_image(
+    run: PipelineRun, spec: PipelineSpec, name: str, log: StageLog, engine: DockerEngine
+) -> str:
+    # A later stage may land on a worker with another engine: build the stack there too (the
+    # bases come from the registry cache, so only the app layer is rebuilt).
+    layer = LayerBuild.objects.filter(run=run, name=name).first()
+    if layer is not None and engine.image_exists(layer.image_id):
+        return layer.image_id
+    log.line(f"image {name!r} is not on this worker's engine; building the stack here")
+    layers = stack_build(
+        run=run, spec=spec, source=workspace_ensure(run, log), log=log, engine=engine
+    )
+    return layers[name].image_id

@@ -1,6 +1,7 @@
 from django.contrib import admin
+from django.http import HttpRequest
 
-from pipelines.models import PipelineRun, Project, RunEvent
+from pipelines.models import PipelineRun, Project, ProjectSecret, RunEvent
 
 
 @admin.register(Project)
@@ -29,4 +30,18 @@ class PipelineRunAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request: object, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(ProjectSecret)
+class ProjectSecretAdmin(admin.ModelAdmin):
+    """Which secrets exist; values are set with `manage.py setsecret` and never shown."""
+
+    list_display = ["project", "name", "updated_at"]
+    fields = readonly_fields = ("project", "name", "updated_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False

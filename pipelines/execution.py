@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from django.db import transaction
 
 from pipelines.models import PipelineRun, Stage
+from pipelines.selectors import project_secret_values, run_is_cancelled
 from pipelines.services import run_advance, run_fail, run_transition, stage_transition
 from pipelines.stage_log import StageLog
 from pipelines.states import RUN_FINAL_STATES, RunStatus, StageStatus
@@ -19,6 +20,10 @@ logger = logging.getLogger(__name__)
 
 class StageFailure(Exception):
     """The stage failed for a reason the user can act on (a failing test, a bad Dockerfile)."""
+
+
+class StageCancelled(Exception):
+    """The run was cancelled while the stage ran; its work stopped early."""
 
 
 StageBody = Callable[[PipelineRun, StageLog], None]
@@ -36,9 +41,16 @@ def stage_execute(*, run_id: int, stage_name: str, task_id: str, body: StageBody
     if claim is None:
         return
     run, stage = claim.run, claim.stage
-    log = StageLog(stage)
+    log = StageLog(
+        stage,
+        secrets=project_secret_values(run.project),
+        should_stop=lambda: run_is_cancelled(run.pk),
+    )
     try:
         body(run, log)
+    except StageCancelled:
+        # The cancel has already settled the stage; should it not have, the stage fails.
+        _stage_settle(run, stage, log, failure_reason="stopped: the run was cancelled")
     except StageFailure as failure:
         _stage_settle(run, stage, log, failure_reason=str(failure))
     except Exception as error:

@@ -37,6 +37,38 @@ def mirror_fetch(*, url: str, mirror_dir: Path, commit_sha: str) -> None:
     """Make sure `mirror_dir` is a mirror of `url` that holds `commit_sha`."""
     if not _COMMIT_SHA.match(commit_sha):
         raise GitCheckoutError(f"{commit_sha!r} is not a full commit id")
+    with _mirror(url, mirror_dir) as repo:
+        try:
+            if not _has_commit(repo, commit_sha):
+                repo.git.fetch("--prune", "origin", kill_after_timeout=GIT_TIMEOUT_SECONDS)
+            if not _has_commit(repo, commit_sha):
+                # Not on any ref (a force-pushed branch, a pull request head): forges let a
+                # client fetch a reachable commit by its id.
+                with suppress(GitError):
+                    repo.git.fetch("origin", commit_sha, kill_after_timeout=GIT_TIMEOUT_SECONDS)
+            if not _has_commit(repo, commit_sha):
+                raise GitCheckoutError(f"commit {commit_sha} is not in {url}")
+        except GitError as error:
+            raise GitCheckoutError(f"fetching {url} failed: {_describe(error)}") from None
+
+
+def branch_head(*, url: str, mirror_dir: Path, branch: str) -> str:
+    """The commit `branch` of `url` points at now (the mirror is fetched first)."""
+    with _mirror(url, mirror_dir) as repo:
+        try:
+            repo.git.fetch("--prune", "origin", kill_after_timeout=GIT_TIMEOUT_SECONDS)
+            return str(
+                repo.git.rev_parse(
+                    "--verify", "--end-of-options", f"refs/heads/{branch}^{{commit}}"
+                )
+            )
+        except GitError as error:
+            raise GitCheckoutError(f"branch {branch!r} of {url}: {_describe(error)}") from None
+
+
+@contextmanager
+def _mirror(url: str, mirror_dir: Path) -> Iterator[git.Repo]:
+    """The mirror of `url`, cloned when absent; held under an exclusive lock."""
     mirror_dir.parent.mkdir(parents=True, exist_ok=True)
     with _locked(mirror_dir, exclusive=True):
         try:
@@ -48,21 +80,16 @@ def mirror_fetch(*, url: str, mirror_dir: Path, commit_sha: str) -> None:
                     env=_GIT_ENV,
                     kill_after_timeout=GIT_TIMEOUT_SECONDS,
                 ).close()
-            with git.Repo(mirror_dir) as repo:
-                repo.git.update_environment(**_GIT_ENV)
-                if repo.remote("origin").url != url:
-                    repo.git.remote("set-url", "origin", "--", url)
-                if not _has_commit(repo, commit_sha):
-                    repo.git.fetch("--prune", "origin", kill_after_timeout=GIT_TIMEOUT_SECONDS)
-                if not _has_commit(repo, commit_sha):
-                    # Not on any ref (a force-pushed branch, a pull request head): forges let
-                    # a client fetch a reachable commit by its id.
-                    with suppress(GitError):
-                        repo.git.fetch("origin", commit_sha, kill_after_timeout=GIT_TIMEOUT_SECONDS)
-                if not _has_commit(repo, commit_sha):
-                    raise GitCheckoutError(f"commit {commit_sha} is not in {url}")
+            repo = git.Repo(mirror_dir)
         except GitError as error:
             raise GitCheckoutError(f"fetching {url} failed: {_describe(error)}") from None
+        try:
+            repo.git.update_environment(**_GIT_ENV)
+            if repo.remote("origin").url != url:
+                repo.git.remote("set-url", "origin", "--", url)
+            yield repo
+        finally:
+            repo.close()
 
 
 def export_commit(*, mirror_dir: Path, commit_sha: str, destination: Path) -> CommitInfo:

@@ -17,6 +17,8 @@ class Forge(models.TextChoices):
 class Trigger(models.TextChoices):
     WEBHOOK = "webhook"
     MANUAL = "manual"
+    # A base image this project builds on was published anew.
+    BASE_UPDATED = "base-updated", "base updated"
 
 
 class Project(models.Model):
@@ -40,6 +42,45 @@ class Project(models.Model):
         return self.slug
 
 
+class ProjectSecret(models.Model):
+    """A value a project's tests may read as an environment variable; masked in every log."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="secrets")
+    name = models.CharField(max_length=100)
+    value = models.TextField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["project", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="project_secret_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project.slug} {self.name}"
+
+
+class BaseDependency(models.Model):
+    """`project` builds on the image `base_project` publishes (dockyard.yml `from: project:`)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="base_links")
+    base_project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="dependent_links"
+    )
+    image = models.CharField(max_length=63, help_text="the image of `project` that builds on it")
+
+    class Meta:
+        ordering = ["base_project", "project", "image"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "base_project", "image"], name="base_dependency_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project.slug}/{self.image} builds on {self.base_project.slug}"
+
+
 class PipelineRun(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="runs")
     number = models.PositiveIntegerField()
@@ -50,9 +91,18 @@ class PipelineRun(models.Model):
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
     failed_stage = models.CharField(max_length=16, choices=StageName.choices, blank=True)
     failure_reason = models.TextField(blank=True)
+    # The run that caused this one, e.g. the base project's run whose new image it rebuilds on.
+    triggered_by = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="triggered_runs"
+    )
+    # dockyard.yml as the config stage read it (pipelines.spec.spec_to_dict): later stages,
+    # on whichever worker, build exactly what was validated.
+    spec = models.JSONField(null=True, blank=True)
     image_id = models.CharField(max_length=100, blank=True)
+    image_repository = models.CharField(max_length=500, blank=True)
     image_reference = models.CharField(max_length=500, blank=True)
     image_digest = models.CharField(max_length=100, blank=True)
+    published_tags = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

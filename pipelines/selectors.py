@@ -1,11 +1,13 @@
 """Reads for projects and runs."""
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from django.db.models import QuerySet
 
-from pipelines.models import LogChunk, PipelineRun, Project, Stage
+from pipelines.models import BaseDependency, LogChunk, PipelineRun, Project, ProjectSecret, Stage
 from pipelines.repository_urls import repository_key
+from pipelines.states import RunStatus
 
 
 def project_for_repository(urls: Iterable[str]) -> Project | None:
@@ -30,3 +32,75 @@ def run_stage_logs(run: PipelineRun) -> dict[int, str]:
     for stage_id, text in run.log_chunks.order_by("seq").values_list("stage_id", "text"):
         logs.setdefault(stage_id, []).append(text)
     return {stage_id: "".join(parts) for stage_id, parts in logs.items()}
+
+
+def run_is_cancelled(run_id: int) -> bool:
+    return PipelineRun.objects.filter(pk=run_id, status=RunStatus.CANCELLED).exists()
+
+
+def project_secret_values(project: Project) -> list[str]:
+    """Every secret value of the project: what log masking hides."""
+    return list(ProjectSecret.objects.filter(project=project).values_list("value", flat=True))
+
+
+def project_secrets(project: Project, names: Iterable[str]) -> dict[str, str]:
+    """The named secrets of the project, by name; names without a value are left out."""
+    return dict(
+        ProjectSecret.objects.filter(project=project, name__in=list(names)).values_list(
+            "name", "value"
+        )
+    )
+
+
+def latest_published_run(project: Project) -> PipelineRun | None:
+    """The newest run of the project's default branch that published an image."""
+    return (
+        PipelineRun.objects.filter(
+            project=project,
+            ref=f"refs/heads/{project.default_branch}",
+            status=RunStatus.SUCCEEDED,
+        )
+        .exclude(image_digest="")
+        .order_by("-number")
+        .first()
+    )
+
+
+def project_runs(project: Project) -> QuerySet[PipelineRun]:
+    return run_list().filter(project=project)
+
+
+@dataclass(frozen=True)
+class GraphEdge:
+    """One project building on another's published image, and how its latest run went."""
+
+    project: Project
+    image: str
+    latest_run: PipelineRun | None
+
+
+def project_base_graph(project: Project) -> tuple[list[GraphEdge], list[GraphEdge]]:
+    """(what the project builds on, what builds on it), each with the latest default-branch run."""
+    builds_on = [
+        GraphEdge(
+            project=link.base_project,
+            image=link.image,
+            latest_run=_latest_default_run(link.base_project),
+        )
+        for link in BaseDependency.objects.filter(project=project).select_related("base_project")
+    ]
+    used_by = [
+        GraphEdge(
+            project=link.project, image=link.image, latest_run=_latest_default_run(link.project)
+        )
+        for link in BaseDependency.objects.filter(base_project=project).select_related("project")
+    ]
+    return builds_on, used_by
+
+
+def _latest_default_run(project: Project) -> PipelineRun | None:
+    return (
+        PipelineRun.objects.filter(project=project, ref=f"refs/heads/{project.default_branch}")
+        .order_by("-number")
+        .first()
+    )

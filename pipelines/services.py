@@ -4,6 +4,7 @@ import logging
 import re
 import secrets
 import shlex
+from pathlib import Path
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -11,7 +12,17 @@ from django.db.models import Max
 from django.utils import timezone
 
 from config.celery import app as celery_app
-from pipelines.models import Forge, PipelineRun, Project, RunEvent, Stage, Trigger
+from pipelines.git_checkout import GitCheckoutError, branch_head
+from pipelines.models import (
+    BaseDependency,
+    Forge,
+    PipelineRun,
+    Project,
+    ProjectSecret,
+    RunEvent,
+    Stage,
+    Trigger,
+)
 from pipelines.repository_urls import RepositoryURLError, repository_key, validate_repository_url
 from pipelines.states import (
     RUN_FINAL_STATES,
@@ -29,15 +40,18 @@ logger = logging.getLogger(__name__)
 # Each stage is one Celery task; the end of one stage enqueues the next by name.
 STAGE_TASKS: dict[str, str] = {
     StageName.CHECKOUT: "pipelines.checkout",
+    StageName.CONFIG: "pipelines.config",
     StageName.BUILD: "builds.build",
     StageName.TEST: "builds.test",
     StageName.PUBLISH: "builds.publish",
 }
 RUN_CLEANUP_TASK = "builds.cleanup_run"
+DEPENDENTS_TASK = "pipelines.rebuild_dependents"
 
 # A project's slug becomes a registry repository name, so it follows those rules too.
 _SLUG = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 _COMMIT_SHA = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
+_SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class ProjectError(ValueError):
@@ -98,7 +112,13 @@ def project_create(
 
 
 def run_create(
-    *, project: Project, ref: str, commit_sha: str, commit_message: str = "", trigger: str
+    *,
+    project: Project,
+    ref: str,
+    commit_sha: str,
+    commit_message: str = "",
+    trigger: str,
+    triggered_by: PipelineRun | None = None,
 ) -> PipelineRun:
     """Queue a run of `commit_sha`; its first stage is enqueued once the transaction commits."""
     if not _COMMIT_SHA.match(commit_sha):
@@ -116,17 +136,33 @@ def run_create(
             commit_sha=commit_sha,
             commit_message=commit_message[:10_000],
             trigger=trigger,
+            triggered_by=triggered_by,
         )
         RunEvent.objects.create(run=run, from_status="", to_status=RunStatus.QUEUED, reason=trigger)
         Stage.objects.bulk_create(
             Stage(run=run, name=name, position=position)
             for position, name in enumerate(STAGE_ORDER)
         )
-        if not project.test_command.strip():
-            test_stage = run.stages.get(name=StageName.TEST)
-            stage_transition(stage=test_stage, to=StageStatus.SKIPPED, reason="no test command")
         _enqueue_stage(run, StageName.CHECKOUT)
     return run
+
+
+def run_cancel(*, run: PipelineRun, reason: str) -> bool:
+    """Cancel a queued or running run; False when it had already ended.
+
+    The stage that is running notices within a second or two (StageLog.stream asks) and stops
+    its container; stages not yet started never start.
+    """
+    with transaction.atomic():
+        locked = PipelineRun.objects.select_for_update().get(pk=run.pk)
+        if locked.status in RUN_FINAL_STATES:
+            return False
+        unfinished = locked.stages.select_for_update().exclude(status__in=STAGE_FINAL_STATES)
+        for stage in unfinished.order_by("position"):
+            stage_transition(stage=stage, to=StageStatus.CANCELLED, reason=reason)
+        run_transition(run=locked, to=RunStatus.CANCELLED, reason=reason)
+    run.status, run.finished_at = locked.status, locked.finished_at
+    return True
 
 
 def run_transition(*, run: PipelineRun, to: str, reason: str = "") -> PipelineRun:
@@ -187,21 +223,103 @@ def stage_transition(*, stage: Stage, to: str, reason: str = "", task_id: str = 
 
 
 def run_record_image(
-    *, run: PipelineRun, image_id: str = "", image_reference: str = "", image_digest: str = ""
+    *,
+    run: PipelineRun,
+    image_id: str = "",
+    image_repository: str = "",
+    image_digest: str = "",
+    published_tags: list[str] | None = None,
 ) -> None:
     """Store what the build and publish stages produced (not a status: no transition)."""
-    fields = {
-        name: value
-        for name, value in (
-            ("image_id", image_id),
-            ("image_reference", image_reference),
-            ("image_digest", image_digest),
+    fields: dict[str, object] = {}
+    if image_id:
+        fields["image_id"] = image_id
+    if image_repository:
+        fields["image_repository"] = image_repository
+    if image_digest:
+        fields["image_digest"] = image_digest
+    if published_tags:
+        fields["published_tags"] = published_tags
+        fields["image_reference"] = (
+            f"{image_repository or run.image_repository}:{published_tags[0]}"
         )
-        if value
-    }
     PipelineRun.objects.filter(pk=run.pk).update(**fields)
     for name, value in fields.items():
         setattr(run, name, value)
+
+
+def run_record_spec(*, run: PipelineRun, spec: dict[str, object]) -> None:
+    """Store the dockyard.yml the config stage validated, for the stages after it."""
+    PipelineRun.objects.filter(pk=run.pk).update(spec=spec)
+    run.spec = spec
+
+
+def stage_skip(*, run: PipelineRun, name: str, reason: str) -> None:
+    """Skip a stage that has not started, e.g. the test stage of a stack without tests."""
+    stage_transition(stage=run.stages.get(name=name), to=StageStatus.SKIPPED, reason=reason)
+
+
+def project_secret_set(*, project: Project, name: str, value: str) -> ProjectSecret:
+    """Create or replace one secret of a project."""
+    if not _SECRET_NAME.match(name):
+        raise ProjectError(f"secret name {name!r}: use letters, digits and '_', not first a digit")
+    if not value:
+        raise ProjectError(f"secret {name}: the value is empty")
+    secret, _ = ProjectSecret.objects.update_or_create(
+        project=project, name=name, defaults={"value": value}
+    )
+    return secret
+
+
+def project_base_dependencies_set(*, project: Project, links: list[tuple[str, Project]]) -> None:
+    """Record which of the project's images build on which other projects' published images."""
+    with transaction.atomic():
+        BaseDependency.objects.filter(project=project).delete()
+        BaseDependency.objects.bulk_create(
+            BaseDependency(project=project, image=image, base_project=base) for image, base in links
+        )
+
+
+def dependents_rebuild(*, base_run_id: int) -> list[PipelineRun]:
+    """After a base project published from its default branch, rebuild the projects on it.
+
+    Each dependent's default branch is rebuilt at its current head. Safe to repeat: a
+    dependent already rebuilt for this base run is not rebuilt again.
+    """
+    base_run = PipelineRun.objects.select_related("project").get(pk=base_run_id)
+    base = base_run.project
+    if base_run.ref != f"refs/heads/{base.default_branch}" or not base_run.image_digest:
+        return []
+    dependents = Project.objects.filter(base_links__base_project=base).distinct()
+    runs: list[PipelineRun] = []
+    for project in dependents:
+        if project.runs.filter(triggered_by=base_run).exists():
+            continue
+        try:
+            head = branch_head(
+                url=project.repository_url,
+                mirror_dir=mirror_dir(project),
+                branch=project.default_branch,
+            )
+        except GitCheckoutError:
+            logger.exception("cannot find the head of %s to rebuild it on %s", project, base_run)
+            continue
+        runs.append(
+            run_create(
+                project=project,
+                ref=f"refs/heads/{project.default_branch}",
+                commit_sha=head,
+                commit_message=f"rebuild on {base.slug} #{base_run.number}",
+                trigger=Trigger.BASE_UPDATED,
+                triggered_by=base_run,
+            )
+        )
+    return runs
+
+
+def mirror_dir(project: Project) -> Path:
+    """Where this worker keeps the project's git mirror."""
+    return settings.DOCKYARD_MIRRORS_DIR / f"{project.slug}.git"
 
 
 def run_advance(*, run: PipelineRun) -> None:
@@ -220,6 +338,8 @@ def run_advance(*, run: PipelineRun) -> None:
         _enqueue_stage(run, pending.name)
     elif run.status not in RUN_FINAL_STATES:
         run_transition(run=run, to=RunStatus.SUCCEEDED)
+        run_id = run.pk
+        transaction.on_commit(lambda: celery_app.send_task(DEPENDENTS_TASK, args=[run_id]))
 
 
 def run_fail(*, run: PipelineRun, stage: Stage, reason: str) -> None:

@@ -22,6 +22,7 @@ class StageStatus(models.TextChoices):
 
 class StageName(models.TextChoices):
     CHECKOUT = "checkout"
+    CONFIG = "config"
     BUILD = "build"
     TEST = "test"
     PUBLISH = "publish"
@@ -30,6 +31,7 @@ class StageName(models.TextChoices):
 # The order in which a run's stages execute.
 STAGE_ORDER: tuple[StageName, ...] = (
     StageName.CHECKOUT,
+    StageName.CONFIG,
     StageName.BUILD,
     StageName.TEST,
     StageName.PUBLISH,

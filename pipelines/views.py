@@ -3,9 +3,12 @@
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
 
-from pipelines.selectors import run_list, run_stage_logs
+from pipelines.models import PipelineRun, Project
+from pipelines.selectors import project_base_graph, project_runs, run_list, run_stage_logs
+from pipelines.services import run_cancel
 from pipelines.states import RUN_FINAL_STATES
 
 RUNS_PER_PAGE = 50
@@ -25,5 +28,30 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(
         request,
         "pipelines/run_detail.html",
-        {"run": run, "stages": stages, "final": run.status in RUN_FINAL_STATES},
+        {
+            "run": run,
+            "stages": stages,
+            "layers": run.layers.all(),
+            "final": run.status in RUN_FINAL_STATES,
+        },
+    )
+
+
+@login_required
+@require_POST
+def run_cancel_view(request: HttpRequest, pk: int) -> HttpResponse:
+    run = get_object_or_404(PipelineRun, pk=pk)
+    run_cancel(run=run, reason=f"cancelled by {request.user.get_username()}")
+    return redirect("run-detail", pk=run.pk)
+
+
+@login_required
+def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    project = get_object_or_404(Project, slug=slug)
+    builds_on, used_by = project_base_graph(project)
+    page = Paginator(project_runs(project), RUNS_PER_PAGE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "pipelines/project_detail.html",
+        {"project": project, "page": page, "builds_on": builds_on, "used_by": used_by},
     )

@@ -8,6 +8,7 @@ from django.conf import settings
 from pipelines.execution import StageFailure
 from pipelines.git_checkout import GitCheckoutError, export_commit, mirror_fetch
 from pipelines.models import PipelineRun
+from pipelines.services import mirror_dir
 from pipelines.stage_log import StageLog
 
 _COMPLETE_MARKER = "complete"
@@ -29,7 +30,7 @@ def workspace_ensure(run: PipelineRun, log: StageLog) -> Path:
     if (workspace / _COMPLETE_MARKER).exists():
         return source
     shutil.rmtree(source, ignore_errors=True)
-    mirror = settings.DOCKYARD_MIRRORS_DIR / f"{run.project.slug}.git"
+    mirror = mirror_dir(run.project)
     log.line(f"fetching {run.project.repository_url}")
     try:
         mirror_fetch(url=run.project.repository_url, mirror_dir=mirror, commit_sha=run.commit_sha)

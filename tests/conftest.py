@@ -13,10 +13,12 @@ import docker
 import pytest
 import requests
 from django.conf import settings
+from django.test import Client
 
 from config.celery import app as celery_app
-from pipelines.models import PipelineRun
+from pipelines.models import PipelineRun, Project
 from pipelines.states import RUN_FINAL_STATES
+from tests.factories import github_headers, github_push_body
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER_START_TIMEOUT = 60
@@ -88,6 +90,36 @@ def wait_for_run() -> Callable[..., PipelineRun]:
         raise AssertionError(f"run {run.pk} still {run.status} after {timeout}s")
 
     return wait
+
+
+@pytest.fixture
+def push() -> Callable[..., PipelineRun]:
+    """Send the project a signed GitHub push of `sha` and return the run it queued."""
+
+    def send(project: Project, sha: str, ref: str = "refs/heads/main") -> PipelineRun:
+        body = github_push_body(clone_url=project.repository_url, sha=sha, ref=ref)
+        response = Client().post(
+            "/webhooks/github/",
+            data=body,
+            content_type="application/json",
+            headers=github_headers(secret=project.webhook_secret, body=body),
+        )
+        assert response.status_code == 202, response.content
+        return PipelineRun.objects.filter(project=project, commit_sha=sha).latest("number")
+
+    return send
+
+
+@pytest.fixture
+def pushed_run(
+    push: Callable[..., PipelineRun], wait_for_run: Callable[..., PipelineRun]
+) -> Callable[..., PipelineRun]:
+    """Push, then wait for the run to end."""
+
+    def send(project: Project, sha: str, ref: str = "refs/heads/main") -> PipelineRun:
+        return wait_for_run(push(project, sha, ref))
+
+    return send
 
 
 @pytest.fixture(scope="session")

@@ -105,3 +105,44 @@ def github_headers(
         "X-Hub-Signature-256": github_signature(secret=secret, body=body),
         "User-Agent": "GitHub-Hookshot/044aadd",
     }
+
+
+BASE_DOCKERFILE = """\
+FROM scratch
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+ENV PATH=/bin
+ONBUILD COPY app/ /app/
+ONBUILD RUN echo "onbuild ran" > /app/onbuild.txt
+"""
+APP_DOCKERFILE = """\
+ARG BASE_IMAGE
+FROM ${BASE_IMAGE}
+"""
+STACK_SPEC = """\
+images:
+  base:
+    dockerfile: docker/base.Dockerfile
+    context: docker
+  app:
+    dockerfile: Dockerfile
+    from: base
+test:
+  image: app
+  command: ["sh", "/app/test.sh"]
+"""
+
+
+def stack_repo(path: Path, *, spec: str = STACK_SPEC, test_script: str = "echo ok\n") -> GitRepo:
+    """A repository with a base (busybox + ONBUILD) and a one-line app Dockerfile on top."""
+    repo = GitRepo(path)
+    (path / "docker").mkdir()
+    shutil.copy(BUSYBOX, path / "docker" / "busybox")
+    repo.write("docker/base.Dockerfile", BASE_DOCKERFILE)
+    repo.write("Dockerfile", APP_DOCKERFILE)
+    # The app's context is the repository root; the base's files need not travel with it.
+    repo.write(".dockerignore", "docker/\n")
+    repo.write("app/test.sh", test_script)
+    repo.write("app/version.txt", "1\n")
+    repo.write("dockyard.yml", spec)
+    return repo

@@ -8,10 +8,10 @@ import pytest
 from django.conf import settings
 
 from builds.docker_engine import (
-    MANAGED_LABEL,
     ContainerLimits,
     DockerEngine,
     ImageBuildError,
+    build_context_files,
 )
 from tests.factories import BUSYBOX_DOCKERFILE, busybox_app_repo
 
@@ -25,9 +25,8 @@ def busybox_image(tmp_path_factory: pytest.TempPathFactory) -> str:
     with DockerEngine(settings.DOCKER_HOST) as engine:
         return engine.build_image(
             context_dir=context,
-            dockerfile="Dockerfile",
+            dockerfile=context / "Dockerfile",
             tag="dockyard-test/busybox:latest",
-            labels={},
             on_output=lambda _: None,
         )
 
@@ -52,22 +51,19 @@ def run(engine: DockerEngine, image: str, script: str, **kwargs: object) -> tupl
     return outcome, "".join(output)
 
 
-def test_a_build_streams_its_output_and_labels_the_image(
+def test_a_build_streams_its_output_and_tags_the_image(
     tmp_path: Path, engine: DockerEngine, docker_client: docker.DockerClient
 ) -> None:
     busybox_app_repo(tmp_path)
     output: list[str] = []
     image_id = engine.build_image(
         context_dir=tmp_path,
-        dockerfile="Dockerfile",
-        tag="dockyard-test/labelled:latest",
-        labels={"dockyard.project": "labelled"},
+        dockerfile=tmp_path / "Dockerfile",
+        tag="dockyard-test/tagged:latest",
         on_output=output.append,
     )
     assert "Step 1/" in "".join(output)
-    labels = docker_client.images.get(image_id).labels
-    assert labels["dockyard.project"] == "labelled"
-    assert labels[MANAGED_LABEL] == "true"
+    assert docker_client.images.get("dockyard-test/tagged:latest").id == image_id
 
 
 def test_a_failing_build_step_is_an_image_build_error_with_the_reason(
@@ -78,9 +74,8 @@ def test_a_failing_build_step_is_an_image_build_error_with_the_reason(
     with pytest.raises(ImageBuildError, match="returned a non-zero code: 9"):
         engine.build_image(
             context_dir=tmp_path,
-            dockerfile="Dockerfile",
+            dockerfile=tmp_path / "Dockerfile",
             tag="dockyard-test/broken:latest",
-            labels={},
             on_output=lambda _: None,
         )
     # forcerm: the failed step's container does not linger.
@@ -131,3 +126,53 @@ def test_remove_containers_sweeps_by_label(
         )
         == []
     )
+
+
+def test_a_build_context_never_carries_git_whatever_dockerignore_says(
+    tmp_path: Path, engine: DockerEngine, docker_client: docker.DockerClient
+) -> None:
+    busybox_app_repo(tmp_path).commit("history")  # a real .git folder
+    (tmp_path / "sub" / ".git").mkdir(parents=True)
+    (tmp_path / "sub" / ".git" / "config").write_text("[core]\n")
+    (tmp_path / ".dockerignore").write_text("!.git\n!**/.git\n")
+    (tmp_path / "Dockerfile").write_text(BUSYBOX_DOCKERFILE + "COPY . /ctx/\n")
+
+    assert not [p for p in build_context_files(tmp_path, tmp_path / "Dockerfile") if ".git" in p]
+    image_id = engine.build_image(
+        context_dir=tmp_path,
+        dockerfile=tmp_path / "Dockerfile",
+        tag="dockyard-test/no-git:latest",
+        on_output=lambda _: None,
+    )
+    listing = docker_client.containers.run(
+        image_id, ["find", "/ctx"], network_mode="none", remove=True
+    ).decode()
+    assert "/ctx/app/test.sh" in listing
+    assert ".git" not in listing
+
+
+def test_the_context_honours_dockerignore_and_a_dockerfile_outside_it(
+    tmp_path: Path, engine: DockerEngine, docker_client: docker.DockerClient
+) -> None:
+    context = tmp_path / "context"
+    busybox_app_repo(context)
+    (context / "secret.key").write_text("do not ship\n")
+    (context / ".dockerignore").write_text("secret.key\nDockerfile\n")
+    (context / "Dockerfile").unlink()
+    outside = tmp_path / "elsewhere" / "app.Dockerfile"
+    outside.parent.mkdir()
+    outside.write_text(BUSYBOX_DOCKERFILE + "COPY . /ctx/\n")
+
+    files = build_context_files(context, outside)
+    assert "secret.key" not in files and "busybox" in files and "app/test.sh" in files
+    image_id = engine.build_image(
+        context_dir=context,
+        dockerfile=outside,
+        tag="dockyard-test/outside:latest",
+        on_output=lambda _: None,
+    )
+    listing = docker_client.containers.run(
+        image_id, ["find", "/ctx"], network_mode="none", remove=True
+    ).decode()
+    assert "secret.key" not in listing
+    assert "/ctx/busybox" in listing

@@ -47,17 +47,13 @@ def test_a_new_run_is_queued_with_its_stages_pending_and_its_first_stage_enqueue
     assert run.status == RunStatus.QUEUED
     assert [(s.name, s.status) for s in run.stages.all()] == [
         ("checkout", "pending"),
+        ("config", "pending"),
         ("build", "pending"),
         ("test", "pending"),
         ("publish", "pending"),
     ]
     assert len(enqueued) == 1
     assert RunEvent.objects.filter(run=run, stage=None).get().to_status == "queued"
-
-
-def test_a_project_without_a_test_command_skips_the_test_stage() -> None:
-    run = queue_run(test_command="")
-    assert run.stages.get(name="test").status == StageStatus.SKIPPED
 
 
 def test_run_create_refuses_an_abbreviated_or_foreign_commit_id() -> None:
@@ -169,6 +165,7 @@ def test_a_failing_stage_fails_the_run_and_skips_the_stages_after_it() -> None:
     )
     assert {s.name: s.status for s in run.stages.all()} == {
         "checkout": "failed",
+        "config": "skipped",
         "build": "skipped",
         "test": "skipped",
         "publish": "skipped",
@@ -186,8 +183,8 @@ def test_a_crash_in_a_stage_fails_the_run_instead_of_leaving_it_running() -> Non
 
 
 def test_the_last_stage_succeeding_settles_the_run() -> None:
-    run = queue_run(test_command="")
-    for name in ("checkout", "build", "publish"):
+    run = queue_run()
+    for name in ("checkout", "config", "build", "test", "publish"):
         stage_execute(run_id=run.pk, stage_name=name, task_id=f"t-{name}", body=CountingBody())
     run.refresh_from_db()
     assert run.status == RunStatus.SUCCEEDED

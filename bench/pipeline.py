@@ -1,0 +1,224 @@
+"""Dockyard's pipeline against the raw docker CLI doing the same build, test and push.
+
+One repository with a base layer (busybox plus a "runtime" that takes a few seconds to install,
+as apt-get or a compiler would) and a one-line app Dockerfile on top. Each side builds it cold,
+then again after a one-line app change:
+
+  Dockyard: signed webhook -> checkout -> config -> build stack -> test -> push, timed from the
+            POST to the run's end, against the server `make up` runs;
+  raw CLI:  docker build base; docker build app; docker run the test; docker push.
+
+Prints the durations and the ratios the image-stack issue sets targets for:
+  warm pipeline / warm raw CLI   <= 1.3
+  warm build / cold build        <= 0.2
+  base rebuilds on an app change == 0
+
+Run with `make bench-pipeline` (it starts Dockyard with `make up` first).
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from urllib.request import Request, urlopen
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+os.environ.setdefault("DOCKYARD_ALLOW_LOCAL_REPOSITORIES", "true")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+
+from builds.models import LayerBuild  # noqa: E402
+from pipelines.models import PipelineRun  # noqa: E402
+from pipelines.services import project_create  # noqa: E402
+from pipelines.states import RUN_FINAL_STATES  # noqa: E402
+from webhooks.signatures import github_signature  # noqa: E402
+
+SERVER = os.environ.get("DOCKYARD_BENCH_SERVER", "http://127.0.0.1:8000")
+DOCKER = "/usr/bin/docker"  # Debian's CLI, matching the engine; the legacy builder, like Dockyard
+BASE_DOCKERFILE = """\
+FROM scratch
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+ENV PATH=/bin
+# {nonce}: a cold start for each side, whatever the engine built before.
+RUN echo "{nonce}" > /etc/bench-nonce
+# Installing a runtime: a few seconds of work and a 32 MB layer.
+RUN sleep 4 && mkdir -p /opt && dd if=/dev/urandom of=/opt/runtime.bin bs=1M count=32 2>/dev/null
+ONBUILD COPY app/ /app/
+"""
+APP_DOCKERFILE = "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n"
+SPEC = """\
+images:
+  base:
+    dockerfile: docker/base.Dockerfile
+    context: docker
+  app:
+    dockerfile: Dockerfile
+    from: base
+test:
+  command: ["sh", "/app/test.sh"]
+"""
+TEST_SCRIPT = "test -s /opt/runtime.bin && grep -q hello /app/greeting.txt && echo 'tests pass'\n"
+
+
+def git(repo: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-c", "user.name=Bench", "-c", "user.email=bench@dockyard.invalid", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout.strip()
+
+
+def docker(*args: str, cwd: Path | None = None) -> None:
+    subprocess.run(
+        [DOCKER, *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        env={**os.environ, "DOCKER_BUILDKIT": "0"},
+    )
+
+
+def make_repository(path: Path, nonce: str) -> None:
+    (path / "docker").mkdir(parents=True)
+    (path / "app").mkdir()
+    shutil.copy("/bin/busybox", path / "docker" / "busybox")
+    (path / "docker" / "base.Dockerfile").write_text(BASE_DOCKERFILE.format(nonce=nonce))
+    (path / "Dockerfile").write_text(APP_DOCKERFILE)
+    (path / ".dockerignore").write_text("docker/\n")
+    (path / "app" / "test.sh").write_text(TEST_SCRIPT)
+    (path / "app" / "greeting.txt").write_text("hello 1\n")
+    (path / "dockyard.yml").write_text(SPEC)
+    git(path, "init", "--quiet", "--initial-branch=main")
+
+
+def one_line_app_change(path: Path, version: int) -> str:
+    (path / "app" / "greeting.txt").write_text(f"hello {version}\n")
+    git(path, "add", "--all")
+    git(path, "commit", "--quiet", "-m", f"app change {version}")
+    return git(path, "rev-parse", "HEAD")
+
+
+def dockyard_run(project_secret: str, repo: Path, sha: str) -> tuple[float, PipelineRun]:
+    body = json.dumps(
+        {
+            "ref": "refs/heads/main",
+            "after": sha,
+            "repository": {"clone_url": str(repo)},
+            "head_commit": {"id": sha, "message": "bench"},
+        }
+    ).encode()
+    request = Request(
+        f"{SERVER}/webhooks/github/",
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "X-GitHub-Event": "push",
+            "X-GitHub-Delivery": str(uuid.uuid4()),
+            "X-Hub-Signature-256": github_signature(secret=project_secret, body=body),
+        },
+    )
+    started = time.perf_counter()
+    with urlopen(request, timeout=30) as response:
+        run_url = json.load(response)["run"]
+    run = PipelineRun.objects.get(pk=int(run_url.rstrip("/").rsplit("/", 1)[1]))
+    while run.status not in RUN_FINAL_STATES:
+        time.sleep(0.02)
+        run.refresh_from_db()
+    elapsed = time.perf_counter() - started
+    if run.status != "succeeded":
+        raise SystemExit(f"Dockyard run {run} {run.status}: {run.failure_reason}")
+    return elapsed, run
+
+
+def raw_cli_run(repo: Path, sha: str, name: str) -> tuple[float, float]:
+    """(whole pipeline, build part) seconds for the same work by hand with the docker CLI."""
+    workdir = Path(tempfile.mkdtemp(prefix="bench-raw-"))
+    started = time.perf_counter()
+    git(repo, "worktree", "add", "--quiet", "--detach", str(workdir / "src"), sha)
+    source = workdir / "src"
+    base = f"{settings.DOCKYARD_REGISTRY}/{name}/base"
+    app = f"{settings.DOCKYARD_REGISTRY}/{name}"
+    build_started = time.perf_counter()
+    docker(
+        "build", "-q", "-f", "docker/base.Dockerfile", "-t", f"{base}:latest", "docker", cwd=source
+    )
+    docker(
+        "build",
+        "-q",
+        "--build-arg",
+        f"BASE_IMAGE={base}:latest",
+        "-t",
+        f"{app}:{sha}",
+        ".",
+        cwd=source,
+    )
+    build_seconds = time.perf_counter() - build_started
+    docker("run", "--rm", "--network", "none", f"{app}:{sha}", "sh", "/app/test.sh")
+    docker("push", f"{base}:latest")
+    docker("push", f"{app}:{sha}")
+    elapsed = time.perf_counter() - started
+    git(repo, "worktree", "remove", "--force", str(workdir / "src"))
+    shutil.rmtree(workdir, ignore_errors=True)
+    return elapsed, build_seconds
+
+
+def build_seconds(run: PipelineRun) -> float:
+    build = run.stages.get(name="build")
+    return (build.finished_at - build.started_at).total_seconds()
+
+
+def main() -> None:
+    workspace = Path(tempfile.mkdtemp(prefix="dockyard-bench-"))
+    nonce = uuid.uuid4().hex[:12]
+    dockyard_repo, raw_repo = workspace / "dockyard", workspace / "raw"
+    make_repository(dockyard_repo, f"dockyard-{nonce}")
+    make_repository(raw_repo, f"raw-{nonce}")
+    project = project_create(slug=f"bench-{nonce}", repository_url=str(dockyard_repo))
+
+    cold_dockyard, cold_run = dockyard_run(
+        project.webhook_secret, dockyard_repo, one_line_app_change(dockyard_repo, 1)
+    )
+    cold_raw, cold_raw_build = raw_cli_run(
+        raw_repo, one_line_app_change(raw_repo, 1), f"bench-raw-{nonce}"
+    )
+    warm_dockyard, warm_run = dockyard_run(
+        project.webhook_secret, dockyard_repo, one_line_app_change(dockyard_repo, 2)
+    )
+    warm_raw, warm_raw_build = raw_cli_run(
+        raw_repo, one_line_app_change(raw_repo, 2), f"bench-raw-{nonce}"
+    )
+
+    base_rebuilds = LayerBuild.objects.filter(run=warm_run, role="base", source="built").count()
+    cold_build, warm_build = build_seconds(cold_run), build_seconds(warm_run)
+    rows = [
+        ("cold pipeline (s)", cold_dockyard, cold_raw, ""),
+        ("warm pipeline (s)", warm_dockyard, warm_raw, "target <= 1.30"),
+    ]
+    print(f"{'':28}{'Dockyard':>10}{'raw CLI':>10}{'ratio':>8}")
+    for label, ours, raw, target in rows:
+        print(f"{label:28}{ours:10.2f}{raw:10.2f}{ours / raw:8.2f}   {target}")
+    print(f"{'cold build (s)':28}{cold_build:10.2f}{cold_raw_build:10.2f}")
+    print(f"{'warm build (s)':28}{warm_build:10.2f}{warm_raw_build:10.2f}")
+    print(f"warm build / cold build:    {warm_build / cold_build:.2f}   target <= 0.20")
+    print(f"base rebuilds on app change: {base_rebuilds}      target 0")
+    shutil.rmtree(workspace, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,246 @@
+"""Building a run's image stack: bases from the cache while their inputs stay the same, app on top.
+
+An image something else builds on is a *base*: its cache key (builds.cache_keys) names it in the
+registry, and a worker that finds that tag locally or in the registry builds nothing. The
+images that are tested or published are *app* layers: built on every run, FROM their base
+pinned by digest, so the base's ONBUILD instructions do the app-specific part.
+"""
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+
+from builds.cache_keys import ContextFile, base_layer_cache_key
+from builds.docker_engine import (
+    BuildStopped,
+    DockerEngine,
+    ImageBuildError,
+    build_context_files,
+)
+from builds.models import CacheSource, LayerBuild, LayerRole
+from builds.registry import RegistryError, manifest_digest
+from pipelines.execution import StageCancelled, StageFailure
+from pipelines.models import PipelineRun, Project
+from pipelines.selectors import latest_published_run
+from pipelines.spec import ImageSpec, PipelineSpec
+from pipelines.stage_log import StageLog
+
+BASE_IMAGE_ARG = "BASE_IMAGE"
+
+
+@dataclass(frozen=True)
+class PlannedLayer:
+    image: ImageSpec
+    role: LayerRole
+
+
+@dataclass(frozen=True)
+class _Parent:
+    label: str
+    reference: str
+    digest: str
+
+
+def stack_plan(spec: PipelineSpec) -> list[PlannedLayer]:
+    """The images a run needs, in build order: what it tests and publishes, and their bases."""
+    targets = {spec.publish.image} | ({spec.test.image} if spec.test else set())
+    needed: set[str] = set()
+    for name in targets:
+        current: str | None = name
+        while current is not None and current not in needed:
+            needed.add(current)
+            current = spec.image(current).from_image
+    bases = {spec.image(name).from_image for name in needed} - {None}
+    return [
+        PlannedLayer(image=image, role=LayerRole.BASE if image.name in bases else LayerRole.APP)
+        for image in spec.images
+        if image.name in needed
+    ]
+
+
+def stack_build(
+    *, run: PipelineRun, spec: PipelineSpec, source: Path, log: StageLog, engine: DockerEngine
+) -> dict[str, LayerBuild]:
+    """Build (or find in the cache) every layer the run needs; returns them by image name."""
+    layers: dict[str, LayerBuild] = {}
+    for position, planned in enumerate(stack_plan(spec)):
+        image = planned.image
+        parent = _parent(run.project, image, layers)
+        started = time.monotonic()
+        if planned.role == LayerRole.BASE:
+            image_id, reference, source_of, key = _base_layer(
+                run=run, image=image, parent=parent, source=source, log=log, engine=engine
+            )
+        else:
+            image_id = _build(
+                run=run,
+                image=image,
+                parent=parent,
+                source=source,
+                tag=f"dockyard/{run.project.slug}/{image.name}:run-{run.pk}",
+                log=log,
+                engine=engine,
+            )
+            reference, source_of, key = "", CacheSource.BUILT, ""
+        info = engine.image_info(image_id)
+        layer, _ = LayerBuild.objects.update_or_create(
+            run=run,
+            name=image.name,
+            defaults={
+                "position": position,
+                "role": planned.role,
+                "parent": parent.label if parent else "",
+                "cache_key": key,
+                "source": source_of,
+                "image_id": image_id,
+                "reference": reference,
+                "duration_seconds": time.monotonic() - started,
+                "size_bytes": info.size_bytes if info else 0,
+            },
+        )
+        layers[image.name] = layer
+    return layers
+
+
+def _base_layer(
+    *,
+    run: PipelineRun,
+    image: ImageSpec,
+    parent: _Parent | None,
+    source: Path,
+    log: StageLog,
+    engine: DockerEngine,
+) -> tuple[str, str, CacheSource, str]:
+    """(image id, repository@digest, where it came from, cache key) of one base layer."""
+    dockerfile, context = _paths(image, source)
+    args = _build_args(image, parent)
+    key = base_layer_cache_key(
+        dockerfile=dockerfile.read_bytes(),
+        context_files=_context_files(context, dockerfile),
+        build_args=args,
+        parent_digest=parent.digest if parent else None,
+    )
+    repository = f"{settings.DOCKYARD_REGISTRY}/{run.project.slug}/{image.name}"
+    cached = f"{repository}:{key}"
+    local = engine.image_info(cached)
+    digest = local.digest_in(repository) if local else None
+    if local and digest:
+        log.line(f"{image.name}: cache hit on this worker ({cached})")
+        return local.id, f"{repository}@{digest}", CacheSource.LOCAL, key
+    try:
+        digest = manifest_digest(repository, key)
+    except RegistryError as error:
+        raise StageFailure(f"{image.name}: cannot look up the base cache: {error}") from None
+    if digest:
+        log.line(f"{image.name}: cache hit in the registry ({cached}); pulling")
+        log.stream(lambda: engine.pull_image(repository=repository, tag=key, on_output=log.write))
+        pulled = engine.image_info(cached)
+        if pulled is None:
+            raise StageFailure(f"{image.name}: {cached} vanished right after its pull")
+        return pulled.id, f"{repository}@{digest}", CacheSource.REGISTRY, key
+    log.line(f"{image.name}: cache miss ({key[:16]}); building")
+    image_id = _build(
+        run=run, image=image, parent=parent, source=source, tag=cached, log=log, engine=engine
+    )
+    # The registry is the cache every worker shares: what this one built, the next reuses.
+    digest = log.stream(
+        lambda: engine.push_image(
+            image_id=image_id, repository=repository, tag=key, on_output=log.write
+        )
+    )
+    return image_id, f"{repository}@{digest}", CacheSource.BUILT, key
+
+
+def _build(
+    *,
+    run: PipelineRun,
+    image: ImageSpec,
+    parent: _Parent | None,
+    source: Path,
+    tag: str,
+    log: StageLog,
+    engine: DockerEngine,
+) -> str:
+    dockerfile, context = _paths(image, source)
+    if parent:
+        log.line(f"{image.name}: building FROM {parent.reference}")
+    try:
+        return log.stream(
+            lambda: engine.build_image(
+                context_dir=context,
+                dockerfile=dockerfile,
+                tag=tag,
+                buildargs=_build_args(image, parent),
+                on_output=log.write,
+                stop=log.stop_requested,
+            )
+        )
+    except BuildStopped:
+        raise StageCancelled() from None
+    except ImageBuildError as error:
+        raise StageFailure(f"image {image.name!r} did not build: {error}") from None
+
+
+def _parent(project: Project, image: ImageSpec, built: dict[str, LayerBuild]) -> _Parent | None:
+    if image.from_image is not None:
+        base = built[image.from_image]
+        return _Parent(
+            label=image.from_image,
+            reference=base.reference,
+            digest=base.reference.partition("@")[2],
+        )
+    if image.from_project is not None:
+        base_project = Project.objects.get(slug=image.from_project)
+        published = latest_published_run(base_project)
+        if published is None:
+            raise StageFailure(
+                f"images.{image.name}.from: project {base_project.slug!r} has not published an "
+                f"image from {base_project.default_branch!r} yet"
+            )
+        return _Parent(
+            label=f"project:{base_project.slug}",
+            reference=f"{published.image_repository}@{published.image_digest}",
+            digest=published.image_digest,
+        )
+    return None
+
+
+def _build_args(image: ImageSpec, parent: _Parent | None) -> dict[str, str]:
+    args = dict(image.args)
+    if parent:
+        # The Dockerfile says `ARG BASE_IMAGE` / `FROM ${BASE_IMAGE}`; pinned by digest, so the
+        # app is built on exactly the base that was just resolved.
+        args[BASE_IMAGE_ARG] = parent.reference
+    return args
+
+
+def _paths(image: ImageSpec, source: Path) -> tuple[Path, Path]:
+    """The Dockerfile and the context folder, refused if a link leads them out of the checkout."""
+    root = source.resolve()
+    dockerfile = (source / image.dockerfile).resolve()
+    context = (source / image.context).resolve()
+    for key, path in (("dockerfile", dockerfile), ("context", context)):
+        if not path.is_relative_to(root):
+            raise StageFailure(f"images.{image.name}.{key}: leads out of the repository")
+    if not dockerfile.is_file():
+        raise StageFailure(f"images.{image.name}.dockerfile: no file {image.dockerfile!r}")
+    if not context.is_dir():
+        raise StageFailure(f"images.{image.name}.context: no folder {image.context!r}")
+    return dockerfile, context
+
+
+def _context_files(context: Path, dockerfile: Path) -> list[ContextFile]:
+    files = []
+    for relative in build_context_files(context, dockerfile):
+        path = context / relative
+        if path.is_symlink():
+            digest = hashlib.sha256(os.readlink(path).encode()).hexdigest()
+        else:
+            with path.open("rb") as content:
+                digest = hashlib.file_digest(content, "sha256").hexdigest()
+        files.append(ContextFile(path=relative, mode=path.lstat().st_mode, content_digest=digest))
+    return files

@@ -1,0 +1,51 @@
+"""What the build stage did with each image of a run's stack."""
+
+from django.db import models
+
+from pipelines.models import PipelineRun
+
+
+class LayerRole(models.TextChoices):
+    # Something else builds on it: cached by its inputs, rebuilt only when they change.
+    BASE = "base"
+    # Tested or published: built on every run, on top of its pinned base.
+    APP = "app"
+
+
+class CacheSource(models.TextChoices):
+    BUILT = "built"
+    LOCAL = "local"
+    REGISTRY = "registry"
+
+
+class LayerBuild(models.Model):
+    run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="layers")
+    name = models.CharField(max_length=63)
+    position = models.PositiveSmallIntegerField()
+    role = models.CharField(max_length=8, choices=LayerRole.choices)
+    # What it was built on: another image of the stack, "project:<slug>", or nothing.
+    parent = models.CharField(max_length=100, blank=True)
+    cache_key = models.CharField(max_length=64, blank=True)
+    source = models.CharField(max_length=16, choices=CacheSource.choices)
+    image_id = models.CharField(max_length=100)
+    # For a base: the registry reference its children were built FROM (repository@digest).
+    reference = models.CharField(max_length=500, blank=True)
+    duration_seconds = models.FloatField()
+    size_bytes = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "name"], name="layer_build_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run} {self.name} ({self.source})"
+
+    @property
+    def cache_hit(self) -> bool | None:
+        """None for app layers, which are built on every run by design."""
+        if self.role == LayerRole.APP:
+            return None
+        return self.source != CacheSource.BUILT
