@@ -12,7 +12,7 @@ TEST_ENV := DATABASE_URL=postgres://dockyard:dockyard@127.0.0.1:5432/dockyard \
 	DOCKYARD_DATA_DIR=$(CURDIR)/data/test \
 	DOCKYARD_ALLOW_LOCAL_REPOSITORIES=true
 
-.PHONY: up down demo test lint system services bench-pipeline
+.PHONY: up down demo test lint system services bench-pipeline bench-webhooks
 
 $(VENV)/.installed: pyproject.toml
 	scripts/system-packages.sh
@@ -46,3 +46,6 @@ test: $(VENV)/.installed services lint
 
 bench-pipeline: up
 	DOCKYARD_ALLOW_LOCAL_REPOSITORIES=true $(PY) bench/pipeline.py
+
+bench-webhooks: up
+	DOCKYARD_ALLOW_LOCAL_REPOSITORIES=true $(PY) bench/webhooks.py

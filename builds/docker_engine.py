@@ -247,7 +247,10 @@ class DockerEngine:
         """Remove every container (running or not) carrying all of `labels`; returns how many."""
         filters = [f"{key}={value}" for key, value in labels.items()]
         with self._translated_errors("container sweep"):
-            containers = self._client.containers.list(all=True, filters={"label": filters})
+            # sparse: no inspect per container, which fails for one removed meanwhile.
+            containers = self._client.containers.list(
+                all=True, sparse=True, filters={"label": filters}
+            )
             for container in containers:
                 self._remove(container)
         return len(containers)

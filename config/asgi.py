@@ -1,5 +1,6 @@
 """The ASGI entry point that daphne serves."""
 
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -7,6 +8,25 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs the apps loaded first)
+# Imported once the apps are loaded.
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.urls import re_path  # noqa: E402
 
-application = ProtocolTypeRouter({"http": django_asgi_app})
+from webhooks.endpoint import webhook_asgi_app  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": URLRouter(
+            [
+                # The webhook hot path skips Django's request machinery (webhooks/endpoint.py).
+                re_path(r"^webhooks/", webhook_asgi_app),  # type: ignore[arg-type]
+                re_path(r"", django_asgi_app),  # type: ignore[arg-type]
+            ]
+        ),
+    }
+)
+
+# Everything loaded so far (Django, the apps, the URL patterns) lives as long as the process:
+# keep it out of the garbage collector's full passes, which otherwise stall every request for
+# ~100 ms every few seconds under load.
+gc.freeze()

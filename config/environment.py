@@ -78,6 +78,10 @@ def env_database(
         raise ImproperlyConfigured(f"{name}={value!r} is not a database URL: {error}") from None
     if not config.get("NAME"):
         raise ImproperlyConfigured(f"{name}={value!r} names no database")
+    if config["ENGINE"] == "django.db.backends.postgresql":
+        # Parameters travel apart from the SQL, in binary: no escaping of a webhook's raw body
+        # into a literal in Python on every insert.
+        config["OPTIONS"] = {"server_side_binding": True}
     if config["ENGINE"] == "django.db.backends.sqlite3":
         # Web and workers write at once; WAL and immediate transactions keep SQLite from
         # answering "database is locked" under that load.

@@ -6,6 +6,7 @@ from config.environment import (
     env_bool,
     env_database,
     env_host_port,
+    env_int,
     env_list,
     env_path,
     env_str,
@@ -48,6 +49,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "config.request_mode.sync_request_stack",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -70,7 +72,12 @@ TEMPLATES = [
 ]
 
 DATABASES = {
-    "default": env_database("DATABASE_URL", f"sqlite:///{DATA_DIR / 'dockyard.sqlite3'}"),
+    "default": {
+        **env_database("DATABASE_URL", f"sqlite:///{DATA_DIR / 'dockyard.sqlite3'}"),
+        # Reused for a minute: opening a PostgreSQL connection per webhook costs more than
+        # handling it.
+        "CONN_MAX_AGE": env_int("DOCKYARD_DB_CONN_MAX_AGE", 60),
+    },
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -85,6 +92,9 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
+
+# Webhook payloads can be large (a push of many commits); anything above this is refused (413).
+DATA_UPLOAD_MAX_MEMORY_SIZE = 25 * 1024 * 1024
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
@@ -110,6 +120,8 @@ CELERY_TASK_DEFAULT_QUEUE = "builds"
 CELERY_TASK_ROUTES = {
     "pipelines.*": {"queue": "builds"},
     "builds.*": {"queue": "builds"},
+    # Reports to forges are small and must not wait behind a long build.
+    "webhooks.*": {"queue": "notify"},
 }
 # Redis redelivers a task that is not acknowledged within this time, even to a second worker
 # while the first still runs it: keep it well above the longest stage.

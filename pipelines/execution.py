@@ -65,7 +65,8 @@ def stage_execute(*, run_id: int, stage_name: str, task_id: str, body: StageBody
 def _stage_claim(*, run_id: int, stage_name: str, task_id: str) -> _Claim | None:
     with transaction.atomic():
         run = (
-            PipelineRun.objects.select_for_update()
+            # `of`: lock the run's row only, never the project's it is joined with.
+            PipelineRun.objects.select_for_update(of=("self",))
             .select_related("project")
             .filter(pk=run_id)
             .first()

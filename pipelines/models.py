@@ -21,6 +21,13 @@ class Trigger(models.TextChoices):
     BASE_UPDATED = "base-updated", "base updated"
 
 
+class RunKind(models.TextChoices):
+    BRANCH = "branch"
+    TAG = "tag"
+    # Built and tested, never published or deployed: its code is not on a branch of ours yet.
+    PULL_REQUEST = "pull_request", "pull request"
+
+
 class Project(models.Model):
     slug = models.SlugField(max_length=63, unique=True)
     repository_url = models.CharField(max_length=500)
@@ -33,6 +40,18 @@ class Project(models.Model):
     # Until dockyard.yml describes the test step, a project carries one command (shell words).
     test_command = models.CharField(max_length=1000, blank=True)
     test_timeout = models.PositiveIntegerField(default=600, help_text="seconds")
+    # Which pushes start runs: space-separated globs over branch and tag names.
+    branch_filter = models.CharField(max_length=500, default="*")
+    tag_filter = models.CharField(max_length=500, default="*")
+    build_pull_requests = models.BooleanField(default=True)
+    # A newer push to a branch (or pull request) cancels that branch's older unfinished runs.
+    cancel_superseded = models.BooleanField(default=True)
+    # Commit statuses back to the forge: its API (GitHub https://api.github.com, GitLab
+    # https://gitlab.example.com/api/v4), the repository there (owner/name, or a GitLab
+    # project path or id) and a token allowed to set statuses. No token, no statuses.
+    forge_api_url = models.CharField(max_length=500, blank=True)
+    forge_repository = models.CharField(max_length=300, blank=True)
+    forge_token = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -85,6 +104,10 @@ class PipelineRun(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="runs")
     number = models.PositiveIntegerField()
     ref = models.CharField(max_length=255)
+    kind = models.CharField(max_length=16, choices=RunKind.choices, default=RunKind.BRANCH)
+    pull_request = models.PositiveIntegerField(null=True, blank=True)
+    # For a pull request, the branch it would merge into.
+    target_branch = models.CharField(max_length=255, blank=True)
     commit_sha = models.CharField(max_length=64)
     commit_message = models.TextField(blank=True)
     trigger = models.CharField(max_length=16, choices=Trigger.choices)
@@ -119,6 +142,10 @@ class PipelineRun(models.Model):
     @property
     def branch(self) -> str:
         return self.ref.removeprefix("refs/heads/") if self.ref.startswith("refs/heads/") else ""
+
+    @property
+    def deployable(self) -> bool:
+        return self.kind != RunKind.PULL_REQUEST
 
 
 class Stage(models.Model):

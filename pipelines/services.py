@@ -20,6 +20,7 @@ from pipelines.models import (
     Project,
     ProjectSecret,
     RunEvent,
+    RunKind,
     Stage,
     Trigger,
 )
@@ -34,6 +35,7 @@ from pipelines.states import (
     check_run_transition,
     check_stage_transition,
 )
+from pipelines.trigger_rules import parse_globs
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +49,7 @@ STAGE_TASKS: dict[str, str] = {
 }
 RUN_CLEANUP_TASK = "builds.cleanup_run"
 DEPENDENTS_TASK = "pipelines.rebuild_dependents"
+COMMIT_STATUS_TASK = "webhooks.report_commit_status"
 
 # A project's slug becomes a registry repository name, so it follows those rules too.
 _SLUG = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
@@ -67,6 +70,11 @@ def project_create(
     default_branch: str = "main",
     test_command: str = "",
     test_timeout: int = 600,
+    branch_filter: str = "*",
+    tag_filter: str = "*",
+    forge_api_url: str = "",
+    forge_repository: str = "",
+    forge_token: str = "",
 ) -> Project:
     """Register a repository; a webhook secret is generated when none is given."""
     if not _SLUG.match(slug) or len(slug) > 63:
@@ -88,6 +96,10 @@ def project_create(
         shlex.split(test_command)
     except ValueError as error:
         raise ProjectError(f"test command {test_command!r}: {error}") from None
+    if forge_api_url and not forge_api_url.startswith(("https://", "http://")):
+        raise ProjectError(f"forge API URL {forge_api_url!r}: use an http(s) URL")
+    if not parse_globs(branch_filter) or not parse_globs(tag_filter):
+        raise ProjectError("branch and tag filters: give at least one glob ('*' for all)")
     if test_timeout < 1:
         raise ProjectError(f"test timeout {test_timeout}: use a number of seconds above 0")
     key = repository_key(repository_url)
@@ -106,6 +118,12 @@ def project_create(
             default_branch=default_branch,
             test_command=test_command,
             test_timeout=test_timeout,
+            branch_filter=branch_filter,
+            tag_filter=tag_filter,
+            forge_api_url=forge_api_url,
+            # github.com/acme/web -> acme/web: how the forge's API names the repository.
+            forge_repository=forge_repository or _forge_path(key),
+            forge_token=forge_token,
         )
     except IntegrityError:
         raise ProjectError(f"project {slug!r} or its repository was registered meanwhile") from None
@@ -119,6 +137,9 @@ def run_create(
     commit_message: str = "",
     trigger: str,
     triggered_by: PipelineRun | None = None,
+    kind: str = RunKind.BRANCH,
+    pull_request: int | None = None,
+    target_branch: str = "",
 ) -> PipelineRun:
     """Queue a run of `commit_sha`; its first stage is enqueued once the transaction commits."""
     if not _COMMIT_SHA.match(commit_sha):
@@ -126,8 +147,10 @@ def run_create(
     if trigger not in Trigger.values:
         raise ValueError(f"unknown trigger {trigger!r}")
     with transaction.atomic():
-        # The project row lock serialises run numbering per project.
-        Project.objects.select_for_update().get(pk=project.pk)
+        # The project row lock serialises run numbering per project. FOR NO KEY UPDATE, not
+        # FOR UPDATE: other transactions that insert rows pointing at the project (deliveries,
+        # runs) check that key at commit and must not wait on, or deadlock with, this one.
+        Project.objects.select_for_update(no_key=True).get(pk=project.pk)
         last = project.runs.aggregate(last=Max("number"))["last"] or 0
         run = PipelineRun.objects.create(
             project=project,
@@ -137,12 +160,17 @@ def run_create(
             commit_message=commit_message[:10_000],
             trigger=trigger,
             triggered_by=triggered_by,
+            kind=kind,
+            pull_request=pull_request,
+            target_branch=target_branch,
         )
-        RunEvent.objects.create(run=run, from_status="", to_status=RunStatus.QUEUED, reason=trigger)
+        _record_run_event(run, from_status="", to_status=RunStatus.QUEUED, reason=trigger)
         Stage.objects.bulk_create(
             Stage(run=run, name=name, position=position)
             for position, name in enumerate(STAGE_ORDER)
         )
+        if kind == RunKind.PULL_REQUEST:
+            stage_skip(run=run, name=StageName.PUBLISH, reason="pull request runs publish nothing")
         _enqueue_stage(run, StageName.CHECKOUT)
     return run
 
@@ -158,8 +186,9 @@ def run_cancel(*, run: PipelineRun, reason: str) -> bool:
         if locked.status in RUN_FINAL_STATES:
             return False
         unfinished = locked.stages.select_for_update().exclude(status__in=STAGE_FINAL_STATES)
-        for stage in unfinished.order_by("position"):
-            stage_transition(stage=stage, to=StageStatus.CANCELLED, reason=reason)
+        stages_transition(
+            stages=list(unfinished.order_by("position")), to=StageStatus.CANCELLED, reason=reason
+        )
         run_transition(run=locked, to=RunStatus.CANCELLED, reason=reason)
     run.status, run.finished_at = locked.status, locked.finished_at
     return True
@@ -168,7 +197,12 @@ def run_cancel(*, run: PipelineRun, reason: str) -> bool:
 def run_transition(*, run: PipelineRun, to: str, reason: str = "") -> PipelineRun:
     """Move a run to `to` under a row lock, refusing illegal moves; the move is recorded."""
     with transaction.atomic():
-        locked = PipelineRun.objects.select_for_update().get(pk=run.pk)
+        # Only the run's row is locked: run_create holds the project's row while numbering.
+        locked = (
+            PipelineRun.objects.select_related("project")
+            .select_for_update(of=("self",))
+            .get(pk=run.pk)
+        )
         check_run_transition(locked.status, to)
         now = timezone.now()
         update_fields = ["status"]
@@ -178,12 +212,11 @@ def run_transition(*, run: PipelineRun, to: str, reason: str = "") -> PipelineRu
         if to in RUN_FINAL_STATES:
             locked.finished_at = now
             update_fields.append("finished_at")
-        RunEvent.objects.create(
-            run=locked, from_status=locked.status, to_status=to, reason=reason[:10_000]
-        )
+        _record_run_event(locked, from_status=locked.status, to_status=to, reason=reason)
         locked.status = to
         locked.save(update_fields=update_fields)
-        if to in RUN_FINAL_STATES:
+        if to in RUN_FINAL_STATES and locked.started_at is not None:
+            # A run that never started left nothing on any worker to clean up.
             transaction.on_commit(lambda: celery_app.send_task(RUN_CLEANUP_TASK, args=[locked.pk]))
     run.status, run.started_at, run.finished_at = (
         locked.status,
@@ -197,29 +230,45 @@ def stage_transition(*, stage: Stage, to: str, reason: str = "", task_id: str = 
     """Move a stage to `to` under a row lock, refusing illegal moves; the move is recorded."""
     with transaction.atomic():
         locked = Stage.objects.select_for_update().get(pk=stage.pk)
-        check_stage_transition(locked.status, to)
-        now = timezone.now()
-        if to == StageStatus.RUNNING:
-            locked.started_at, locked.finished_at = now, None
-            locked.task_id = task_id
-        elif to in STAGE_FINAL_STATES:
-            locked.finished_at = now
-        RunEvent.objects.create(
-            run_id=locked.run_id,
-            stage=locked,
-            from_status=locked.status,
-            to_status=to,
-            reason=reason[:10_000],
-        )
-        locked.status = to
-        locked.save(update_fields=["status", "started_at", "finished_at", "task_id"])
-    stage.status, stage.started_at, stage.finished_at = (
+        stages_transition(stages=[locked], to=to, reason=reason, task_id=task_id)
+    stage.status, stage.started_at, stage.finished_at, stage.task_id = (
         locked.status,
         locked.started_at,
         locked.finished_at,
+        locked.task_id,
     )
-    stage.task_id = locked.task_id
     return stage
+
+
+def stages_transition(*, stages: list[Stage], to: str, reason: str = "", task_id: str = "") -> None:
+    """Move several stages to `to` at once, refusing illegal moves; each move is recorded.
+
+    Call inside a transaction holding the stages' row locks (select_for_update).
+    """
+    for stage in stages:
+        check_stage_transition(stage.status, to)
+    if not stages:
+        return
+    now = timezone.now()
+    changes: dict[str, object] = {"status": to}
+    if to == StageStatus.RUNNING:
+        changes.update(started_at=now, finished_at=None, task_id=task_id)
+    elif to in STAGE_FINAL_STATES:
+        changes["finished_at"] = now
+    RunEvent.objects.bulk_create(
+        RunEvent(
+            run_id=stage.run_id,
+            stage=stage,
+            from_status=stage.status,
+            to_status=to,
+            reason=reason[:10_000],
+        )
+        for stage in stages
+    )
+    Stage.objects.filter(pk__in=[stage.pk for stage in stages]).update(**changes)
+    for stage in stages:
+        for field, value in changes.items():
+            setattr(stage, field, value)
 
 
 def run_record_image(
@@ -348,14 +397,49 @@ def run_fail(*, run: PipelineRun, stage: Stage, reason: str) -> None:
     Call inside a transaction holding the run's row lock.
     """
     stage_transition(stage=stage, to=StageStatus.FAILED, reason=reason)
-    for later in run.stages.filter(position__gt=stage.position, status=StageStatus.PENDING):
-        stage_transition(stage=later, to=StageStatus.SKIPPED, reason=f"{stage.name} failed")
+    later = run.stages.select_for_update().filter(
+        position__gt=stage.position, status=StageStatus.PENDING
+    )
+    stages_transition(
+        stages=list(later.order_by("position")),
+        to=StageStatus.SKIPPED,
+        reason=f"{stage.name} failed",
+    )
     PipelineRun.objects.filter(pk=run.pk).update(
         failed_stage=stage.name, failure_reason=reason[:10_000]
     )
     run.failed_stage, run.failure_reason = stage.name, reason
     if run.status not in RUN_FINAL_STATES:
         run_transition(run=run, to=RunStatus.FAILED, reason=f"{stage.name}: {reason}")
+
+
+def runs_supersede(*, run: PipelineRun) -> list[PipelineRun]:
+    """Cancel the unfinished runs of the same ref queued before `run`; returns them."""
+    older = PipelineRun.objects.filter(
+        project=run.project, ref=run.ref, number__lt=run.number
+    ).exclude(status__in=RUN_FINAL_STATES)
+    cancelled = []
+    for stale in older.order_by("number"):
+        if run_cancel(run=stale, reason=f"superseded by #{run.number}"):
+            cancelled.append(stale)
+    return cancelled
+
+
+def _record_run_event(run: PipelineRun, *, from_status: str, to_status: str, reason: str) -> None:
+    event = RunEvent.objects.create(
+        run=run, from_status=from_status, to_status=to_status, reason=reason[:10_000]
+    )
+    if run.project.forge_token:
+        run_id, event_id = run.pk, event.pk
+        transaction.on_commit(
+            lambda: celery_app.send_task(COMMIT_STATUS_TASK, args=[run_id, event_id])
+        )
+
+
+def _forge_path(key: str) -> str:
+    if key.startswith("file://"):
+        return ""
+    return key.partition("/")[2]
 
 
 def _enqueue_stage(run: PipelineRun, stage_name: str) -> None:

@@ -22,6 +22,7 @@ from tests.factories import github_headers, github_push_body
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER_START_TIMEOUT = 60
+WORKER_QUEUES = ("builds", "notify")
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +35,10 @@ def celery_worker(django_db_setup: None, django_db_blocker: object) -> Iterator[
         f"{database['PORT']}/{database['NAME']}"
     )
     name = f"test-{uuid.uuid4().hex[:8]}@localhost"
-    celery_app.control.purge()
+    # Messages left by an earlier session (its runs are gone) would only be noise.
+    with celery_app.connection_for_write() as connection:
+        for queue in WORKER_QUEUES:
+            connection.default_channel.queue_purge(queue)
     log_path = settings.DATA_DIR / "log" / "test-worker.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
@@ -49,7 +53,7 @@ def celery_worker(django_db_setup: None, django_db_blocker: object) -> Iterator[
                 "--pool",
                 "solo",
                 "--queues",
-                "builds",
+                ",".join(WORKER_QUEUES),
                 "--hostname",
                 name,
                 "--without-gossip",
@@ -147,3 +151,17 @@ def registry_tags(registry_url: str) -> Callable[[str], list[str]]:
         return response.json().get("tags") or []
 
     return tags
+
+
+@pytest.fixture
+def runs_settle() -> Iterator[None]:
+    """For tests that queue real runs outside the docker tests: if a test worker is up, let
+    it finish them before the tables are emptied under its feet."""
+    yield
+    if not celery_app.control.ping(timeout=0.5):
+        return
+    deadline = time.monotonic() + 120
+    while PipelineRun.objects.exclude(status__in=RUN_FINAL_STATES).exists():
+        if time.monotonic() > deadline:
+            raise AssertionError("runs queued by the test never finished")
+        time.sleep(0.2)

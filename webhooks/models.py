@@ -22,6 +22,11 @@ class Delivery(models.Model):
         PipelineRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="deliveries"
     )
     received_at = models.DateTimeField(auto_now_add=True)
+    acted_at = models.DateTimeField(null=True, blank=True)
+    # A replay is a delivery of its own, acted on afresh; it points at the one it repeats.
+    replay_of = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="replays"
+    )
 
     class Meta:
         ordering = ["-received_at", "-id"]
@@ -32,3 +37,17 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.forge} {self.event} {self.delivery_id}"
+
+
+class CommitStatusReport(models.Model):
+    """What Dockyard last told the forge about a run, so a late or retried report never
+    overwrites a newer one (a "pending" arriving after "success")."""
+
+    run = models.OneToOneField(PipelineRun, on_delete=models.CASCADE, related_name="status_report")
+    last_event_id = models.BigIntegerField(default=0)
+    last_state = models.CharField(max_length=16, blank=True)
+    last_error = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.run}: {self.last_state or 'nothing reported'}"

@@ -4,4 +4,5 @@ from webhooks import views
 
 urlpatterns = [
     path("github/", views.github, name="webhook-github"),
+    path("gitlab/", views.gitlab, name="webhook-gitlab"),
 ]

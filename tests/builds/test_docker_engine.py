@@ -89,7 +89,10 @@ def test_a_throwaway_container_has_no_network_and_is_removed(
     outcome, output = run(engine, busybox_image, "ls /sys/class/net; echo done")
     assert outcome.exit_code == 0
     assert output.split() == ["lo", "done"]
-    assert docker_client.containers.list(all=True, filters={"ancestor": busybox_image}) == []
+    assert (
+        docker_client.containers.list(all=True, sparse=True, filters={"ancestor": busybox_image})
+        == []
+    )
 
 
 def test_a_throwaway_container_has_no_capabilities(
@@ -111,7 +114,10 @@ def test_a_container_that_outlives_its_timeout_is_killed_and_reported(
     outcome, output = run(engine, busybox_image, "echo before; sleep 60; echo after", timeout=1)
     assert outcome.timed_out and outcome.exit_code is None
     assert "before" in output and "after" not in output
-    assert docker_client.containers.list(all=True, filters={"ancestor": busybox_image}) == []
+    assert (
+        docker_client.containers.list(all=True, sparse=True, filters={"ancestor": busybox_image})
+        == []
+    )
 
 
 def test_remove_containers_sweeps_by_label(

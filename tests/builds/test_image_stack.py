@@ -1,6 +1,7 @@
 """The image stack through the real worker, engine and registry: base caching and ONBUILD."""
 
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -197,7 +198,8 @@ def test_build_output_reaches_the_log_while_the_build_still_runs(
     wait_for_run: Callable[..., PipelineRun],
 ) -> None:
     repo = stack_repo(tmp_path / "repo")
-    repo.write("Dockerfile", APP_SLOW_DOCKERFILE)
+    # A step no earlier build ran: the engine's layer cache would answer it without output.
+    repo.write("Dockerfile", APP_SLOW_DOCKERFILE.replace("NONCE", uuid.uuid4().hex))
     project = make_project(repository_url=repo.url)
     run = push(project, repo.commit("slow build"))
     build = run.stages.get(name="build")
@@ -210,12 +212,13 @@ def test_build_output_reaches_the_log_while_the_build_still_runs(
             seen_while_running = True
             break
         time.sleep(0.05)
-    assert seen_while_running
-    assert wait_for_run(run).status == RunStatus.SUCCEEDED
+    run = wait_for_run(run)
+    assert seen_while_running, (run.status, run.failure_reason, stage_log_text(build))
+    assert run.status == RunStatus.SUCCEEDED
 
 
 APP_SLOW_DOCKERFILE = """\
 ARG BASE_IMAGE
 FROM ${BASE_IMAGE}
-RUN echo "early line" && sleep 4 && echo "late line"
+RUN echo "early line NONCE" && sleep 4 && echo "late line"
 """

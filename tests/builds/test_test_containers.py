@@ -40,7 +40,9 @@ def run_test_script(
 
 
 def containers_of(client: docker.DockerClient, run: PipelineRun) -> list[object]:
-    return client.containers.list(all=True, filters={"label": f"dockyard.run={run.pk}"})
+    return client.containers.list(
+        all=True, sparse=True, filters={"label": f"dockyard.run={run.pk}"}
+    )
 
 
 @pytest.fixture

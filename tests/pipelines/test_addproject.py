@@ -43,3 +43,27 @@ def test_it_refuses_a_bad_repository_with_the_reason() -> None:
     with pytest.raises(CommandError, match="starts with '-'"):
         call_command("addproject", "web", "--repo=--upload-pack=/tmp/x", stdout=StringIO())
     assert not Project.objects.exists()
+
+
+def test_it_takes_filters_and_forge_settings() -> None:
+    out = StringIO()
+    call_command(
+        "addproject",
+        "web",
+        "--repo",
+        "https://gitlab.example.com/group/sub/web.git",
+        "--forge",
+        "gitlab",
+        "--branches",
+        "main release/*",
+        "--forge-api-url",
+        "https://gitlab.example.com/api/v4",
+        "--forge-token",
+        "glpat-123",
+        stdout=out,
+    )
+    project = Project.objects.get(slug="web")
+    assert (project.branch_filter, project.tag_filter) == ("main release/*", "*")
+    assert project.forge_repository == "group/sub/web"
+    assert "webhook URL:    http://127.0.0.1:8000/webhooks/gitlab/" in out.getvalue()
+    assert "commit status:  to group/sub/web" in out.getvalue()

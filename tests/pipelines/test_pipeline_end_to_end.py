@@ -31,7 +31,9 @@ def push(client: Client, project: Project, sha: str) -> PipelineRun:
 
 
 def containers_of(docker_client: docker.DockerClient, run: PipelineRun) -> list[object]:
-    return docker_client.containers.list(all=True, filters={"label": f"dockyard.run={run.pk}"})
+    return docker_client.containers.list(
+        all=True, sparse=True, filters={"label": f"dockyard.run={run.pk}"}
+    )
 
 
 def stages_by_name(run: PipelineRun) -> dict[str, str]:

@@ -4,6 +4,7 @@ import json
 import threading
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
@@ -11,7 +12,7 @@ from django.db import connection
 from django.test import Client
 
 from pipelines.models import PipelineRun, Project
-from tests.factories import fixture_bytes, github_headers, make_project
+from tests.factories import GitRepo, fixture_bytes, github_headers, github_push_body, make_project
 from webhooks.models import Delivery
 
 SECRET = "It's a Secret to Everybody"
@@ -124,7 +125,7 @@ def test_an_unknown_repository_is_a_404_naming_it(client: Client) -> None:
     response = post(client, body, github_headers(secret=SECRET, body=body))
     assert response.status_code == 404
     assert response.json()["error"] == (
-        "no project for repository https://github.com/binkkatal/sample_app.git"
+        "no GitHub project for repository https://github.com/binkkatal/sample_app.git"
     )
 
 
@@ -176,19 +177,23 @@ def test_a_redelivery_returns_the_first_outcome_and_creates_nothing(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_five_concurrent_copies_of_one_delivery_make_exactly_one_run() -> None:
-    project = make_project(
-        repository_url="https://github.com/binkkatal/sample_app.git", webhook_secret=SECRET
-    )
-    body = fixture_bytes("github-push.json")
+def test_five_concurrent_copies_of_one_delivery_make_exactly_one_run(
+    tmp_path: Path, runs_settle: None
+) -> None:
+    # A local repository: the run this makes may really be picked up by a worker.
+    repo = GitRepo(tmp_path / "repo")
+    sha = repo.commit("one")
+    project = make_project(repository_url=repo.url, webhook_secret=SECRET)
+    body = github_push_body(clone_url=repo.url, sha=sha)
     headers = github_headers(secret=SECRET, body=body)
     barrier = threading.Barrier(5)
-    statuses: list[int] = []
+    answers: list[tuple[int, str]] = []
 
     def deliver() -> None:
         barrier.wait()
         try:
-            statuses.append(post(Client(), body, headers).status_code)
+            response = post(Client(), body, headers)
+            answers.append((response.status_code, response.json()["message"]))
         finally:
             connection.close()
 
@@ -198,6 +203,6 @@ def test_five_concurrent_copies_of_one_delivery_make_exactly_one_run() -> None:
     for thread in threads:
         thread.join()
 
-    assert statuses == [202] * 5
+    assert answers == [(202, f"run #1 queued for {sha[:12]}")] * 5
     assert PipelineRun.objects.filter(project=project).count() == 1
     assert Delivery.objects.count() == 1

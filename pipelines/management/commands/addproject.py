@@ -28,6 +28,26 @@ class Command(BaseCommand):
         parser.add_argument(
             "--test-timeout", type=int, default=600, help="seconds before the test is killed"
         )
+        parser.add_argument(
+            "--branches",
+            default="*",
+            help="globs of branches whose pushes run, e.g. 'main release/*'",
+        )
+        parser.add_argument("--tags", default="*", help="globs of tags whose pushes run")
+        parser.add_argument(
+            "--forge-api-url",
+            default="",
+            help="API base for commit statuses (default https://api.github.com or "
+            "https://gitlab.com/api/v4)",
+        )
+        parser.add_argument(
+            "--forge-repo", default="", help="owner/name on the forge (default: from --repo)"
+        )
+        parser.add_argument(
+            "--forge-token",
+            default="",
+            help="token allowed to set commit statuses (none: no statuses are sent)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -39,6 +59,11 @@ class Command(BaseCommand):
                 default_branch=options["branch"],
                 test_command=options["test_command"],
                 test_timeout=options["test_timeout"],
+                branch_filter=options["branches"],
+                tag_filter=options["tags"],
+                forge_api_url=options["forge_api_url"],
+                forge_repository=options["forge_repo"],
+                forge_token=options["forge_token"],
             )
         except ProjectError as error:
             raise CommandError(str(error)) from None
@@ -47,3 +72,7 @@ class Command(BaseCommand):
         self.stdout.write(f"webhook URL:    {webhook_url}")
         self.stdout.write(f"webhook secret: {project.webhook_secret}")
         self.stdout.write("content type:   application/json")
+        statuses = (
+            f"to {project.forge_repository}" if project.forge_token else "off (no --forge-token)"
+        )
+        self.stdout.write(f"commit status:  {statuses}")

@@ -1,0 +1,207 @@
+"""Signed deliveries from a loopback load generator against the server `make up` runs.
+
+Sends DELIVERIES signed GitHub deliveries at RATE per second (open loop: each request leaves at
+its planned time, however slow the answers are), a tenth of them redelivered copies, and prints
+throughput and the p50/p99 latency to the answer. It then checks what the server kept: every
+distinct delivery stored exactly once, every run-making delivery made exactly one run, no
+redelivery made anything. Side by side, it times the same number of bare requests to the
+server's health endpoint: the web stack's own floor.
+
+Target (issue "Webhooks"): p99 under 50 ms at 200 deliveries per second, nothing lost or doubled.
+Run with `make bench-webhooks`; bounded by DELIVERIES and stops by itself.
+"""
+
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections import Counter
+from pathlib import Path
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from config.celery import app as celery_app  # noqa: E402
+from pipelines.models import PipelineRun  # noqa: E402
+from pipelines.services import project_create  # noqa: E402
+from webhooks.models import Delivery  # noqa: E402
+from webhooks.signatures import github_signature  # noqa: E402
+
+SERVER = os.environ.get("DOCKYARD_BENCH_SERVER", "http://127.0.0.1:8000")
+RATE = float(os.environ.get("BENCH_RATE", "200"))
+DELIVERIES = int(os.environ.get("BENCH_DELIVERIES", "2000"))
+CONNECTIONS = 32
+# One delivery in RUN_EVERY makes a run; the rest are pushes marked [skip ci] and pings, which
+# are stored and answered but start nothing (a build per delivery would measure the worker,
+# not the webhook).
+RUN_EVERY = int(os.environ.get("BENCH_RUN_EVERY", "20"))
+REDELIVER_EVERY = 10
+
+
+def payload_for(i: int, repo: str, sha: str) -> tuple[str, bytes]:
+    if i % 7 == 3:
+        return "ping", json.dumps(
+            {"zen": "Keep it logically awesome.", "repository": {"clone_url": repo}}
+        ).encode()
+    makes_run = i % RUN_EVERY == 0
+    message = "bench change" if makes_run else "bench change [skip ci]"
+    body = {
+        # Run-making pushes go to one branch, as a busy team's would: each new one cancels the
+        # previous run of that branch, so the worker is not flooded with builds nobody wants.
+        "ref": "refs/heads/main" if makes_run else f"refs/heads/bench-{i}",
+        "before": "0" * 40,
+        "after": sha,
+        "repository": {"clone_url": repo, "full_name": "bench/repo"},
+        "head_commit": {"id": sha, "message": message},
+        "commits": [{"id": sha, "message": message}],
+    }
+    return "push", json.dumps(body).encode()
+
+
+def main() -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="dockyard-bench-webhooks-"))
+    repo = workdir / "repo"
+    repo.mkdir()
+    git = ["git", "-c", "user.name=Bench", "-c", "user.email=bench@dockyard.invalid"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "one"], cwd=repo, check=True)
+    sha = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    project = project_create(slug=f"bench-hooks-{uuid.uuid4().hex[:8]}", repository_url=str(repo))
+
+    requests_to_send: list[tuple[str, bytes, dict[str, str]]] = []
+    originals: list[tuple[str, bytes, dict[str, str]]] = []
+    for i in range(DELIVERIES):
+        if i % REDELIVER_EVERY == REDELIVER_EVERY - 1 and originals:
+            requests_to_send.append(originals[-1])  # a redelivery: the very same request
+            continue
+        event, body = payload_for(i, str(repo), sha)
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "GitHub-Hookshot/bench",
+            "Connection": "keep-alive",
+            "X-GitHub-Event": event,
+            "X-GitHub-Delivery": str(uuid.uuid4()),
+            "X-Hub-Signature-256": github_signature(secret=project.webhook_secret, body=body),
+        }
+        request = (f"{SERVER}/webhooks/github/", body, headers)
+        originals.append(request)
+        requests_to_send.append(request)
+
+    # Workers run on other hosts in production; on this 2-core machine a worker building the
+    # queued runs would measure the builds, not the webhook. It stops taking builds while the
+    # load runs and takes them up again after (they wait in the queue: nothing is lost).
+    celery_app.control.cancel_consumer("builds", reply=True)
+    try:
+        floor = run_load([(f"{SERVER}/healthz", b"", {})] * DELIVERIES, method="GET")
+        hooks = run_load(requests_to_send, method="POST")
+    finally:
+        celery_app.control.add_consumer("builds", reply=True)
+
+    print(f"{DELIVERIES} requests at {RATE:.0f}/s planned, {CONNECTIONS} connections, loopback")
+    print("(the worker took no builds during the load; the queued runs are built afterwards)")
+    print(f"{'':22}{'sent/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}  statuses")
+    for label, result in (("GET /healthz", floor), ("POST /webhooks/github", hooks)):
+        latencies, statuses, elapsed = result
+        print(
+            f"{label:22}{len(latencies) / elapsed:8.0f}{percentile(latencies, 50):9.1f}"
+            f"{percentile(latencies, 99):9.1f}{max(latencies):9.1f}  {dict(statuses)}"
+        )
+    print(f"webhook p99 / health p99: {percentile(hooks[0], 99) / percentile(floor[0], 99):.2f}")
+    print("target: webhook p99 < 50 ms at 200/s")
+
+    stored = Delivery.objects.filter(project=project)
+    distinct = len(originals)
+    run_making = sum(
+        1
+        for _, body, headers in originals
+        if headers["X-GitHub-Event"] == "push" and b"[skip ci]" not in body
+    )
+    runs = PipelineRun.objects.filter(project=project).count()
+    doubled = (
+        stored.values("delivery_id")
+        .annotate(n=django.db.models.Count("id"))
+        .filter(n__gt=1)
+        .count()
+    )
+    print(f"stored deliveries: {stored.count()} of {distinct} distinct (doubled: {doubled})")
+    print(f"runs: {runs} for {run_making} run-making deliveries")
+    lost = distinct - stored.count()
+    if lost or doubled or runs != run_making:
+        raise SystemExit("FAILED: a delivery was lost or doubled")
+    print("nothing lost, nothing doubled")
+
+
+def run_load(
+    planned: list[tuple[str, bytes, dict[str, str]]], *, method: str
+) -> tuple[list[float], Counter[int], float]:
+    """Send every request at its planned time over a pool of keep-alive connections.
+
+    asyncio and raw HTTP/1.1, so that the generator costs microseconds a request and what is
+    measured is the server, not a client library fighting for the GIL.
+    """
+    return asyncio.run(_load(planned, method))
+
+
+async def _load(
+    planned: list[tuple[str, bytes, dict[str, str]]], method: str
+) -> tuple[list[float], Counter[int], float]:
+    latencies: list[float] = []
+    statuses: Counter[int] = Counter()
+    host, port = urlsplit(SERVER).hostname, urlsplit(SERVER).port or 80
+    idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+    for _ in range(CONNECTIONS):
+        idle.put_nowait(await asyncio.open_connection(host, port))
+    loop = asyncio.get_running_loop()
+    start = loop.time() + 0.2
+
+    async def send_one(index: int) -> None:
+        url, body, headers = planned[index]
+        await asyncio.sleep(max(0.0, start + index / RATE - loop.time()))
+        reader, writer = await idle.get()
+        head = f"{method} {urlsplit(url).path} HTTP/1.1\r\nHost: {host}\r\n"
+        head += "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        head += f"Content-Length: {len(body)}\r\n\r\n"
+        sent = loop.time()
+        writer.write(head.encode() + body)
+        status_line = await reader.readline()
+        response_headers = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":", 1)[1])
+            for line in response_headers.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        await reader.readexactly(length)
+        latencies.append((loop.time() - sent) * 1000)
+        statuses[int(status_line.split()[1])] += 1
+        idle.put_nowait((reader, writer))
+
+    await asyncio.gather(*(send_one(index) for index in range(len(planned))))
+    elapsed = loop.time() - start
+    while not idle.empty():
+        _, writer = idle.get_nowait()
+        writer.close()
+    return latencies, statuses, elapsed
+
+
+def percentile(values: list[float], pct: float) -> float:
+    return (
+        statistics.quantiles(values, n=100, method="inclusive")[int(pct) - 1]
+        if pct < 100
+        else max(values)
+    )
+
+
+if __name__ == "__main__":
+    main()

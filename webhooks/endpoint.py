@@ -1,0 +1,116 @@
+"""The webhook endpoints' answers, and the lean ASGI app that serves them on the hot path.
+
+Forges need no sessions, CSRF or login. Under daphne, Django's ASGI handler costs several
+milliseconds a request before the view even runs (a thread per request and a hop per
+middleware), more than the delivery itself; `webhook_asgi_app` skips all that and makes one hop
+to a pooled thread for the delivery's database work. The Django views in webhooks.views give
+the same answers (for the test client and WSGI servers); both call `webhook_answer`.
+"""
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import close_old_connections
+from django.urls import reverse
+from django.utils.datastructures import CaseInsensitiveMapping
+from django.utils.http import parse_header_parameters
+
+from webhooks.services import GITHUB, GITLAB, ForgeReader, WebhookRejected, delivery_receive
+
+logger = logging.getLogger(__name__)
+
+READERS_BY_PATH = {"/webhooks/github/": GITHUB, "/webhooks/gitlab/": GITLAB}
+TOO_LARGE = "body too large: the limit is 25 MB"
+
+
+def webhook_answer(
+    *, reader: ForgeReader, headers: Mapping[str, str], body: bytes, content_type: str
+) -> tuple[int, dict[str, object]]:
+    """(HTTP status, JSON answer) for one delivery."""
+    try:
+        outcome = delivery_receive(
+            reader=reader, headers=headers, body=body, content_type=content_type
+        )
+    except WebhookRejected as rejection:
+        logger.warning(
+            "%s webhook refused (%d): %s", reader.forge, rejection.status, rejection.message
+        )
+        return rejection.status, {"error": rejection.message}
+    answer: dict[str, object] = {"message": outcome.message}
+    if outcome.run is not None:
+        answer["run"] = settings.PUBLIC_URL + reverse("run-detail", args=[outcome.run.pk])
+    return outcome.status, answer
+
+
+async def webhook_asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """POST /webhooks/github/ and /webhooks/gitlab/ as a bare ASGI application."""
+    reader = READERS_BY_PATH.get(scope["path"])
+    if reader is None:
+        await _respond(send, 404, {"error": f"no webhook endpoint at {scope['path']}"})
+        return
+    if scope["method"] != "POST":
+        await _respond(send, 405, {"error": "webhooks are delivered with POST"})
+        return
+    headers = _headers(scope)
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    declared = headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        await _respond(send, 413, {"error": TOO_LARGE})
+        return
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        body += message.get("body", b"")
+        if len(body) > limit:
+            await _respond(send, 413, {"error": TOO_LARGE})
+            return
+        if not message.get("more_body"):
+            break
+    content_type, _ = parse_header_parameters(headers.get("Content-Type", ""))
+    # One thread for all of this process's webhook database work, as for Django's sync views:
+    # SQLite (the default database) takes one writer at a time, and concurrent writers would
+    # only wait on each other in its coarse busy loop.
+    status, answer = await sync_to_async(_answer_in_thread, thread_sensitive=True)(
+        reader, headers, bytes(body), content_type
+    )
+    await _respond(send, status, answer)
+
+
+def _answer_in_thread(
+    reader: ForgeReader, headers: Mapping[str, str], body: bytes, content_type: str
+) -> tuple[int, dict[str, object]]:
+    # What Django's request_started/request_finished signals do for its own requests.
+    close_old_connections()
+    try:
+        return webhook_answer(reader=reader, headers=headers, body=body, content_type=content_type)
+    finally:
+        close_old_connections()
+
+
+def _headers(scope: dict[str, Any]) -> CaseInsensitiveMapping[str]:
+    merged: dict[str, str] = {}
+    for raw_name, raw_value in scope["headers"]:
+        name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
+        merged[name] = f"{merged[name]}, {value}" if name in merged else value
+    return CaseInsensitiveMapping(merged)
+
+
+async def _respond(send: Any, status: int, answer: dict[str, object]) -> None:
+    body = json.dumps(answer).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
