@@ -1,7 +1,7 @@
 # Dockyard's own image, for docker-compose.yml: the web process and the worker run from it.
 FROM python:3.11-slim
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends git \
+    && apt-get install -y --no-install-recommends git haproxy \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /srv/dockyard
 COPY pyproject.toml README.md ./

@@ -6,13 +6,16 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-# The suite's own database role, Redis database and data folder, apart from `make up`'s.
+# The suite's own Redis database, data folder (HAProxy included) and ports, apart from
+# `make up`'s.
 TEST_ENV := DATABASE_URL=postgres://dockyard:dockyard@127.0.0.1:5432/dockyard \
 	REDIS_URL=redis://127.0.0.1:6379/14 \
 	DOCKYARD_DATA_DIR=$(CURDIR)/data/test \
+	DOCKYARD_FRONTEND_PORTS=19100-19199 \
+	DOCKYARD_SLOT_PORTS=19200-19399 \
 	DOCKYARD_ALLOW_LOCAL_REPOSITORIES=true
 
-.PHONY: up down demo test lint system services bench-pipeline bench-webhooks
+.PHONY: up down demo test lint system services bench-pipeline bench-webhooks bench-deploy
 
 $(VENV)/.installed: pyproject.toml
 	scripts/system-packages.sh
@@ -49,3 +52,6 @@ bench-pipeline: up
 
 bench-webhooks: up
 	DOCKYARD_ALLOW_LOCAL_REPOSITORIES=true $(PY) bench/webhooks.py
+
+bench-deploy: up
+	DOCKYARD_ALLOW_LOCAL_REPOSITORIES=true $(PY) bench/deploy.py

@@ -243,6 +243,81 @@ class DockerEngine:
             finally:
                 self._remove(container)
 
+    def ensure_image(self, *, reference: str, on_output: OutputSink) -> str:
+        """Make `reference` (repository@digest or :tag) present on this engine; its image id."""
+        info = self.image_info(reference)
+        if info is not None:
+            return info.id
+        repository, separator, rest = reference.partition("@")
+        if not separator:
+            repository, _, rest = reference.rpartition(":")
+        self.pull_image(repository=repository, tag=rest, on_output=on_output)
+        pulled = self.image_info(reference)
+        if pulled is None:
+            raise DockerEngineError(f"{reference} is not on the engine after its pull")
+        return pulled.id
+
+    def start_service(
+        self,
+        *,
+        image: str,
+        name: str,
+        environment: dict[str, str],
+        labels: dict[str, str],
+    ) -> str:
+        """Start a long-running app container on the host network; returns its id.
+
+        A container of the same name (a leftover of an interrupted deployment) is replaced.
+        """
+        with self._translated_errors("service container"):
+            with suppress(NotFound):
+                self._client.containers.get(name).remove(force=True)
+            container = self._client.containers.run(
+                image=image,
+                name=name,
+                environment=environment,
+                labels={**labels, MANAGED_LABEL: "true"},
+                network_mode="host",
+                security_opt=["no-new-privileges"],
+                # A small init as PID 1 passes SIGTERM on: most apps ignore it as PID 1, and a
+                # stop would then wait out its whole timeout before killing them.
+                init=True,
+                detach=True,
+            )
+            return str(container.id)
+
+    def start_container(self, container_id: str) -> None:
+        """Start a stopped container again (a kept one, for a rollback)."""
+        with self._translated_errors("container start"):
+            self._client.containers.get(container_id).start()
+
+    def stop_container(self, container_id: str, *, timeout: int = 10) -> None:
+        """Stop a container and keep it; a missing one is already as good as stopped."""
+        with self._translated_errors("container stop"), suppress(NotFound):
+            self._client.containers.get(container_id).stop(timeout=timeout)
+
+    def remove_container(self, container_id: str) -> None:
+        with self._translated_errors("container removal"), suppress(NotFound):
+            self._client.containers.get(container_id).remove(force=True, v=True)
+
+    def container_state(self, container_id: str) -> str | None:
+        """ "running", "exited", ... or None when there is no such container."""
+        with self._translated_errors("container lookup"):
+            try:
+                container = self._client.containers.get(container_id)
+            except NotFound:
+                return None
+            return str(container.status)
+
+    def container_logs(self, container_id: str, *, tail: int = 40) -> str:
+        with self._translated_errors("container logs"):
+            try:
+                container = self._client.containers.get(container_id)
+            except NotFound:
+                return ""
+            output: bytes = container.logs(tail=tail, stdout=True, stderr=True)
+            return output.decode("utf-8", errors="replace")
+
     def remove_containers(self, *, labels: dict[str, str]) -> int:
         """Remove every container (running or not) carrying all of `labels`; returns how many."""
         filters = [f"{key}={value}" for key, value in labels.items()]

@@ -148,3 +148,14 @@ def secret_key(name: str, data_dir: Path, environ: Mapping[str, str] | None = No
         finally:
             draft.unlink()
     return key_file.read_text().strip()
+
+
+def env_port_range(name: str, default: str, environ: Mapping[str, str] | None = None) -> range:
+    """A port range such as 9100-9199 (both ends included)."""
+    value = env_str(name, default, environ)
+    first, separator, last = value.partition("-")
+    if not (separator and first.isdigit() and last.isdigit()) or not (
+        0 < int(first) <= int(last) < 65536
+    ):
+        raise ImproperlyConfigured(f"{name}={value!r} is not a port range like 9100-9199")
+    return range(int(first), int(last) + 1)

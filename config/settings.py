@@ -9,6 +9,7 @@ from config.environment import (
     env_int,
     env_list,
     env_path,
+    env_port_range,
     env_str,
     env_url,
     secret_key,
@@ -122,6 +123,8 @@ CELERY_TASK_ROUTES = {
     "builds.*": {"queue": "builds"},
     # Reports to forges are small and must not wait behind a long build.
     "webhooks.*": {"queue": "notify"},
+    # Deployments run on workers next to the proxy and the environments' engines.
+    "releases.*": {"queue": "deploys"},
 }
 # Redis redelivers a task that is not acknowledged within this time, even to a second worker
 # while the first still runs it: keep it well above the longest stage.
@@ -139,6 +142,13 @@ DOCKYARD_REGISTRY = env_host_port("DOCKYARD_REGISTRY", "127.0.0.1:5000")
 # allows them: the demo and the tests do.
 DOCKYARD_ALLOW_LOCAL_REPOSITORIES = env_bool("DOCKYARD_ALLOW_LOCAL_REPOSITORIES", False)
 DOCKYARD_MIRRORS_DIR = DATA_DIR / "mirrors"
+# The HAProxy Dockyard runs: one frontend on 127.0.0.1 per environment, from the first range;
+# the containers of each environment's two slots listen on ports from the second.
+DOCKYARD_PROXY_DIR = DATA_DIR / "haproxy"
+DOCKYARD_FRONTEND_PORTS = env_port_range("DOCKYARD_FRONTEND_PORTS", "9100-9199")
+DOCKYARD_SLOT_PORTS = env_port_range("DOCKYARD_SLOT_PORTS", "9200-9399")
+# Stopped containers kept per environment for an instant rollback.
+DOCKYARD_KEEP_CONTAINERS = env_int("DOCKYARD_KEEP_CONTAINERS", 3, minimum=1)
 DOCKYARD_WORKSPACES_DIR = DATA_DIR / "workspaces"
 
 LOGGING = {

@@ -50,6 +50,7 @@ STAGE_TASKS: dict[str, str] = {
 RUN_CLEANUP_TASK = "builds.cleanup_run"
 DEPENDENTS_TASK = "pipelines.rebuild_dependents"
 COMMIT_STATUS_TASK = "webhooks.report_commit_status"
+RELEASE_TASK = "releases.release_from_run"
 
 # A project's slug becomes a registry repository name, so it follows those rules too.
 _SLUG = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
@@ -389,6 +390,8 @@ def run_advance(*, run: PipelineRun) -> None:
         run_transition(run=run, to=RunStatus.SUCCEEDED)
         run_id = run.pk
         transaction.on_commit(lambda: celery_app.send_task(DEPENDENTS_TASK, args=[run_id]))
+        if run.deployable:
+            transaction.on_commit(lambda: celery_app.send_task(RELEASE_TASK, args=[run_id]))
 
 
 def run_fail(*, run: PipelineRun, stage: Stage, reason: str) -> None:

@@ -10,6 +10,7 @@ from pipelines.models import PipelineRun, Project
 from pipelines.selectors import project_base_graph, project_runs, run_list, run_stage_logs
 from pipelines.services import run_cancel
 from pipelines.states import RUN_FINAL_STATES
+from releases.selectors import project_environments
 
 RUNS_PER_PAGE = 50
 
@@ -53,5 +54,11 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
     return render(
         request,
         "pipelines/project_detail.html",
-        {"project": project, "page": page, "builds_on": builds_on, "used_by": used_by},
+        {
+            "project": project,
+            "page": page,
+            "builds_on": builds_on,
+            "used_by": used_by,
+            "environments": project_environments(project),
+        },
     )

@@ -5,7 +5,7 @@ set -euo pipefail
 need=()
 have_package() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
-for package in docker.io docker-registry busybox-static git curl docker-compose; do
+for package in docker.io docker-registry busybox-static git curl docker-compose haproxy; do
   have_package "$package" || need+=("$package")
 done
 # PostgreSQL and Redis may be installed some other way; only add Debian's when absent.

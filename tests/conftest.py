@@ -18,11 +18,12 @@ from django.test import Client
 from config.celery import app as celery_app
 from pipelines.models import PipelineRun, Project
 from pipelines.states import RUN_FINAL_STATES
+from releases.haproxy import HAProxy
 from tests.factories import github_headers, github_push_body
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER_START_TIMEOUT = 60
-WORKER_QUEUES = ("builds", "notify")
+WORKER_QUEUES = ("builds", "notify", "deploys")
 
 
 @pytest.fixture(scope="session")
@@ -80,6 +81,32 @@ def celery_worker(django_db_setup: None, django_db_blocker: object) -> Iterator[
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture
+def app_containers_removed(docker_client: docker.DockerClient) -> Iterator[None]:
+    """Deployed apps stop with their test: the next test's environments reuse the ports."""
+    yield
+    for container in docker_client.containers.list(
+        all=True, sparse=True, filters={"label": "dockyard.environment"}
+    ):
+        container.remove(force=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def deployed_apps_removed_afterwards() -> Iterator[None]:
+    """The suite's HAProxy and app containers do not outlive it."""
+    yield
+    HAProxy(settings.DOCKYARD_PROXY_DIR).stop()
+    try:
+        client = docker.DockerClient(base_url=settings.DOCKER_HOST)
+    except docker.errors.DockerException:
+        return
+    for container in client.containers.list(
+        all=True, sparse=True, filters={"label": "dockyard.environment"}
+    ):
+        container.remove(force=True)
+    client.close()
 
 
 @pytest.fixture

@@ -146,3 +146,45 @@ def stack_repo(path: Path, *, spec: str = STACK_SPEC, test_script: str = "echo o
     repo.write("app/version.txt", "1\n")
     repo.write("dockyard.yml", spec)
     return repo
+
+
+WEB_APP_DOCKERFILE = """\
+FROM scratch
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+ENV PATH=/bin
+COPY www/ /app/www/
+# Listens where Dockyard says: host networking, one port per slot.
+CMD ["sh", "-c", \
+     "echo listening on 127.0.0.1:${PORT}; exec httpd -f -v -p 127.0.0.1:${PORT} -h /app/www"]
+"""
+WEB_APP_SPEC = """\
+images:
+  app: {}
+deploy:
+  port: 8000
+  health: /healthz
+  environments:
+    staging: {auto: true, branches: [main]}
+    production: {after: staging}
+"""
+
+
+def web_app_repo(path: Path) -> GitRepo:
+    """A deployable app: it serves its version at / and answers /healthz."""
+    repo = GitRepo(path)
+    shutil.copy(BUSYBOX, path / "busybox")
+    repo.write("Dockerfile", WEB_APP_DOCKERFILE)
+    repo.write("dockyard.yml", WEB_APP_SPEC)
+    return repo
+
+
+def web_app_version(repo: GitRepo, version: str, *, healthy: bool = True) -> str:
+    """Commit version `version` of the app; an unhealthy one has no /healthz."""
+    repo.write("www/index.html", f"{version}\n")
+    health = repo.path / "www" / "healthz"
+    if healthy:
+        repo.write("www/healthz", "ok\n")
+    elif health.exists():
+        health.unlink()
+    return repo.commit(f"version {version}")

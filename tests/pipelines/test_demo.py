@@ -4,11 +4,17 @@ from collections.abc import Callable
 from io import StringIO
 
 import pytest
+import requests
 from django.core.management import call_command
 
 from pipelines.models import PipelineRun
+from releases.models import Environment
 
-pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("app_containers_removed"),
+]
 
 
 def test_the_demo_pushes_over_http_and_ends_with_the_image_in_the_registry(
@@ -23,3 +29,7 @@ def test_the_demo_pushes_over_http_and_ends_with_the_image_in_the_registry(
     printed = out.getvalue()
     assert "ok: the index page greets its visitors" in printed
     assert f"image:    {run.image_reference}" in printed
+    staging = Environment.objects.get(project__slug="demo-app", name="staging")
+    assert f"staging:  release 1 serves http://127.0.0.1:{staging.frontend_port}/" in printed
+    served = requests.get(f"http://127.0.0.1:{staging.frontend_port}/", timeout=5).text
+    assert "Hello from Dockyard" in served

@@ -3,7 +3,7 @@
 It plays the part of a developer and of GitHub: it commits to a local sample repository (its
 base image is built from this machine's static busybox, so nothing is pulled from the
 internet), sends the signed push webhook over HTTP to the server, then prints the run's stages
-and log as they happen, and where the image was published.
+and log as they happen, where the image was published, and the release serving on staging.
 """
 
 import json
@@ -26,6 +26,8 @@ from django.utils import timezone
 from pipelines.models import LogChunk, PipelineRun, Project
 from pipelines.services import project_create
 from pipelines.states import RUN_FINAL_STATES, RunStatus
+from releases.models import Deployment
+from releases.states import DEPLOYMENT_FINAL_STATES, DeploymentStatus
 from webhooks.signatures import github_signature
 
 PROJECT_SLUG = "demo-app"
@@ -38,9 +40,23 @@ RUN ["/bin/busybox", "--install", "-s", "/bin"]
 ENV PATH=/bin
 WORKDIR /app
 COPY app/ /app/
-CMD ["httpd", "-f", "-p", "8000", "-h", "/app/www"]
+# Deployed, the app listens where Dockyard says (each slot has its own port).
+CMD ["sh", "-c", "exec httpd -f -p 127.0.0.1:${PORT:-8000} -h /app/www"]
+"""
+DOCKYARD_YML = """\
+images:
+  app: {}
+test:
+  command: ["sh", "/app/test.sh"]
+deploy:
+  port: 8000
+  health: /
+  environments:
+    staging: {auto: true, branches: [main]}
+    production: {after: staging}
 """
 INDEX_HTML = "<h1>Hello from Dockyard</h1>\n"
+DEPLOY_TIMEOUT_SECONDS = 120
 TEST_SCRIPT = """\
 #!/bin/sh
 set -e
@@ -73,12 +89,25 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"run #{run.number} succeeded"))
         self.stdout.write(f"image:    {run.image_reference}")
         self.stdout.write(f"digest:   {run.image_digest}")
+        listed = "lists it" if run.commit_sha in tags else "does NOT list it"
         self.stdout.write(
-            f"registry: http://{settings.DOCKYARD_REGISTRY}/v2/{project.slug}/tags/list -> {tags}"
+            f"registry: http://{settings.DOCKYARD_REGISTRY}/v2/{project.slug}/tags/list {listed} "
+            f"({len(tags)} tags)"
         )
-        self.stdout.write(f"web UI:   {server}/runs/{run.pk}/ (user demo, password {password})")
         if run.commit_sha not in tags:
             raise CommandError(f"the registry does not list {run.commit_sha}")
+        deployment = self._staging_deployment(run)
+        staging = deployment.environment
+        served = urlopen(f"http://127.0.0.1:{staging.frontend_port}/", timeout=10).read().decode()
+        self.stdout.write(
+            f"staging:  release {deployment.release.number} serves "
+            f"http://127.0.0.1:{staging.frontend_port}/ -> {served.strip()}"
+        )
+        self.stdout.write(
+            f"promote:  python manage.py deploy {project.slug} production "
+            f"{deployment.release.number}"
+        )
+        self.stdout.write(f"web UI:   {server}/runs/{run.pk}/ (user demo, password {password})")
 
     def _commit_sample(self, repository: Path) -> tuple[str, str]:
         if not BUSYBOX.is_file():
@@ -87,9 +116,10 @@ class Command(BaseCommand):
             (repository / "app" / "www").mkdir(parents=True)
             _git(repository, "init", "--quiet", "--initial-branch=main")
             shutil.copy(BUSYBOX, repository / "busybox")
-            (repository / "Dockerfile").write_text(DOCKERFILE)
             (repository / "app" / "www" / "index.html").write_text(INDEX_HTML)
             (repository / "app" / "test.sh").write_text(TEST_SCRIPT)
+        (repository / "Dockerfile").write_text(DOCKERFILE)
+        (repository / "dockyard.yml").write_text(DOCKYARD_YML)
         # Every demo pushes a new commit, as a developer would.
         (repository / "app" / "www" / "built-at.txt").write_text(f"{timezone.now().isoformat()}\n")
         _git(repository, "add", "--all")
@@ -103,8 +133,6 @@ class Command(BaseCommand):
             project = project_create(
                 slug=PROJECT_SLUG,
                 repository_url=str(repository),
-                test_command="sh /app/test.sh",
-                test_timeout=120,
             )
             self.stdout.write(f"registered project {project.slug}")
         return project
@@ -183,6 +211,19 @@ class Command(BaseCommand):
                 return run
             time.sleep(0.5)
         raise CommandError(f"run #{run.number} did not finish within {FOLLOW_TIMEOUT_SECONDS}s")
+
+    def _staging_deployment(self, run: PipelineRun) -> Deployment:
+        deadline = time.monotonic() + DEPLOY_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            deployment = Deployment.objects.filter(
+                release__run=run, environment__name="staging"
+            ).first()
+            if deployment is not None and deployment.status in DEPLOYMENT_FINAL_STATES:
+                if deployment.status != DeploymentStatus.SUCCEEDED:
+                    raise CommandError(f"staging deployment failed: {deployment.failure_reason}")
+                return deployment
+            time.sleep(0.2)
+        raise CommandError("the release did not reach staging in time")
 
     def _registry_tags(self, name: str) -> list[str]:
         url = f"http://{settings.DOCKYARD_REGISTRY}/v2/{name}/tags/list"

@@ -1,0 +1,262 @@
+"""Deploy and rollback durations next to a bare container start, under load, zero failures.
+
+Against the Dockyard `make up` runs (its worker and the HAProxy it runs): one app is pushed
+twice (v1, v2), each release reaches staging by itself; then production gets v1, is promoted
+to v2 and rolled back to v1 while a loopback load generator hammers production's frontend.
+Side by side, the raw tool: `docker run` of the same image to its first 200.
+
+Prints: deploy and rollback durations (from the call to the proxy serving the other version,
+and to the deployment's end), the bare start, the ratios, and failed requests.
+Targets (issue "Releases"): rollback within 1 s end to end and within 3x the bare container
+start; zero failed requests throughout. Run with `make bench-deploy`.
+"""
+
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from urllib.request import Request, urlopen
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from pipelines.models import PipelineRun  # noqa: E402
+from pipelines.services import project_create  # noqa: E402
+from pipelines.states import RUN_FINAL_STATES  # noqa: E402
+from releases.models import Deployment, Environment, Release  # noqa: E402
+from releases.services import deployment_request, environment_rollback  # noqa: E402
+from releases.states import DEPLOYMENT_FINAL_STATES  # noqa: E402
+from webhooks.signatures import github_signature  # noqa: E402
+
+SERVER = os.environ.get("DOCKYARD_BENCH_SERVER", "http://127.0.0.1:8000")
+DOCKER = "/usr/bin/docker"
+DOCKERFILE = """\
+FROM scratch
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+ENV PATH=/bin
+COPY www/ /app/www/
+CMD ["sh", "-c", "exec httpd -f -p 127.0.0.1:${PORT} -h /app/www"]
+"""
+SPEC = """\
+images:
+  app: {}
+deploy:
+  port: 8000
+  health: /healthz
+  environments:
+    staging: {auto: true, branches: [main]}
+    production: {after: staging}
+"""
+
+
+class Load:
+    """GETs against one port from a few threads, bounded in time; counts what was not a 200."""
+
+    def __init__(self, port: int, seconds: float = 120) -> None:
+        self.port, self.deadline = port, time.monotonic() + seconds
+        self.requests, self.failures = 0, 0
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(3)]
+
+    def run(self) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        while not self.stop.is_set() and time.monotonic() < self.deadline:
+            try:
+                connection.request("GET", "/")
+                response = connection.getresponse()
+                response.read()
+                ok = response.status == 200
+            except (OSError, http.client.HTTPException):
+                ok = False
+                connection.close()
+                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+            with self.lock:
+                self.requests += 1
+                self.failures += 0 if ok else 1
+            time.sleep(0.002)
+
+    def __enter__(self) -> "Load":
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join()
+
+
+def git(repo: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-c", "user.name=Bench", "-c", "user.email=bench@dockyard.invalid", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout.strip()
+
+
+def commit_version(repo: Path, version: str) -> str:
+    (repo / "www" / "index.html").write_text(f"{version}\n")
+    git(repo, "add", "--all")
+    git(repo, "commit", "--quiet", "-m", version)
+    return git(repo, "rev-parse", "HEAD")
+
+
+def push(secret: str, repo: Path, sha: str) -> PipelineRun:
+    body = json.dumps(
+        {
+            "ref": "refs/heads/main",
+            "after": sha,
+            "repository": {"clone_url": str(repo)},
+            "head_commit": {"id": sha, "message": "bench"},
+        }
+    ).encode()
+    request = Request(
+        f"{SERVER}/webhooks/github/",
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "X-GitHub-Event": "push",
+            "X-GitHub-Delivery": str(uuid.uuid4()),
+            "X-Hub-Signature-256": github_signature(secret=secret, body=body),
+        },
+    )
+    with urlopen(request, timeout=30) as response:
+        run_url = json.load(response)["run"]
+    run = PipelineRun.objects.get(pk=int(run_url.rstrip("/").rsplit("/", 1)[1]))
+    while run.status not in RUN_FINAL_STATES:
+        time.sleep(0.05)
+        run.refresh_from_db()
+    if run.status != "succeeded":
+        raise SystemExit(f"run {run} {run.status}: {run.failure_reason}")
+    return run
+
+
+def wait(deployment: Deployment) -> Deployment:
+    while deployment.status not in DEPLOYMENT_FINAL_STATES:
+        time.sleep(0.005)
+        deployment.refresh_from_db()
+    if deployment.status != "succeeded":
+        raise SystemExit(f"{deployment} failed: {deployment.failure_reason}")
+    return deployment
+
+
+def serving(port: int, version: str) -> bool:
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        connection.request("GET", "/")
+        return connection.getresponse().read().decode().strip() == version
+    except (OSError, http.client.HTTPException):
+        return False
+
+
+def timed_move(start_move: object, port: int, version: str) -> tuple[float, float]:
+    """(seconds until the proxy serves `version`, seconds until the deployment ended)."""
+    started = time.perf_counter()
+    deployment = start_move()  # type: ignore[operator]
+    served_after = None
+    while served_after is None:
+        if serving(port, version):
+            served_after = time.perf_counter() - started
+        else:
+            time.sleep(0.002)
+    wait(deployment)
+    return served_after, time.perf_counter() - started
+
+
+def bare_container_start(image: str) -> float:
+    """`docker run` of the image on the host network to its first 200."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    name = f"bench-bare-{uuid.uuid4().hex[:8]}"
+    started = time.perf_counter()
+    subprocess.run(
+        [DOCKER, "run", "-d", "--name", name, "--network", "host", "-e", f"PORT={port}", image],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        while not serving(port, "v1"):
+            time.sleep(0.002)
+        return time.perf_counter() - started
+    finally:
+        subprocess.run([DOCKER, "rm", "-f", name], capture_output=True)
+
+
+def main() -> None:
+    workspace = Path(tempfile.mkdtemp(prefix="dockyard-bench-deploy-"))
+    repo = workspace / "app"
+    (repo / "www").mkdir(parents=True)
+    shutil.copy("/bin/busybox", repo / "busybox")
+    (repo / "Dockerfile").write_text(DOCKERFILE)
+    (repo / "dockyard.yml").write_text(SPEC)
+    (repo / "www" / "healthz").write_text("ok\n")
+    git(repo, "init", "--quiet", "--initial-branch=main")
+    project = project_create(slug=f"bench-deploy-{uuid.uuid4().hex[:8]}", repository_url=str(repo))
+
+    releases = []
+    for version in ("v1", "v2"):
+        run = push(project.webhook_secret, repo, commit_version(repo, version))
+        while not Release.objects.filter(run=run).exists():
+            time.sleep(0.05)
+        release = Release.objects.get(run=run)
+        staging_deployment = None
+        while staging_deployment is None:
+            staging_deployment = Deployment.objects.filter(release=release).first()
+            time.sleep(0.05)
+        wait(staging_deployment)
+        releases.append(release)
+    v1, v2 = releases
+    production = Environment.objects.get(project=project, name="production")
+    wait(deployment_request(environment=production, release=v1))
+
+    bare = [bare_container_start(v1.image) for _ in range(3)]
+    with Load(production.frontend_port) as load:
+        time.sleep(0.5)
+        deploy_served, deploy_done = timed_move(
+            lambda: deployment_request(environment=production, release=v2),
+            production.frontend_port,
+            "v2",
+        )
+        time.sleep(0.5)
+        rollback_served, rollback_done = timed_move(
+            lambda: environment_rollback(environment=production), production.frontend_port, "v1"
+        )
+        time.sleep(0.5)
+
+    bare_start = sorted(bare)[1]
+    print(f"{'':34}{'serving (s)':>12}{'done (s)':>10}")
+    print(f"{'deploy v1 -> v2 (new container)':34}{deploy_served:12.2f}{deploy_done:10.2f}")
+    print(f"{'rollback v2 -> v1 (kept container)':34}{rollback_served:12.2f}{rollback_done:10.2f}")
+    print(f"{'bare docker run to first 200':34}{bare_start:12.2f}   (median of 3)")
+    # End to end: from the call until production serves the old version again. "done" adds
+    # the housekeeping after it (the new slot drained, its container stopped and kept).
+    print(f"rollback / bare start: {rollback_served / bare_start:.2f}   target <= 3.00")
+    print(f"rollback end to end:   {rollback_served:.2f} s   target <= 1.00 s")
+    print(f"requests during deploy and rollback: {load.requests}, failed: {load.failures}")
+    shutil.rmtree(workspace, ignore_errors=True)
+    if load.failures:
+        raise SystemExit("FAILED: requests failed during a deployment")
+
+
+if __name__ == "__main__":
+    main()

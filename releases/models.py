@@ -1,0 +1,139 @@
+"""Releases, the environments they move through, and the deployments that move them.
+
+A Release never changes once made. Deployment status moves only through
+releases.services.deployment_transition, which records each move as a DeploymentEvent.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from pipelines.models import PipelineRun, Project
+from releases.states import DEPLOYMENT_FINAL_STATES, DeploymentKind, DeploymentStatus, Slot
+
+
+class Release(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="releases")
+    number = models.PositiveIntegerField()
+    run = models.ForeignKey(PipelineRun, on_delete=models.PROTECT, related_name="releases")
+    commit_sha = models.CharField(max_length=64)
+    # The image pinned by digest: repository@sha256:...
+    image = models.CharField(max_length=600)
+    # dockyard.yml's deploy section as it was at this commit: a rollback restores it too.
+    deploy_config = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "number"], name="release_number_unique"),
+            models.UniqueConstraint(fields=["run"], name="release_run_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project.slug} release {self.number}"
+
+
+class Environment(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="environments")
+    name = models.CharField(max_length=32)
+    position = models.PositiveSmallIntegerField(default=0)
+    # Where the app runs; the local engine by default.
+    docker_host = models.CharField(max_length=300, blank=True)
+    # HAProxy listens here (127.0.0.1) for this environment; the two slots' containers listen
+    # on their own ports and the proxy sends traffic to the live one.
+    frontend_port = models.PositiveIntegerField(unique=True)
+    blue_port = models.PositiveIntegerField(unique=True)
+    green_port = models.PositiveIntegerField(unique=True)
+    health_path = models.CharField(max_length=300, default="/")
+    health_host = models.CharField(max_length=300, blank=True, help_text="Host header to send")
+    health_interval_ms = models.PositiveIntegerField(default=100)
+    health_timeout_seconds = models.PositiveIntegerField(default=30)
+    drain_timeout_seconds = models.PositiveIntegerField(default=10)
+    # Container environment; secrets are project secrets named in `secret_names`.
+    variables = models.JSONField(default=dict, blank=True)
+    secret_names = models.JSONField(default=list, blank=True)
+    auto_deploy_branches = models.CharField(max_length=500, blank=True)
+    after = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="next_environments"
+    )
+    # Who may deploy here; nobody listed means any staff user.
+    deployers = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True)
+    live_slot = models.CharField(max_length=8, choices=Slot.choices, blank=True)
+    current_release = models.ForeignKey(
+        Release, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "position", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="environment_name_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project.slug}/{self.name}"
+
+    @property
+    def proxy_backend(self) -> str:
+        return f"be_{self.pk}"
+
+    def slot_port(self, slot: str) -> int:
+        return self.blue_port if slot == Slot.BLUE else self.green_port
+
+
+class Deployment(models.Model):
+    environment = models.ForeignKey(
+        Environment, on_delete=models.CASCADE, related_name="deployments"
+    )
+    release = models.ForeignKey(Release, on_delete=models.PROTECT, related_name="deployments")
+    previous_release = models.ForeignKey(
+        Release, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    kind = models.CharField(max_length=16, choices=DeploymentKind.choices)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    status = models.CharField(
+        max_length=16, choices=DeploymentStatus.choices, default=DeploymentStatus.QUEUED
+    )
+    slot = models.CharField(max_length=8, choices=Slot.choices, blank=True)
+    # The container environment this deployment ran the release with.
+    variables = models.JSONField(default=dict, blank=True)
+    container_id = models.CharField(max_length=100, blank=True)
+    # The kept container a rollback restarted instead of creating one.
+    reused_container = models.BooleanField(default=False)
+    failure_reason = models.TextField(blank=True)
+    container_log = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # One deployment per environment at a time, enforced by the database.
+            models.UniqueConstraint(
+                fields=["environment"],
+                condition=~Q(status__in=sorted(DEPLOYMENT_FINAL_STATES)),
+                name="one_active_deployment_per_environment",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"deployment {self.pk} of {self.release} to {self.environment.name}"
+
+
+class DeploymentEvent(models.Model):
+    """One step of a deployment: the timeline and the audit trail."""
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="events")
+    from_status = models.CharField(max_length=16)
+    to_status = models.CharField(max_length=16)
+    detail = models.TextField(blank=True)
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.from_status or 'new'} -> {self.to_status}"

@@ -1,0 +1,486 @@
+"""Writes for releases, environments and deployments, and the proxy they drive."""
+
+import logging
+import time
+from collections.abc import Callable
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from builds.docker_engine import DockerEngine, DockerEngineError
+from config.celery import app as celery_app
+from pipelines.models import PipelineRun, Project, RunKind
+from pipelines.selectors import project_secrets
+from pipelines.spec import DeploySpec, spec_from_dict
+from pipelines.states import RunStatus
+from pipelines.trigger_rules import name_matches, parse_globs
+from releases.haproxy import HAProxy, ProxyBackend, ProxyError, ProxyServer
+from releases.health_check import probe
+from releases.models import Deployment, DeploymentEvent, Environment, Release
+from releases.states import (
+    DEPLOYMENT_FINAL_STATES,
+    DeploymentKind,
+    DeploymentStatus,
+    Slot,
+    check_deployment_transition,
+    other_slot,
+)
+
+logger = logging.getLogger(__name__)
+
+DEPLOY_TASK = "releases.deploy"
+CONTAINER_LOG_LINES = 40
+
+User = AbstractBaseUser | AnonymousUser
+
+
+class DeploymentRefused(Exception):
+    """A deployment that may not happen now, and why (busy, not allowed, not yet tested)."""
+
+
+class _DeploymentFailed(Exception):
+    def __init__(self, reason: str, container_log: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.container_log = container_log
+
+
+def proxy() -> HAProxy:
+    return HAProxy(settings.DOCKYARD_PROXY_DIR)
+
+
+def proxy_backends() -> list[ProxyBackend]:
+    """Every environment as the proxy should serve it, from the database."""
+    return [
+        ProxyBackend(
+            name=environment.proxy_backend,
+            frontend_port=environment.frontend_port,
+            servers=tuple(
+                ProxyServer(
+                    name=slot,
+                    port=environment.slot_port(slot),
+                    enabled=environment.live_slot == slot,
+                )
+                for slot in Slot.values
+            ),
+        )
+        for environment in Environment.objects.all()
+    ]
+
+
+def proxy_apply() -> None:
+    """Start or reload the proxy so it serves every environment as the database says."""
+    proxy().apply(proxy_backends())
+
+
+def environments_sync(*, project: Project, deploy: DeploySpec) -> list[Environment]:
+    """Create the environments dockyard.yml names that the project does not have yet.
+
+    Existing environments are left as operators edited them. New ones get their ports and
+    the proxy is reloaded to listen for them.
+    """
+    created = []
+    with transaction.atomic():
+        # Port allocation is global; one creator at a time.
+        Project.objects.select_for_update(no_key=True).filter(pk=project.pk).get()
+        existing = {
+            environment.name: environment
+            for environment in Environment.objects.filter(project=project)
+        }
+        for position, spec in enumerate(deploy.environments):
+            if spec.name in existing:
+                continue
+            frontend, blue, green = _free_ports()
+            branches = " ".join(spec.branches) or (project.default_branch if spec.auto else "")
+            environment = Environment.objects.create(
+                project=project,
+                name=spec.name,
+                position=position,
+                docker_host=settings.DOCKER_HOST,
+                frontend_port=frontend,
+                blue_port=blue,
+                green_port=green,
+                health_path=deploy.health,
+                auto_deploy_branches=branches if spec.auto else "",
+            )
+            existing[spec.name] = environment
+            created.append(environment)
+        for spec in deploy.environments:
+            if (
+                spec.after
+                and existing[spec.name].after_id is None
+                and existing[spec.name] in created
+            ):
+                Environment.objects.filter(pk=existing[spec.name].pk).update(
+                    after=existing[spec.after]
+                )
+    if created:
+        proxy_apply()
+    return created
+
+
+def release_from_run(*, run_id: int) -> Release | None:
+    """Make the release of a passed, published run with a deploy section, and auto-deploy it.
+
+    Idempotent: a run makes one release, whatever the number of calls.
+    """
+    run = PipelineRun.objects.select_related("project").get(pk=run_id)
+    if run.status != RunStatus.SUCCEEDED or run.kind == RunKind.PULL_REQUEST:
+        return None
+    if not run.image_digest or run.spec is None:
+        return None
+    deploy = spec_from_dict(run.spec).deploy
+    if deploy is None:
+        return None
+    environments_sync(project=run.project, deploy=deploy)
+    release = _release_create(run)
+    for environment in Environment.objects.filter(project=run.project):
+        globs = parse_globs(environment.auto_deploy_branches)
+        if run.branch and globs and name_matches(run.branch, globs):
+            try:
+                deployment_request(
+                    environment=environment, release=release, kind=DeploymentKind.AUTO
+                )
+            except DeploymentRefused as refusal:
+                # Busy, or not yet through `after`: an auto-deploy is a wish, not an order.
+                logger.info("no auto-deploy of %s to %s: %s", release, environment, refusal)
+    return release
+
+
+def deployment_request(
+    *,
+    environment: Environment,
+    release: Release,
+    kind: str = DeploymentKind.DEPLOY,
+    user: User | None = None,
+    variables: dict[str, str] | None = None,
+) -> Deployment:
+    """Queue a deployment of `release` to `environment`, or say why not.
+
+    Refused when the user may not deploy there, when the release has not succeeded in the
+    environment it must pass first (`after`), or while another deployment of the environment
+    runs (a database constraint decides).
+    """
+    # Fresh from the database: the caller's copy may predate the last deployment.
+    environment = Environment.objects.select_related("project", "after").get(pk=environment.pk)
+    if release.project_id != environment.project_id:
+        raise DeploymentRefused(f"{release} is not a release of {environment.project.slug}")
+    if user is not None and not access_environment_deploy(user, environment):
+        raise DeploymentRefused(f"{user} may not deploy to {environment.name}")
+    if environment.after is not None and not _succeeded_in(release, environment.after):
+        raise DeploymentRefused(
+            f"release {release.number} has not succeeded in {environment.after.name}; "
+            f"deploy it there first"
+        )
+    try:
+        with transaction.atomic():
+            deployment = Deployment.objects.create(
+                environment=environment,
+                release=release,
+                previous_release=environment.current_release,
+                kind=kind,
+                requested_by=user if isinstance(user, get_user_model()) else None,
+                variables=dict(environment.variables) if variables is None else variables,
+            )
+            who = user.get_username() if user is not None and user.is_authenticated else "dockyard"
+            DeploymentEvent.objects.create(
+                deployment=deployment,
+                from_status="",
+                to_status=DeploymentStatus.QUEUED,
+                detail=f"{kind} of release {release.number} requested by {who}",
+            )
+            deployment_id = deployment.pk
+            transaction.on_commit(lambda: celery_app.send_task(DEPLOY_TASK, args=[deployment_id]))
+    except IntegrityError:
+        busy = environment.deployments.exclude(status__in=DEPLOYMENT_FINAL_STATES).first()
+        detail = f" with deployment {busy.pk} of release {busy.release.number}" if busy else ""
+        raise DeploymentRefused(
+            f"{environment.name} is busy{detail}; try again when it has finished"
+        ) from None
+    return deployment
+
+
+def environment_rollback(*, environment: Environment, user: User | None = None) -> Deployment:
+    """Deploy the environment's previous good release again, with the settings it ran with."""
+    # Fresh from the database: the caller's copy may predate the last deployment.
+    environment = Environment.objects.get(pk=environment.pk)
+    previous = (
+        environment.deployments.filter(status=DeploymentStatus.SUCCEEDED)
+        .exclude(release=environment.current_release)
+        .order_by("-finished_at", "-id")
+        .first()
+    )
+    if previous is None:
+        raise DeploymentRefused(f"{environment.name} has no earlier good release to roll back to")
+    return deployment_request(
+        environment=environment,
+        release=previous.release,
+        kind=DeploymentKind.ROLLBACK,
+        user=user,
+        variables=previous.variables,
+    )
+
+
+def access_environment_deploy(user: User, environment: Environment) -> bool:
+    """May `user` deploy to `environment`? Listed deployers, else any staff user."""
+    if not user.is_authenticated or not user.is_active:
+        return False
+    if getattr(user, "is_superuser", False):
+        return True
+    if environment.deployers.exists():
+        return environment.deployers.filter(pk=user.pk).exists()
+    return bool(getattr(user, "is_staff", False))
+
+
+def deployment_execute(*, deployment_id: int) -> Deployment:
+    """Carry a deployment through its steps; resumes where a lost worker left it."""
+    deployment = Deployment.objects.select_related(
+        "environment", "release", "environment__project"
+    ).get(pk=deployment_id)
+    steps: dict[str, Callable[[Deployment, DockerEngine], None]] = {
+        DeploymentStatus.QUEUED: _step_queued,
+        DeploymentStatus.PREPARING: _step_prepare,
+        DeploymentStatus.STARTING: _step_start,
+        DeploymentStatus.CHECKING: _step_check,
+        DeploymentStatus.SWITCHING: _step_switch,
+        DeploymentStatus.DRAINING: _step_drain,
+    }
+    engine_url = deployment.environment.docker_host or settings.DOCKER_HOST
+    try:
+        with DockerEngine(engine_url) as engine:
+            while deployment.status not in DEPLOYMENT_FINAL_STATES:
+                try:
+                    steps[deployment.status](deployment, engine)
+                except (DockerEngineError, ProxyError) as error:
+                    raise _DeploymentFailed(str(error)) from None
+    except _DeploymentFailed as failure:
+        if deployment.status != DeploymentStatus.DRAINING:
+            deployment.container_log = failure.container_log
+            Deployment.objects.filter(pk=deployment.pk).update(
+                failure_reason=failure.reason, container_log=failure.container_log
+            )
+            deployment_transition(
+                deployment=deployment, to=DeploymentStatus.FAILED, detail=failure.reason
+            )
+        else:
+            # Traffic has moved: the new version serves. What is left is housekeeping.
+            logger.error("deployment %s: %s after the switch", deployment.pk, failure.reason)
+            deployment_transition(
+                deployment=deployment,
+                to=DeploymentStatus.SUCCEEDED,
+                detail=f"switched; the old slot was not cleaned up: {failure.reason}",
+            )
+    except DockerEngineError as error:
+        deployment_transition(deployment=deployment, to=DeploymentStatus.FAILED, detail=str(error))
+    return deployment
+
+
+def deployment_transition(*, deployment: Deployment, to: str, detail: str = "") -> Deployment:
+    """Move a deployment to its next step under a row lock; the move is recorded."""
+    with transaction.atomic():
+        locked = Deployment.objects.select_for_update().get(pk=deployment.pk)
+        check_deployment_transition(locked.status, to)
+        DeploymentEvent.objects.create(
+            deployment=locked, from_status=locked.status, to_status=to, detail=detail[:10_000]
+        )
+        locked.status = to
+        if to in DEPLOYMENT_FINAL_STATES:
+            locked.finished_at = timezone.now()
+        locked.save(update_fields=["status", "finished_at"])
+    deployment.status, deployment.finished_at = locked.status, locked.finished_at
+    return deployment
+
+
+def _step_queued(deployment: Deployment, engine: DockerEngine) -> None:
+    # The proxy must be up before anything moves: it is also what keeps the old version
+    # serving while the new one starts.
+    proxy_apply()
+    deployment_transition(deployment=deployment, to=DeploymentStatus.PREPARING)
+
+
+def _step_prepare(deployment: Deployment, engine: DockerEngine) -> None:
+    environment = deployment.environment
+    slot = other_slot(environment.live_slot) if environment.live_slot else Slot.BLUE
+    kept = _kept_container(deployment, slot, engine)
+    detail = f"slot {slot}"
+    if kept:
+        detail += f", restarting the kept container {kept[:12]}"
+    else:
+        image_id = engine.ensure_image(reference=deployment.release.image, on_output=lambda _: None)
+        detail += f", image {deployment.release.image} ({image_id[:19]})"
+    Deployment.objects.filter(pk=deployment.pk).update(
+        slot=slot, container_id=kept, reused_container=bool(kept)
+    )
+    deployment.slot, deployment.container_id, deployment.reused_container = slot, kept, bool(kept)
+    deployment_transition(deployment=deployment, to=DeploymentStatus.STARTING, detail=detail)
+
+
+def _step_start(deployment: Deployment, engine: DockerEngine) -> None:
+    environment = deployment.environment
+    if deployment.reused_container:
+        engine.start_container(deployment.container_id)
+    else:
+        port = environment.slot_port(deployment.slot)
+        secrets = project_secrets(environment.project, environment.secret_names)
+        container_id = engine.start_service(
+            image=deployment.release.image,
+            name=(
+                f"dockyard-{environment.project.slug}-{environment.name}-{deployment.slot}"
+                f"-r{deployment.release.number}"
+            ),
+            # The app listens where the slot says: host networking leaves no port mapping.
+            environment={**deployment.variables, **secrets, "PORT": str(port), "HOST": "127.0.0.1"},
+            labels={
+                "dockyard.project": environment.project.slug,
+                "dockyard.environment": environment.name,
+                "dockyard.slot": deployment.slot,
+                "dockyard.release": str(deployment.release.number),
+                "dockyard.deployment": str(deployment.pk),
+            },
+        )
+        Deployment.objects.filter(pk=deployment.pk).update(container_id=container_id)
+        deployment.container_id = container_id
+    deployment_transition(
+        deployment=deployment,
+        to=DeploymentStatus.CHECKING,
+        detail=f"container {deployment.container_id[:12]} on 127.0.0.1:"
+        f"{environment.slot_port(deployment.slot)}",
+    )
+
+
+def _step_check(deployment: Deployment, engine: DockerEngine) -> None:
+    environment = deployment.environment
+    port = environment.slot_port(deployment.slot)
+    deadline = time.monotonic() + environment.health_timeout_seconds
+    last = "no answer yet"
+    while True:
+        result = probe(port=port, path=environment.health_path, host=environment.health_host)
+        if result.healthy:
+            deployment_transition(
+                deployment=deployment, to=DeploymentStatus.SWITCHING, detail=result.detail
+            )
+            return
+        last = result.detail
+        state = engine.container_state(deployment.container_id)
+        if state != "running" or time.monotonic() > deadline:
+            why = (
+                f"the container {state or 'vanished'}"
+                if state != "running"
+                else f"not healthy within {environment.health_timeout_seconds}s"
+            )
+            log = engine.container_logs(deployment.container_id, tail=CONTAINER_LOG_LINES)
+            # The broken container never took traffic; it goes, the old slot keeps serving.
+            engine.remove_container(deployment.container_id)
+            raise _DeploymentFailed(f"health check failed: {why} ({last})", log)
+        time.sleep(environment.health_interval_ms / 1000)
+
+
+def _step_switch(deployment: Deployment, engine: DockerEngine) -> None:
+    environment = Environment.objects.get(pk=deployment.environment_id)
+    backend, new, old = environment.proxy_backend, deployment.slot, environment.live_slot
+    haproxy = proxy()
+    haproxy.set_server(backend, new, port=environment.slot_port(new), state="ready")
+    if old and old != new:
+        haproxy.set_server(backend, old, state="drain")
+    Environment.objects.filter(pk=environment.pk).update(
+        live_slot=new, current_release=deployment.release
+    )
+    haproxy.remember(proxy_backends())
+    deployment_transition(
+        deployment=deployment,
+        to=DeploymentStatus.DRAINING,
+        detail=f"traffic to {new}" + (f"; {old} draining" if old and old != new else ""),
+    )
+
+
+def _step_drain(deployment: Deployment, engine: DockerEngine) -> None:
+    environment = deployment.environment
+    old = other_slot(deployment.slot)
+    previous = (
+        environment.deployments.filter(status=DeploymentStatus.SUCCEEDED, slot=old)
+        .order_by("-finished_at", "-id")
+        .first()
+    )
+    haproxy = proxy()
+    deadline = time.monotonic() + environment.drain_timeout_seconds
+    while haproxy.sessions(environment.proxy_backend, old) > 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    haproxy.set_server(environment.proxy_backend, old, state="maint")
+    if previous is not None and previous.container_id:
+        engine.stop_container(previous.container_id, timeout=5)
+    _prune_kept_containers(environment, engine, live=deployment.container_id)
+    deployment_transition(
+        deployment=deployment,
+        to=DeploymentStatus.SUCCEEDED,
+        detail=f"{old} drained and stopped, kept for rollback" if previous else "first release",
+    )
+
+
+def _kept_container(deployment: Deployment, slot: str, engine: DockerEngine) -> str:
+    """A stopped container of this very release in `slot`, if one was kept."""
+    if deployment.kind != DeploymentKind.ROLLBACK:
+        return ""
+    earlier = deployment.environment.deployments.filter(
+        release=deployment.release, slot=slot, status=DeploymentStatus.SUCCEEDED
+    ).exclude(container_id="")
+    for candidate in earlier.order_by("-finished_at", "-id"):
+        if engine.container_state(candidate.container_id) in {"exited", "created"}:
+            return candidate.container_id
+    return ""
+
+
+def _prune_kept_containers(environment: Environment, engine: DockerEngine, *, live: str) -> None:
+    """Keep the newest few stopped containers for rollbacks; remove the older ones."""
+    succeeded = environment.deployments.filter(status=DeploymentStatus.SUCCEEDED).exclude(
+        container_id=""
+    )
+    seen: list[str] = []
+    for container_id in succeeded.order_by("-finished_at", "-id").values_list(
+        "container_id", flat=True
+    ):
+        if container_id not in seen and container_id != live:
+            seen.append(container_id)
+    for container_id in seen[settings.DOCKYARD_KEEP_CONTAINERS :]:
+        engine.remove_container(container_id)
+
+
+def _succeeded_in(release: Release, environment: Environment) -> bool:
+    return environment.deployments.filter(
+        release=release, status=DeploymentStatus.SUCCEEDED
+    ).exists()
+
+
+def _release_create(run: PipelineRun) -> Release:
+    existing = Release.objects.filter(run=run).first()
+    if existing is not None:
+        return existing
+    assert run.spec is not None
+    with transaction.atomic():
+        Project.objects.select_for_update(no_key=True).filter(pk=run.project_id).get()
+        last = Release.objects.filter(project=run.project).aggregate(last=Max("number"))["last"]
+        return Release.objects.create(
+            project=run.project,
+            number=(last or 0) + 1,
+            run=run,
+            commit_sha=run.commit_sha,
+            image=f"{run.image_repository}@{run.image_digest}",
+            deploy_config=run.spec.get("deploy") or {},
+        )
+
+
+def _free_ports() -> tuple[int, int, int]:
+    used: set[int] = set()
+    for ports in Environment.objects.values_list("frontend_port", "blue_port", "green_port"):
+        used.update(ports)
+    frontend = next((p for p in settings.DOCKYARD_FRONTEND_PORTS if p not in used), None)
+    slots = [p for p in settings.DOCKYARD_SLOT_PORTS if p not in used][:2]
+    if frontend is None or len(slots) < 2:
+        raise DeploymentRefused(
+            "no free ports left for a new environment: widen DOCKYARD_FRONTEND_PORTS or "
+            "DOCKYARD_SLOT_PORTS"
+        )
+    return frontend, slots[0], slots[1]

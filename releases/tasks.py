@@ -1,0 +1,15 @@
+"""Celery tasks of the releases app: thin, id-based, safe to deliver twice."""
+
+from celery import shared_task
+
+from releases.services import deployment_execute, release_from_run
+
+
+@shared_task(name="releases.deploy")
+def deploy(deployment_id: int) -> None:
+    deployment_execute(deployment_id=deployment_id)
+
+
+@shared_task(name="releases.release_from_run")
+def release_from_run_task(run_id: int) -> None:
+    release_from_run(run_id=run_id)

@@ -1,0 +1,213 @@
+"""Releases move staging -> production behind the real HAProxy, with zero failed requests."""
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import docker
+import pytest
+import requests
+from django.contrib.auth.models import User
+from django.test import Client
+
+from pipelines.models import PipelineRun, Project
+from pipelines.states import RunStatus
+from releases.models import Deployment, Environment, Release
+from releases.services import DeploymentRefused, deployment_request, environment_rollback
+from releases.states import DEPLOYMENT_FINAL_STATES, DeploymentStatus
+from tests.factories import GitRepo, make_project, web_app_repo, web_app_version
+from tests.load import LoadGenerator
+
+pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
+
+STEPS = ["queued", "preparing", "starting", "checking", "switching", "draining", "succeeded"]
+
+
+pytestmark.append(pytest.mark.usefixtures("app_containers_removed"))
+
+
+def wait_for_deployment(deployment: Deployment, timeout: float = 120) -> Deployment:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        deployment.refresh_from_db()
+        if deployment.status in DEPLOYMENT_FINAL_STATES:
+            return deployment
+        time.sleep(0.05)
+    raise AssertionError(f"deployment {deployment.pk} still {deployment.status}")
+
+
+def served(environment: Environment) -> str:
+    return requests.get(f"http://127.0.0.1:{environment.frontend_port}/", timeout=5).text.strip()
+
+
+class App:
+    """A project whose pushes to main are built, released and auto-deployed to staging."""
+
+    def __init__(self, repo: GitRepo, project: Project, pushed_run: Callable[..., PipelineRun]):
+        self.repo, self.project, self._pushed_run = repo, project, pushed_run
+
+    def release(self, version: str, *, healthy: bool = True) -> Release:
+        run = self._pushed_run(self.project, web_app_version(self.repo, version, healthy=healthy))
+        assert run.status == RunStatus.SUCCEEDED, run.failure_reason
+        deadline = time.monotonic() + 60
+        while not Release.objects.filter(run=run).exists():
+            assert time.monotonic() < deadline, "no release was made"
+            time.sleep(0.05)
+        return Release.objects.get(run=run)
+
+    def environment(self, name: str) -> Environment:
+        return Environment.objects.get(project=self.project, name=name)
+
+    def auto_deployment(self, release: Release) -> Deployment:
+        deadline = time.monotonic() + 60
+        while not Deployment.objects.filter(release=release).exists():
+            assert time.monotonic() < deadline, "no auto-deployment was queued"
+            time.sleep(0.05)
+        return wait_for_deployment(Deployment.objects.get(release=release))
+
+
+@pytest.fixture
+def app(tmp_path: Path, celery_worker: str, pushed_run: Callable[..., PipelineRun]) -> App:
+    repo = web_app_repo(tmp_path / "web")
+    return App(repo, make_project(repository_url=repo.url), pushed_run)
+
+
+def test_a_release_goes_to_staging_by_itself_then_is_promoted_to_production(app: App) -> None:
+    first = app.release("v1")
+    staged = app.auto_deployment(first)
+    assert staged.status == DeploymentStatus.SUCCEEDED, staged.failure_reason
+    staging, production = app.environment("staging"), app.environment("production")
+    assert served(staging) == "v1"
+
+    promotion = wait_for_deployment(deployment_request(environment=production, release=first))
+    assert promotion.status == DeploymentStatus.SUCCEEDED, promotion.failure_reason
+    assert served(production) == "v1"
+
+    second = app.release("v2")
+    app.auto_deployment(second)
+    assert (served(staging), served(production)) == ("v2", "v1")
+    with LoadGenerator(production.frontend_port) as load:
+        time.sleep(0.3)
+        promotion = wait_for_deployment(deployment_request(environment=production, release=second))
+        time.sleep(0.3)
+    assert promotion.status == DeploymentStatus.SUCCEEDED, promotion.failure_reason
+    assert served(production) == "v2"
+    assert load.result.failures == []
+    assert load.result.bodies == {"v1", "v2"}
+    assert list(promotion.events.values_list("to_status", flat=True)) == STEPS
+    assert promotion.previous_release == first
+
+
+def test_a_release_that_fails_its_health_check_never_takes_traffic(
+    app: App, docker_client: docker.DockerClient
+) -> None:
+    app.auto_deployment(app.release("v1"))
+    # An operator's edit (admin): give up on an unhealthy release sooner than the default.
+    Environment.objects.filter(project=app.project).update(health_timeout_seconds=4)
+    staging = app.environment("staging")
+    with LoadGenerator(staging.frontend_port) as load:
+        broken = app.release("v2-broken", healthy=False)
+        failed = app.auto_deployment(broken)
+    assert failed.status == DeploymentStatus.FAILED
+    assert failed.failure_reason == (
+        "health check failed: not healthy within 4s (GET /healthz: 404)"
+    )
+    # The container's own last log lines: busybox httpd logging the health checks it failed.
+    assert "response:404" in failed.container_log
+    assert load.result.failures == []
+    assert load.result.bodies == {"v1"}
+    assert served(staging) == "v1"
+    staging.refresh_from_db()
+    assert staging.current_release.number == 1
+    assert (
+        docker_client.containers.list(
+            all=True, sparse=True, filters={"label": f"dockyard.deployment={failed.pk}"}
+        )
+        == []
+    )
+
+
+def test_rollback_serves_the_previous_version_again_from_its_kept_container(app: App) -> None:
+    app.auto_deployment(app.release("v1"))
+    # A copy read before the last deployment: rollback must not trust what it says is live.
+    staging = app.environment("staging")
+    app.auto_deployment(app.release("v2"))
+    assert served(staging) == "v2"
+
+    with LoadGenerator(staging.frontend_port) as load:
+        rollback = wait_for_deployment(environment_rollback(environment=staging))
+
+    assert rollback.status == DeploymentStatus.SUCCEEDED, rollback.failure_reason
+    assert rollback.kind == "rollback" and rollback.reused_container
+    assert served(staging) == "v1"
+    assert load.result.failures == []
+    staging.refresh_from_db()
+    assert staging.current_release.number == 1
+
+
+def test_promotion_is_refused_until_the_release_passed_staging(app: App) -> None:
+    app.auto_deployment(app.release("v1"))
+    Environment.objects.filter(project=app.project).update(health_timeout_seconds=2)
+    broken = app.release("v2-broken", healthy=False)
+    app.auto_deployment(broken)
+    with pytest.raises(DeploymentRefused, match="release 2 has not succeeded in staging"):
+        deployment_request(environment=app.environment("production"), release=broken)
+    assert not Deployment.objects.filter(environment__name="production").exists()
+
+
+def test_two_deployments_of_one_environment_never_run_at_once(app: App) -> None:
+    first = app.release("v1")
+    app.auto_deployment(first)
+    production = app.environment("production")
+    outcomes: list[object] = []
+    barrier = threading.Barrier(2)
+
+    def request() -> None:
+        from django.db import connection
+
+        barrier.wait()
+        try:
+            outcomes.append(deployment_request(environment=production, release=first))
+        except DeploymentRefused as refusal:
+            outcomes.append(str(refusal))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=request) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    accepted = [o for o in outcomes if isinstance(o, Deployment)]
+    refused = [o for o in outcomes if isinstance(o, str)]
+    assert len(accepted) == 1 and len(refused) == 1
+    assert refused[0].startswith("production is busy with deployment")
+    done = wait_for_deployment(accepted[0])
+    assert list(done.events.values_list("to_status", flat=True)) == STEPS
+
+
+def test_the_environment_page_shows_who_deployed_what_from_which(app: App, client: Client) -> None:
+    ada = User.objects.create_user("ada", is_staff=True)
+    first = app.release("v1")
+    app.auto_deployment(first)
+    production = app.environment("production")
+    wait_for_deployment(deployment_request(environment=production, release=first, user=ada))
+    client.force_login(ada)
+
+    page = client.get(f"/projects/{app.project.slug}/environments/production/").content.decode()
+
+    assert f"127.0.0.1:{production.frontend_port}" in page
+    assert "release 1" in page and "ada" in page and "succeeded" in page
+    assert "draining" in page  # the recorded steps
+
+
+def test_a_user_who_may_not_deploy_is_refused(app: App) -> None:
+    first = app.release("v1")
+    app.auto_deployment(first)
+    production = app.environment("production")
+    production.deployers.add(User.objects.create_user("release-manager", is_staff=True))
+    intern = User.objects.create_user("intern", is_staff=True)
+    with pytest.raises(DeploymentRefused, match="intern may not deploy to production"):
+        deployment_request(environment=production, release=first, user=intern)
