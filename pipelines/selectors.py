@@ -10,10 +10,10 @@ from pipelines.repository_urls import repository_key
 from pipelines.states import RunStatus
 
 
-def project_for_repository(urls: Iterable[str]) -> Project | None:
-    """The project whose repository any of `urls` names (https, ssh, scp-like or path)."""
+def project_for_repository(*, forge: str, urls: Iterable[str]) -> Project | None:
+    """The forge's project whose repository any of `urls` names (https, ssh, scp-like, path)."""
     keys = {repository_key(url) for url in urls}
-    return Project.objects.filter(repository_key__in=keys).first()
+    return Project.objects.filter(forge=forge, repository_key__in=keys).first()
 
 
 def run_list() -> QuerySet[PipelineRun]:

@@ -114,17 +114,6 @@ class HAProxy:
             else:
                 self._start()
 
-    def sync_states(self, backends: list[ProxyBackend]) -> None:
-        """Set every server's runtime state to what the backends say (after a doubt)."""
-        for backend in backends:
-            for server in backend.servers:
-                self.set_server(
-                    backend.name,
-                    server.name,
-                    port=server.port,
-                    state="ready" if server.enabled else "maint",
-                )
-
     def remember(self, backends: list[ProxyBackend]) -> None:
         """Rewrite the config file after runtime switches, without touching the process."""
         config = render_config(backends, admin_socket=self.admin_socket)

@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from pipelines.models import Forge, PipelineRun, Project, RunEvent, RunKind, Trigger
-from pipelines.repository_urls import repository_key
+from pipelines.selectors import project_for_repository
 from pipelines.services import run_create, runs_supersede
 from pipelines.trigger_rules import push_refusal
 from webhooks.events import Deletion, ForgeEvent, Ignored, PayloadError, Ping, PullRequest, Push
@@ -117,9 +117,7 @@ def delivery_receive(
     urls = reader.repository_urls(payload)
     if not urls:
         raise WebhookRejected(400, "malformed body: the payload names no repository")
-    project = Project.objects.filter(
-        forge=reader.forge, repository_key__in={repository_key(url) for url in urls}
-    ).first()
+    project = project_for_repository(forge=reader.forge, urls=urls)
     if project is None:
         raise WebhookRejected(404, f"no {reader.forge.label} project for repository {urls[0]}")
     if not project.webhook_secret:
