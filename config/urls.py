@@ -12,6 +12,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("webhooks/", include("webhooks.urls")),
+    path("api/v1/", include("api.urls")),
     path("", include("releases.urls")),
     path("", include("pipelines.urls")),
 ]
+
+handler404 = "api.views.not_found"

@@ -20,6 +20,8 @@ from git.exc import GitError
 _GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/true", "SSH_ASKPASS": "/bin/true"}
 GIT_TIMEOUT_SECONDS = 600
 _COMMIT_SHA = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
+# What a branch or tag name may be here: no "..", no option-like or control characters.
+_FULL_REF = re.compile(r"^refs/(?:heads|tags)/(?!.*\.\.)[A-Za-z0-9._/-]+$")
 
 
 class GitCheckoutError(Exception):
@@ -52,18 +54,16 @@ def mirror_fetch(*, url: str, mirror_dir: Path, commit_sha: str) -> None:
             raise GitCheckoutError(f"fetching {url} failed: {_describe(error)}") from None
 
 
-def branch_head(*, url: str, mirror_dir: Path, branch: str) -> str:
-    """The commit `branch` of `url` points at now (the mirror is fetched first)."""
+def ref_head(*, url: str, mirror_dir: Path, ref: str) -> str:
+    """The commit a full ref (refs/heads/main, refs/tags/v1) of `url` points at now."""
+    if not _FULL_REF.match(ref):
+        raise GitCheckoutError(f"{ref!r} is not a branch or tag ref")
     with _mirror(url, mirror_dir) as repo:
         try:
             repo.git.fetch("--prune", "origin", kill_after_timeout=GIT_TIMEOUT_SECONDS)
-            return str(
-                repo.git.rev_parse(
-                    "--verify", "--end-of-options", f"refs/heads/{branch}^{{commit}}"
-                )
-            )
-        except GitError as error:
-            raise GitCheckoutError(f"branch {branch!r} of {url}: {_describe(error)}") from None
+            return str(repo.git.rev_parse("--verify", "--end-of-options", f"{ref}^{{commit}}"))
+        except GitError:
+            raise GitCheckoutError(f"{url} has no {ref}") from None
 
 
 @contextmanager

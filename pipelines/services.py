@@ -7,12 +7,13 @@ import shlex
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
 from config.celery import app as celery_app
-from pipelines.git_checkout import GitCheckoutError, branch_head
+from pipelines.git_checkout import GitCheckoutError, ref_head
 from pipelines.models import (
     BaseDependency,
     Forge,
@@ -51,6 +52,7 @@ RUN_CLEANUP_TASK = "builds.cleanup_run"
 DEPENDENTS_TASK = "pipelines.rebuild_dependents"
 COMMIT_STATUS_TASK = "webhooks.report_commit_status"
 RELEASE_TASK = "releases.release_from_run"
+NOTIFY_RUN_TASK = "webhooks.notify_run"
 
 # A project's slug becomes a registry repository name, so it follows those rules too.
 _SLUG = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
@@ -176,6 +178,78 @@ def run_create(
     return run
 
 
+def access_project_manage(user: AbstractBaseUser | AnonymousUser) -> bool:
+    """May `user` add projects and rotate their secrets? Staff (operators) may."""
+    return bool(user.is_authenticated and user.is_active and getattr(user, "is_staff", False))
+
+
+def access_run_control(user: AbstractBaseUser | AnonymousUser, project: Project) -> bool:
+    """May `user` trigger, cancel and retry the project's runs? Staff (operators) may."""
+    return access_project_manage(user)
+
+
+def run_trigger(
+    *, project: Project, ref: str, commit_sha: str = "", triggered_by: PipelineRun | None = None
+) -> PipelineRun:
+    """Queue a run of a branch or tag by hand (API, chat-ops): its head commit unless named.
+
+    `ref` may be short ("main", "v1.2") or full ("refs/heads/main", "refs/tags/v1.2").
+    """
+    full_ref = ref if ref.startswith("refs/") else f"refs/heads/{ref}"
+    if not full_ref.startswith(("refs/heads/", "refs/tags/")):
+        raise ProjectError(f"ref {ref!r}: name a branch or a tag")
+    if not commit_sha:
+        try:
+            commit_sha = ref_head(
+                url=project.repository_url, mirror_dir=mirror_dir(project), ref=full_ref
+            )
+        except GitCheckoutError as error:
+            if not full_ref.startswith("refs/heads/") or ref.startswith("refs/"):
+                raise ProjectError(f"ref {ref!r}: {error}") from None
+            # A short name may be a tag rather than a branch.
+            full_ref = f"refs/tags/{ref}"
+            try:
+                commit_sha = ref_head(
+                    url=project.repository_url, mirror_dir=mirror_dir(project), ref=full_ref
+                )
+            except GitCheckoutError:
+                raise ProjectError(
+                    f"ref {ref!r}: {project.slug} has no such branch or tag"
+                ) from None
+    elif not _COMMIT_SHA.match(commit_sha):
+        raise ProjectError(f"commit {commit_sha!r} is not a full hexadecimal commit id")
+    return run_create(
+        project=project,
+        ref=full_ref,
+        commit_sha=commit_sha,
+        trigger=Trigger.MANUAL,
+        kind=RunKind.TAG if full_ref.startswith("refs/tags/") else RunKind.BRANCH,
+        triggered_by=triggered_by,
+    )
+
+
+def run_retry(*, run: PipelineRun) -> PipelineRun:
+    """Run the same commit of the same ref again, as a new run."""
+    return run_create(
+        project=run.project,
+        ref=run.ref,
+        commit_sha=run.commit_sha,
+        commit_message=run.commit_message,
+        trigger=Trigger.MANUAL,
+        kind=run.kind,
+        pull_request=run.pull_request,
+        target_branch=run.target_branch,
+        triggered_by=run,
+    )
+
+
+def project_secret_rotate(*, project: Project) -> Project:
+    """Give the project a new webhook secret; deliveries signed with the old one are refused."""
+    project.webhook_secret = secrets.token_hex(24)
+    Project.objects.filter(pk=project.pk).update(webhook_secret=project.webhook_secret)
+    return project
+
+
 def run_cancel(*, run: PipelineRun, reason: str) -> bool:
     """Cancel a queued or running run; False when it had already ended.
 
@@ -219,6 +293,10 @@ def run_transition(*, run: PipelineRun, to: str, reason: str = "") -> PipelineRu
         if to in RUN_FINAL_STATES and locked.started_at is not None:
             # A run that never started left nothing on any worker to clean up.
             transaction.on_commit(lambda: celery_app.send_task(RUN_CLEANUP_TASK, args=[locked.pk]))
+        never_started_cancel = to == RunStatus.CANCELLED and locked.started_at is None
+        if to in RUN_FINAL_STATES and not never_started_cancel:
+            # A run cancelled before it started (superseded by a newer push) is not news.
+            transaction.on_commit(lambda: celery_app.send_task(NOTIFY_RUN_TASK, args=[locked.pk]))
     run.status, run.started_at, run.finished_at = (
         locked.status,
         locked.started_at,
@@ -346,10 +424,10 @@ def dependents_rebuild(*, base_run_id: int) -> list[PipelineRun]:
         if project.runs.filter(triggered_by=base_run).exists():
             continue
         try:
-            head = branch_head(
+            head = ref_head(
                 url=project.repository_url,
                 mirror_dir=mirror_dir(project),
-                branch=project.default_branch,
+                ref=f"refs/heads/{project.default_branch}",
             )
         except GitCheckoutError:
             logger.exception("cannot find the head of %s to rebuild it on %s", project, base_run)

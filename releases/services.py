@@ -33,6 +33,7 @@ from releases.states import (
 logger = logging.getLogger(__name__)
 
 DEPLOY_TASK = "releases.deploy"
+NOTIFY_DEPLOYMENT_TASK = "webhooks.notify_deployment"
 CONTAINER_LOG_LINES = 40
 
 User = AbstractBaseUser | AnonymousUser
@@ -204,6 +205,24 @@ def deployment_request(
     return deployment
 
 
+def environment_promote(
+    *, environment: Environment, release: Release | None = None, user: User | None = None
+) -> Deployment:
+    """Promote a release here: by default the one serving in the environment before this one."""
+    environment = Environment.objects.select_related("after").get(pk=environment.pk)
+    if release is None:
+        if environment.after is None:
+            raise DeploymentRefused(
+                f"{environment.name} comes after no environment: name the release to deploy"
+            )
+        release = environment.after.current_release
+        if release is None:
+            raise DeploymentRefused(f"nothing serves in {environment.after.name} to promote")
+    return deployment_request(
+        environment=environment, release=release, kind=DeploymentKind.PROMOTE, user=user
+    )
+
+
 def environment_rollback(*, environment: Environment, user: User | None = None) -> Deployment:
     """Deploy the environment's previous good release again, with the settings it ran with."""
     # Fresh from the database: the caller's copy may predate the last deployment.
@@ -290,6 +309,10 @@ def deployment_transition(*, deployment: Deployment, to: str, detail: str = "") 
         locked.status = to
         if to in DEPLOYMENT_FINAL_STATES:
             locked.finished_at = timezone.now()
+            deployment_id = locked.pk
+            transaction.on_commit(
+                lambda: celery_app.send_task(NOTIFY_DEPLOYMENT_TASK, args=[deployment_id])
+            )
         locked.save(update_fields=["status", "finished_at"])
     deployment.status, deployment.finished_at = locked.status, locked.finished_at
     return deployment

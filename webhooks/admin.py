@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from webhooks.models import Delivery
+from webhooks.models import Delivery, NotificationEndpoint
 
 
 @admin.register(Delivery)
@@ -16,3 +16,9 @@ class DeliveryAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: object, obj: object = None) -> bool:
         return False
+
+
+@admin.register(NotificationEndpoint)
+class NotificationEndpointAdmin(admin.ModelAdmin):
+    list_display = ["project", "url", "on_runs", "on_deployments", "active"]
+    list_filter = ["active", "project"]

@@ -51,3 +51,24 @@ class CommitStatusReport(models.Model):
 
     def __str__(self) -> str:
         return f"{self.run}: {self.last_state or 'nothing reported'}"
+
+
+class NotificationEndpoint(models.Model):
+    """An incoming-webhook URL (Slack, Mattermost, anything taking JSON) told about a project."""
+
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="notification_endpoints"
+    )
+    url = models.URLField(max_length=500)
+    on_runs = models.BooleanField(default=True, help_text="when a run finishes")
+    on_deployments = models.BooleanField(
+        default=True, help_text="when a deployment or a rollback finishes"
+    )
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.project.slug} -> {self.url}"

@@ -1,0 +1,229 @@
+"""What the API shows and takes. Shapes only: the writes go through the services."""
+
+from django.conf import settings
+from django.urls import reverse
+from rest_framework import serializers
+
+from pipelines.models import Forge, LogChunk, PipelineRun, Project, Stage
+from releases.models import Deployment, DeploymentEvent, Environment, Release
+
+
+class StrictCharField(serializers.CharField):
+    """A string, and only a string: DRF's CharField would take 0 and make it "0"."""
+
+    def to_internal_value(self, data: object) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return str(super().to_internal_value(data))
+
+
+def _link(name: str, *args: object) -> str:
+    return settings.PUBLIC_URL + reverse(name, args=args)
+
+
+class ProjectSerializer(serializers.ModelSerializer):
+    webhook_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Project
+        fields = [
+            "slug",
+            "repository_url",
+            "forge",
+            "default_branch",
+            "branch_filter",
+            "tag_filter",
+            "build_pull_requests",
+            "cancel_superseded",
+            "test_command",
+            "webhook_url",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+    def get_webhook_url(self, project: Project) -> str:
+        return _link(f"webhook-{project.forge}")
+
+
+class ProjectWithSecretSerializer(ProjectSerializer):
+    """Shown once: right after the project is made or its secret rotated."""
+
+    webhook_secret = serializers.CharField(read_only=True)
+
+    class Meta(ProjectSerializer.Meta):
+        fields = [*ProjectSerializer.Meta.fields, "webhook_secret"]
+        read_only_fields = fields
+
+
+class ProjectCreateSerializer(serializers.Serializer):
+    slug = StrictCharField(max_length=63)
+    repository_url = StrictCharField(max_length=500)
+    forge = serializers.ChoiceField(choices=Forge.choices, default=Forge.GITHUB)
+    default_branch = StrictCharField(max_length=255, default="main")
+    test_command = StrictCharField(max_length=1000, default="", allow_blank=True)
+    branch_filter = StrictCharField(max_length=500, default="*")
+    tag_filter = StrictCharField(max_length=500, default="*")
+
+
+class StageSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Stage
+        fields = ["name", "status", "started_at", "finished_at"]
+        read_only_fields = fields
+
+
+class RunSerializer(serializers.ModelSerializer):
+    project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    stages = StageSerializer(many=True, read_only=True)
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = PipelineRun
+        fields = [
+            "id",
+            "project",
+            "number",
+            "ref",
+            "kind",
+            "pull_request",
+            "commit_sha",
+            "commit_message",
+            "trigger",
+            "status",
+            "failed_stage",
+            "failure_reason",
+            "image_reference",
+            "image_digest",
+            "published_tags",
+            "stages",
+            "url",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+    def get_url(self, run: PipelineRun) -> str:
+        return _link("run-detail", run.pk)
+
+
+class RunTriggerSerializer(serializers.Serializer):
+    project = StrictCharField(max_length=63)
+    ref = StrictCharField(max_length=255, help_text="branch or tag, short or refs/...")
+    commit_sha = serializers.RegexField(
+        r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$",
+        required=False,
+        help_text="the commit to build; default the ref's head",
+    )
+
+
+class LogChunkSerializer(serializers.ModelSerializer):
+    stage = serializers.SlugRelatedField(slug_field="name", read_only=True)
+
+    class Meta:
+        model = LogChunk
+        fields = ["seq", "stage", "text"]
+        read_only_fields = fields
+
+
+class RunLogSerializer(serializers.Serializer):
+    status = serializers.CharField()
+    chunks = LogChunkSerializer(many=True)
+    next_after = serializers.IntegerField(help_text="pass as ?after= to continue")
+
+
+class ReleaseSerializer(serializers.ModelSerializer):
+    project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta:
+        model = Release
+        fields = ["id", "project", "number", "run", "commit_sha", "image", "created_at"]
+        read_only_fields = fields
+
+
+class EnvironmentSerializer(serializers.ModelSerializer):
+    project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    after = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    current_release = ReleaseSerializer(read_only=True)
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Environment
+        fields = [
+            "id",
+            "project",
+            "name",
+            "after",
+            "url",
+            "live_slot",
+            "current_release",
+            "health_path",
+            "auto_deploy_branches",
+        ]
+        read_only_fields = fields
+
+    def get_url(self, environment: Environment) -> str:
+        return f"http://127.0.0.1:{environment.frontend_port}/"
+
+
+class DeploymentEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = DeploymentEvent
+        fields = ["at", "from_status", "to_status", "detail"]
+        read_only_fields = fields
+
+
+class DeploymentSerializer(serializers.ModelSerializer):
+    environment = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    release = serializers.SlugRelatedField(slug_field="number", read_only=True)
+    previous_release = serializers.SlugRelatedField(slug_field="number", read_only=True)
+    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    events = DeploymentEventSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Deployment
+        fields = [
+            "id",
+            "environment",
+            "release",
+            "previous_release",
+            "kind",
+            "requested_by",
+            "status",
+            "failure_reason",
+            "container_log",
+            "events",
+            "created_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+
+class DeployRequestSerializer(serializers.Serializer):
+    release = serializers.IntegerField(min_value=1, help_text="the release number")
+
+
+class PromoteRequestSerializer(serializers.Serializer):
+    release = serializers.IntegerField(
+        min_value=1,
+        required=False,
+        help_text="default: the release serving in the environment this one comes after",
+    )
+
+
+class ChatCommandSerializer(serializers.Serializer):
+    text = StrictCharField(max_length=500, allow_blank=True)
+
+
+class ChatAnswerSerializer(serializers.Serializer):
+    text = serializers.CharField()
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    fields = serializers.DictField(required=False)
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = ErrorDetailSerializer()

@@ -1,0 +1,339 @@
+"""The REST API's endpoints: thin, they check access, call a service or selector, serialize."""
+
+import time
+from typing import Any
+
+from django.conf import settings
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404
+from django.views.defaults import page_not_found
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from api import serializers as s
+from api.chatops import chat_answer, slack_answer
+from api.idempotency import idempotent
+from pipelines.models import LogChunk, PipelineRun, Project
+from pipelines.selectors import run_list
+from pipelines.services import (
+    access_project_manage,
+    access_run_control,
+    project_create,
+    project_secret_rotate,
+    run_cancel,
+    run_retry,
+    run_trigger,
+)
+from releases.models import Deployment, Environment, Release
+from releases.selectors import environment_history
+from releases.services import (
+    access_environment_deploy,
+    deployment_request,
+    environment_promote,
+    environment_rollback,
+)
+
+LOG_CHUNKS_PER_PAGE = 500
+ERRORS = {400: s.ErrorSerializer, 403: s.ErrorSerializer, 404: s.ErrorSerializer}
+WRITE_ERRORS = {**ERRORS, 409: s.ErrorSerializer, 422: s.ErrorSerializer}
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description="a retry with the same key returns the first answer and does nothing twice",
+)
+PROJECT_FILTER = OpenApiParameter("project", OpenApiTypes.STR, description="project slug")
+
+
+@extend_schema(tags=["projects"])
+class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = s.ProjectSerializer
+    lookup_field = "slug"
+    queryset = Project.objects.all()
+
+    @extend_schema(
+        request=s.ProjectCreateSerializer,
+        responses={201: s.ProjectWithSecretSerializer, **WRITE_ERRORS},
+        parameters=[IDEMPOTENCY_KEY],
+    )
+    @idempotent
+    def create(self, request: Request) -> Response:
+        _require(access_project_manage(request.user), "only operators may add projects")
+        data = _valid(s.ProjectCreateSerializer, request)
+        project = project_create(
+            slug=data["slug"],
+            repository_url=data["repository_url"],
+            forge=data["forge"],
+            default_branch=data["default_branch"],
+            test_command=data["test_command"],
+            branch_filter=data["branch_filter"],
+            tag_filter=data["tag_filter"],
+        )
+        return Response(s.ProjectWithSecretSerializer(project).data, status=201)
+
+    @extend_schema(
+        request=None,
+        responses={200: s.ProjectWithSecretSerializer, **WRITE_ERRORS},
+        parameters=[IDEMPOTENCY_KEY],
+    )
+    @action(detail=True, methods=["post"], url_path="rotate-secret")
+    @idempotent
+    def rotate_secret(self, request: Request, slug: str) -> Response:
+        _require(access_project_manage(request.user), "only operators may rotate secrets")
+        project = project_secret_rotate(project=self.get_object())
+        return Response(s.ProjectWithSecretSerializer(project).data)
+
+
+@extend_schema(tags=["runs"])
+class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = s.RunSerializer
+
+    def get_queryset(self) -> QuerySet[PipelineRun]:
+        runs = run_list()
+        for name, field in (("project", "project__slug"), ("status", "status"), ("ref", "ref")):
+            if value := self.request.query_params.get(name):
+                runs = runs.filter(**{field: value})
+        return runs
+
+    @extend_schema(
+        parameters=[
+            PROJECT_FILTER,
+            OpenApiParameter("status", OpenApiTypes.STR),
+            OpenApiParameter("ref", OpenApiTypes.STR, description="full ref, refs/heads/main"),
+        ]
+    )
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(
+        request=s.RunTriggerSerializer,
+        responses={201: s.RunSerializer, **WRITE_ERRORS},
+        parameters=[IDEMPOTENCY_KEY],
+    )
+    @idempotent
+    def create(self, request: Request) -> Response:
+        data = _valid(s.RunTriggerSerializer, request)
+        project = get_object_or_404(Project, slug=data["project"])
+        _require(access_run_control(request.user, project), "only operators may start runs")
+        run = run_trigger(project=project, ref=data["ref"], commit_sha=data.get("commit_sha", ""))
+        return Response(s.RunSerializer(run).data, status=201)
+
+    @extend_schema(
+        request=None, responses={200: s.RunSerializer, **WRITE_ERRORS}, parameters=[IDEMPOTENCY_KEY]
+    )
+    @action(detail=True, methods=["post"])
+    @idempotent
+    def cancel(self, request: Request, pk: str) -> Response:
+        run = self.get_object()
+        _require(access_run_control(request.user, run.project), "only operators may cancel runs")
+        who = request.user.get_username()
+        run_cancel(run=run, reason=f"cancelled by {who} through the API")
+        run.refresh_from_db()
+        return Response(s.RunSerializer(run).data)
+
+    @extend_schema(
+        request=None, responses={201: s.RunSerializer, **WRITE_ERRORS}, parameters=[IDEMPOTENCY_KEY]
+    )
+    @action(detail=True, methods=["post"])
+    @idempotent
+    def retry(self, request: Request, pk: str) -> Response:
+        run = self.get_object()
+        _require(access_run_control(request.user, run.project), "only operators may retry runs")
+        return Response(s.RunSerializer(run_retry(run=run)).data, status=201)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("after", OpenApiTypes.INT, description="the last seq already read"),
+        ],
+        responses={200: s.RunLogSerializer, **ERRORS},
+    )
+    @action(detail=True, methods=["get"])
+    def log(self, request: Request, pk: str) -> Response:
+        run = self.get_object()
+        after = _int_param(request, "after", default=0)
+        chunks = list(
+            LogChunk.objects.filter(run=run, seq__gt=after)
+            .select_related("stage")
+            .order_by("seq")[:LOG_CHUNKS_PER_PAGE]
+        )
+        return Response(
+            s.RunLogSerializer(
+                {
+                    "status": run.status,
+                    "chunks": chunks,
+                    "next_after": chunks[-1].seq if chunks else after,
+                }
+            ).data
+        )
+
+
+@extend_schema(tags=["releases"], parameters=[PROJECT_FILTER])
+class ReleaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = s.ReleaseSerializer
+
+    def get_queryset(self) -> QuerySet[Release]:
+        releases = Release.objects.select_related("project")
+        if project := self.request.query_params.get("project"):
+            releases = releases.filter(project__slug=project)
+        return releases
+
+
+@extend_schema(tags=["environments"])
+class EnvironmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = s.EnvironmentSerializer
+
+    def get_queryset(self) -> QuerySet[Environment]:
+        environments = Environment.objects.select_related("project", "after", "current_release")
+        if project := self.request.query_params.get("project"):
+            environments = environments.filter(project__slug=project)
+        return environments
+
+    @extend_schema(parameters=[PROJECT_FILTER])
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(
+        request=s.DeployRequestSerializer,
+        responses={202: s.DeploymentSerializer, **WRITE_ERRORS},
+        parameters=[IDEMPOTENCY_KEY],
+    )
+    @action(detail=True, methods=["post"])
+    @idempotent
+    def deploy(self, request: Request, pk: str) -> Response:
+        environment = self.get_object()
+        _require(
+            access_environment_deploy(request.user, environment),
+            f"you may not deploy to {environment.name}",
+        )
+        number = _valid(s.DeployRequestSerializer, request)["release"]
+        release = get_object_or_404(Release, project=environment.project, number=number)
+        deployment = deployment_request(environment=environment, release=release, user=request.user)
+        return Response(s.DeploymentSerializer(deployment).data, status=202)
+
+    @extend_schema(
+        request=s.PromoteRequestSerializer,
+        responses={202: s.DeploymentSerializer, **WRITE_ERRORS},
+        parameters=[IDEMPOTENCY_KEY],
+    )
+    @action(detail=True, methods=["post"])
+    @idempotent
+    def promote(self, request: Request, pk: str) -> Response:
+        environment = self.get_object()
+        number = _valid(s.PromoteRequestSerializer, request).get("release")
+        release = (
+            get_object_or_404(Release, project=environment.project, number=number)
+            if number
+            else None
+        )
+        _require(
+            access_environment_deploy(request.user, environment),
+            f"you may not deploy to {environment.name}",
+        )
+        deployment = environment_promote(
+            environment=environment, release=release, user=request.user
+        )
+        return Response(s.DeploymentSerializer(deployment).data, status=202)
+
+    @extend_schema(
+        request=None,
+        responses={202: s.DeploymentSerializer, **WRITE_ERRORS},
+        parameters=[IDEMPOTENCY_KEY],
+    )
+    @action(detail=True, methods=["post"])
+    @idempotent
+    def rollback(self, request: Request, pk: str) -> Response:
+        environment = self.get_object()
+        _require(
+            access_environment_deploy(request.user, environment),
+            f"you may not deploy to {environment.name}",
+        )
+        deployment = environment_rollback(environment=environment, user=request.user)
+        return Response(s.DeploymentSerializer(deployment).data, status=202)
+
+    @extend_schema(responses={200: s.DeploymentSerializer(many=True), **ERRORS})
+    @action(detail=True, methods=["get"])
+    def history(self, request: Request, pk: str) -> Response:
+        page = self.paginate_queryset(environment_history(self.get_object()))
+        return self.get_paginated_response(s.DeploymentSerializer(page, many=True).data)
+
+
+@extend_schema(tags=["environments"])
+class DeploymentViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = s.DeploymentSerializer
+    queryset = Deployment.objects.select_related(
+        "environment", "release", "previous_release", "requested_by"
+    ).prefetch_related("events")
+
+
+class ChatOpsView(APIView):
+    """Chat-ops: a command in, a short answer a bot can post out."""
+
+    @extend_schema(
+        tags=["chat-ops"],
+        request=s.ChatCommandSerializer,
+        responses={200: s.ChatAnswerSerializer, **ERRORS},
+    )
+    def post(self, request: Request) -> Response:
+        text = _valid(s.ChatCommandSerializer, request)["text"]
+        return Response({"text": chat_answer(text=text, user=request.user)})
+
+
+class SlackCommandView(APIView):
+    """Slack's slash command: verified by Slack's signing secret, not by a token."""
+
+    authentication_classes: list[type] = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(exclude=True)
+    def post(self, request: Request) -> Response:
+        body = request.body
+        answer = slack_answer(
+            signing_secret=settings.DOCKYARD_SLACK_SIGNING_SECRET,
+            timestamp=request.headers.get("X-Slack-Request-Timestamp"),
+            signature=request.headers.get("X-Slack-Signature"),
+            body=body,
+            now=time.time(),
+        )
+        return Response(answer.payload, status=answer.status)
+
+
+def _require(allowed: bool, message: str) -> None:
+    if not allowed:
+        raise PermissionDenied(message)
+
+
+def _valid(serializer_class: type[Any], request: Request) -> dict[str, Any]:
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+def _int_param(request: Request, name: str, *, default: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise s.serializers.ValidationError({name: "a whole number"}) from None
+    if value < 0:
+        raise s.serializers.ValidationError({name: "zero or more"})
+    return value
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """404 for the whole site: JSON under /api/, the usual page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(
+            {"error": {"code": "not_found", "message": f"no API endpoint at {request.path}"}},
+            status=404,
+        )
+    return page_not_found(request, exception)
