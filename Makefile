@@ -45,6 +45,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
 test: $(VENV)/.installed services lint
+	node --test tests/js/
 	$(TEST_ENV) $(VENV)/bin/pytest $(ARGS)
 
 bench-pipeline: up

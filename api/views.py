@@ -4,13 +4,16 @@ import time
 from typing import Any
 
 from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.defaults import page_not_found
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, viewsets
+from rest_framework.authtoken.models import Token
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import AllowAny
@@ -99,7 +102,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     def get_queryset(self) -> QuerySet[PipelineRun]:
         runs = run_list()
         for name, field in (("project", "project__slug"), ("status", "status"), ("ref", "ref")):
-            if value := self.request.query_params.get(name):
+            if value := _filter_param(self.request, name):
                 runs = runs.filter(**{field: value})
         return runs
 
@@ -181,7 +184,7 @@ class ReleaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 
     def get_queryset(self) -> QuerySet[Release]:
         releases = Release.objects.select_related("project")
-        if project := self.request.query_params.get("project"):
+        if project := _filter_param(self.request, "project"):
             releases = releases.filter(project__slug=project)
         return releases
 
@@ -192,7 +195,7 @@ class EnvironmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
 
     def get_queryset(self) -> QuerySet[Environment]:
         environments = Environment.objects.select_related("project", "after", "current_release")
-        if project := self.request.query_params.get("project"):
+        if project := _filter_param(self.request, "project"):
             environments = environments.filter(project__slug=project)
         return environments
 
@@ -316,6 +319,14 @@ def _valid(serializer_class: type[Any], request: Request) -> dict[str, Any]:
     return dict(serializer.validated_data)
 
 
+def _filter_param(request: Request, name: str) -> str:
+    value = request.query_params.get(name, "")
+    # PostgreSQL text cannot hold NUL: a query with one is a client error, not ours.
+    if "\x00" in value:
+        raise s.serializers.ValidationError({name: ["must not contain NUL characters"]})
+    return value
+
+
 def _int_param(request: Request, name: str, *, default: int) -> int:
     raw = request.query_params.get(name)
     if raw is None:
@@ -323,9 +334,9 @@ def _int_param(request: Request, name: str, *, default: int) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise s.serializers.ValidationError({name: "a whole number"}) from None
+        raise s.serializers.ValidationError({name: ["a whole number"]}) from None
     if value < 0:
-        raise s.serializers.ValidationError({name: "zero or more"})
+        raise s.serializers.ValidationError({name: ["zero or more"]})
     return value
 
 
@@ -337,3 +348,16 @@ def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
             status=404,
         )
     return page_not_found(request, exception)
+
+
+@login_required
+def token_page(request: HttpRequest) -> HttpResponse:
+    """The user's API token: shown, made, or replaced (which revokes the old one)."""
+    token = Token.objects.filter(user=request.user).first()
+    if request.method == "POST":
+        if token is not None:
+            token.delete()
+        token = Token.objects.create(user=request.user)
+        messages.success(request, "A new token was made; the old one no longer works.")
+        return redirect("api-token")
+    return render(request, "api/token.html", {"token": token})

@@ -9,9 +9,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi_app = get_asgi_application()
 
 # Imported once the apps are loaded.
+from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
+from pipelines.routing import websocket_urlpatterns  # noqa: E402
 from webhooks.endpoint import webhook_asgi_app  # noqa: E402
 
 application = ProtocolTypeRouter(
@@ -22,6 +25,11 @@ application = ProtocolTypeRouter(
                 re_path(r"^webhooks/", webhook_asgi_app),  # type: ignore[arg-type]
                 re_path(r"", django_asgi_app),  # type: ignore[arg-type]
             ]
+        ),
+        # Logged-in browsers of this site only: the session cookie authenticates, the
+        # Origin check keeps other sites' pages from opening the socket with it.
+        "websocket": AllowedHostsOriginValidator(
+            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),
     }
 )

@@ -92,7 +92,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "run-list"
+LOGIN_REDIRECT_URL = "dashboard"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -103,6 +103,7 @@ USE_TZ = True
 DATA_UPLOAD_MAX_MEMORY_SIZE = 25 * 1024 * 1024
 
 STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = DATA_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)
 

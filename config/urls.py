@@ -2,6 +2,9 @@ from django.contrib import admin
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
 
+from api import views as api_views
+from webhooks import views as webhook_views
+
 
 def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
@@ -13,6 +16,12 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("webhooks/", include("webhooks.urls")),
     path("api/v1/", include("api.urls")),
+    path("account/token/", api_views.token_page, name="api-token"),
+    path(
+        "deliveries/<int:pk>/replay/",
+        webhook_views.delivery_replay_view,
+        name="delivery-replay",
+    ),
     path("", include("releases.urls")),
     path("", include("pipelines.urls")),
 ]

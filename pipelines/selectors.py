@@ -2,12 +2,14 @@
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from django.db.models import QuerySet
 
 from pipelines.models import BaseDependency, LogChunk, PipelineRun, Project, ProjectSecret, Stage
 from pipelines.repository_urls import repository_key
 from pipelines.states import RunStatus
+from releases.selectors import project_environments
 
 
 def project_for_repository(*, forge: str, urls: Iterable[str]) -> Project | None:
@@ -66,8 +68,32 @@ def latest_published_run(project: Project) -> PipelineRun | None:
     )
 
 
-def project_runs(project: Project) -> QuerySet[PipelineRun]:
-    return run_list().filter(project=project)
+def project_runs(project: Project, *, branch: str = "", status: str = "") -> QuerySet[PipelineRun]:
+    runs = run_list().filter(project=project)
+    if branch:
+        runs = runs.filter(ref=f"refs/heads/{branch}")
+    if status:
+        runs = runs.filter(status=status)
+    return runs
+
+
+@dataclass(frozen=True)
+class ProjectOverview:
+    project: Project
+    latest_runs: list[PipelineRun]
+    environments: list[Any]
+
+
+def dashboard_projects(runs_per_project: int = 3) -> list[ProjectOverview]:
+    """Every project with its latest runs and what each environment serves."""
+    return [
+        ProjectOverview(
+            project=project,
+            latest_runs=list(run_list().filter(project=project)[:runs_per_project]),
+            environments=list(project_environments(project)),
+        )
+        for project in Project.objects.all()
+    ]
 
 
 @dataclass(frozen=True)
@@ -103,4 +129,13 @@ def _latest_default_run(project: Project) -> PipelineRun | None:
         PipelineRun.objects.filter(project=project, ref=f"refs/heads/{project.default_branch}")
         .order_by("-number")
         .first()
+    )
+
+
+def run_log_after(run_id: int, after: int) -> list[tuple[int, str, str]]:
+    """(seq, stage name, text) of the run's log chunks after `after`, in order."""
+    return list(
+        LogChunk.objects.filter(run_id=run_id, seq__gt=after)
+        .order_by("seq")
+        .values_list("seq", "stage__name", "text")
     )

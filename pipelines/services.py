@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from config.celery import app as celery_app
 from pipelines.git_checkout import GitCheckoutError, ref_head
+from pipelines.live_updates import run_status_publish
 from pipelines.models import (
     BaseDependency,
     Forge,
@@ -243,6 +244,29 @@ def run_retry(*, run: PipelineRun) -> PipelineRun:
     )
 
 
+def project_settings_update(
+    *,
+    project: Project,
+    branch_filter: str,
+    tag_filter: str,
+    cancel_superseded: bool,
+    build_pull_requests: bool,
+) -> Project:
+    """Change which pushes start runs and how runs of one branch treat each other."""
+    if not parse_globs(branch_filter) or not parse_globs(tag_filter):
+        raise ProjectError("branch and tag filters: give at least one glob ('*' for all)")
+    fields = {
+        "branch_filter": " ".join(parse_globs(branch_filter)),
+        "tag_filter": " ".join(parse_globs(tag_filter)),
+        "cancel_superseded": cancel_superseded,
+        "build_pull_requests": build_pull_requests,
+    }
+    Project.objects.filter(pk=project.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(project, name, value)
+    return project
+
+
 def project_secret_rotate(*, project: Project) -> Project:
     """Give the project a new webhook secret; deliveries signed with the old one are refused."""
     project.webhook_secret = secrets.token_hex(24)
@@ -290,6 +314,7 @@ def run_transition(*, run: PipelineRun, to: str, reason: str = "") -> PipelineRu
         _record_run_event(locked, from_status=locked.status, to_status=to, reason=reason)
         locked.status = to
         locked.save(update_fields=update_fields)
+        _publish_status_on_commit(locked.pk)
         if to in RUN_FINAL_STATES and locked.started_at is not None:
             # A run that never started left nothing on any worker to clean up.
             transaction.on_commit(lambda: celery_app.send_task(RUN_CLEANUP_TASK, args=[locked.pk]))
@@ -345,6 +370,7 @@ def stages_transition(*, stages: list[Stage], to: str, reason: str = "", task_id
         for stage in stages
     )
     Stage.objects.filter(pk__in=[stage.pk for stage in stages]).update(**changes)
+    _publish_status_on_commit(stages[0].run_id)
     for stage in stages:
         for field, value in changes.items():
             setattr(stage, field, value)
@@ -504,6 +530,10 @@ def runs_supersede(*, run: PipelineRun) -> list[PipelineRun]:
         if run_cancel(run=stale, reason=f"superseded by #{run.number}"):
             cancelled.append(stale)
     return cancelled
+
+
+def _publish_status_on_commit(run_id: int) -> None:
+    transaction.on_commit(lambda: run_status_publish(run_id))
 
 
 def _record_run_event(run: PipelineRun, *, from_status: str, to_status: str, reason: str) -> None:

@@ -13,6 +13,7 @@ from typing import TypeVar
 
 from django.db.models import Max
 
+from pipelines.live_updates import log_event, run_event_publish
 from pipelines.log_masking import SecretMasker
 from pipelines.models import LogChunk, Stage
 
@@ -121,7 +122,9 @@ class StageLog:
         # PostgreSQL text cannot hold NUL; a binary-spewing test must not crash the log.
         text = "".join(self._masked).replace("\x00", "\ufffd")
         self._masked, self._masked_size = [], 0
-        LogChunk.objects.create(
+        chunk = LogChunk.objects.create(
             run_id=self._stage.run_id, stage=self._stage, seq=self._next_seq, text=text
         )
         self._next_seq += 1
+        # Stored first, then sent: a browser that misses this reads it back from the database.
+        run_event_publish(self._stage.run_id, log_event(chunk, self._stage.name))

@@ -1,18 +1,39 @@
-"""The minimal runs pages: a list of runs with their stages, and one run with its logs."""
+"""The web UI of projects and runs: thin views over the selectors and services."""
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from pipelines.models import PipelineRun, Project
-from pipelines.selectors import project_base_graph, project_runs, run_list, run_stage_logs
-from pipelines.services import run_cancel
-from pipelines.states import RUN_FINAL_STATES
-from releases.selectors import project_environments
+from pipelines.selectors import (
+    dashboard_projects,
+    project_base_graph,
+    project_runs,
+    run_list,
+)
+from pipelines.services import (
+    ProjectError,
+    access_project_manage,
+    access_run_control,
+    project_secret_rotate,
+    project_settings_update,
+    run_cancel,
+    run_retry,
+)
+from pipelines.states import RUN_FINAL_STATES, STAGE_ORDER, RunStatus
+from releases.selectors import project_environments, project_releases
+from webhooks.selectors import project_deliveries
 
 RUNS_PER_PAGE = 50
+
+
+@login_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    return render(request, "pipelines/dashboard.html", {"projects": dashboard_projects()})
 
 
 @login_required
@@ -24,16 +45,18 @@ def runs(request: HttpRequest) -> HttpResponse:
 @login_required
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(run_list(), pk=pk)
-    logs = run_stage_logs(run)
-    stages = [(stage, logs.get(stage.pk, "")) for stage in run.stages.all()]
+    stages = list(run.stages.all())
+    done = sum(1 for stage in stages if stage.status not in ("pending", "running"))
     return render(
         request,
         "pipelines/run_detail.html",
         {
             "run": run,
             "stages": stages,
+            "progress": (done, len(STAGE_ORDER)),
             "layers": run.layers.all(),
             "final": run.status in RUN_FINAL_STATES,
+            "can_control": access_run_control(request.user, run.project),
         },
     )
 
@@ -41,24 +64,82 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def run_cancel_view(request: HttpRequest, pk: int) -> HttpResponse:
-    run = get_object_or_404(PipelineRun, pk=pk)
+    run = get_object_or_404(PipelineRun.objects.select_related("project"), pk=pk)
+    _require(access_run_control(request.user, run.project))
     run_cancel(run=run, reason=f"cancelled by {request.user.get_username()}")
     return redirect("run-detail", pk=run.pk)
 
 
 @login_required
+@require_POST
+def run_retry_view(request: HttpRequest, pk: int) -> HttpResponse:
+    run = get_object_or_404(PipelineRun.objects.select_related("project"), pk=pk)
+    _require(access_run_control(request.user, run.project))
+    return redirect("run-detail", pk=run_retry(run=run).pk)
+
+
+@login_required
 def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
     project = get_object_or_404(Project, slug=slug)
+    branch, status = request.GET.get("branch", ""), request.GET.get("status", "")
+    if "\x00" in branch + status:
+        return HttpResponseBadRequest("filters must not contain NUL characters")
     builds_on, used_by = project_base_graph(project)
-    page = Paginator(project_runs(project), RUNS_PER_PAGE).get_page(request.GET.get("page"))
+    runs_page = Paginator(project_runs(project, branch=branch, status=status), RUNS_PER_PAGE)
     return render(
         request,
         "pipelines/project_detail.html",
         {
             "project": project,
-            "page": page,
+            "page": runs_page.get_page(request.GET.get("page")),
+            "branch": branch,
+            "status": status,
+            "statuses": RunStatus.values,
             "builds_on": builds_on,
             "used_by": used_by,
             "environments": project_environments(project),
+            "releases": project_releases(project)[:20],
+            "deliveries": project_deliveries(project)[:30],
+            "can_manage": access_project_manage(request.user),
         },
     )
+
+
+@login_required
+@require_POST
+def project_settings(request: HttpRequest, slug: str) -> HttpResponse:
+    project = get_object_or_404(Project, slug=slug)
+    _require(access_project_manage(request.user))
+    try:
+        project_settings_update(
+            project=project,
+            branch_filter=request.POST.get("branch_filter", ""),
+            tag_filter=request.POST.get("tag_filter", ""),
+            cancel_superseded=request.POST.get("cancel_superseded") == "on",
+            build_pull_requests=request.POST.get("build_pull_requests") == "on",
+        )
+    except ProjectError as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(request, "Settings saved.")
+    return redirect("project-detail", slug=project.slug)
+
+
+@login_required
+@require_POST
+def project_rotate_secret(request: HttpRequest, slug: str) -> HttpResponse:
+    project = get_object_or_404(Project, slug=slug)
+    _require(access_project_manage(request.user))
+    project_secret_rotate(project=project)
+    # Shown once, on the next page only: it is not displayed anywhere afterwards.
+    messages.warning(
+        request,
+        f"New webhook secret (set it in the forge now; the old one no longer works): "
+        f"{project.webhook_secret}",
+    )
+    return redirect("project-detail", slug=project.slug)
+
+
+def _require(allowed: bool) -> None:
+    if not allowed:
+        raise PermissionDenied

@@ -21,6 +21,7 @@ from pipelines.trigger_rules import name_matches, parse_globs
 from releases.haproxy import HAProxy, ProxyBackend, ProxyError, ProxyServer
 from releases.health_check import probe
 from releases.models import Deployment, DeploymentEvent, Environment, Release
+from releases.selectors import rollback_target
 from releases.states import (
     DEPLOYMENT_FINAL_STATES,
     DeploymentKind,
@@ -227,12 +228,7 @@ def environment_rollback(*, environment: Environment, user: User | None = None) 
     """Deploy the environment's previous good release again, with the settings it ran with."""
     # Fresh from the database: the caller's copy may predate the last deployment.
     environment = Environment.objects.get(pk=environment.pk)
-    previous = (
-        environment.deployments.filter(status=DeploymentStatus.SUCCEEDED)
-        .exclude(release=environment.current_release)
-        .order_by("-finished_at", "-id")
-        .first()
-    )
+    previous = rollback_target(environment)
     if previous is None:
         raise DeploymentRefused(f"{environment.name} has no earlier good release to roll back to")
     return deployment_request(

@@ -5,13 +5,15 @@ set -euo pipefail
 need=()
 have_package() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
-for package in docker.io docker-registry busybox-static git curl docker-compose haproxy; do
+for package in docker.io docker-registry busybox-static git curl docker-compose haproxy chromium; do
   have_package "$package" || need+=("$package")
 done
 # PostgreSQL and Redis may be installed some other way; only add Debian's when absent.
 command -v pg_ctlcluster >/dev/null || command -v postgres >/dev/null || need+=(postgresql)
 command -v redis-server >/dev/null || need+=(redis-server)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+# The log viewer's tests run on Node's own test runner.
+command -v node >/dev/null || need+=(nodejs)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

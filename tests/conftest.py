@@ -2,12 +2,14 @@
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -22,19 +24,24 @@ from releases.haproxy import HAProxy
 from tests.factories import github_headers, github_push_body
 
 ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 WORKER_START_TIMEOUT = 60
 WORKER_QUEUES = ("builds", "notify", "deploys")
+
+
+def suite_database_url() -> str:
+    database = settings.DATABASES["default"]
+    assert database["ENGINE"] == "django.db.backends.postgresql", "end-to-end tests need PostgreSQL"
+    return (
+        f"postgres://{database['USER']}:{database['PASSWORD']}@{database['HOST']}:"
+        f"{database['PORT']}/{database['NAME']}"
+    )
 
 
 @pytest.fixture(scope="session")
 def celery_worker(django_db_setup: None, django_db_blocker: object) -> Iterator[str]:
     """A real worker process on the real broker, reading and writing the test database."""
-    database = settings.DATABASES["default"]
-    assert database["ENGINE"] == "django.db.backends.postgresql", "end-to-end tests need PostgreSQL"
-    database_url = (
-        f"postgres://{database['USER']}:{database['PASSWORD']}@{database['HOST']}:"
-        f"{database['PORT']}/{database['NAME']}"
-    )
+    database_url = suite_database_url()
     name = f"test-{uuid.uuid4().hex[:8]}@localhost"
     # Messages left by an earlier session (its runs are gone) would only be noise.
     with celery_app.connection_for_write() as connection:
@@ -63,7 +70,7 @@ def celery_worker(django_db_setup: None, django_db_blocker: object) -> Iterator[
                 "INFO",
             ],
             cwd=ROOT,
-            env={**os.environ, "DATABASE_URL": database_url},
+            env={**os.environ, "DATABASE_URL": database_url, "DOCKYARD_DB_CONN_MAX_AGE": "0"},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -81,6 +88,7 @@ def celery_worker(django_db_setup: None, django_db_blocker: object) -> Iterator[
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        _wait_until_alone_in_the_database(django_db_blocker)
 
 
 @pytest.fixture
@@ -192,3 +200,83 @@ def runs_settle() -> Iterator[None]:
         if time.monotonic() > deadline:
             raise AssertionError("runs queued by the test never finished")
         time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def web_server(django_db_setup: None, django_db_blocker: object) -> Iterator[str]:
+    """Dockyard's web process as `make up` runs it (daphne: HTTP and WebSocket), on the test
+    database; returns its base URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": suite_database_url(),
+        "DOCKYARD_PUBLIC_URL": url,
+        # No connection left open when the suite drops its database.
+        "DOCKYARD_DB_CONN_MAX_AGE": "0",
+    }
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    log_path = settings.DATA_DIR / "log" / "test-web.log"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "daphne"),
+                *("-b", "127.0.0.1", "-p", str(port)),
+                "config.asgi:application",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(f"{url}/healthz", timeout=1).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the test web server did not start; see {log_path}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        _wait_until_alone_in_the_database(django_db_blocker)
+
+
+def _wait_until_alone_in_the_database(django_db_blocker: Any) -> None:
+    """PostgreSQL may notice a stopped process's connections a moment late; the suite cannot
+    drop its database before it has."""
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+                if cursor.fetchone()[0] == 0:
+                    return
+            time.sleep(0.1)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if SCREENSHOTS.exists() and any(SCREENSHOTS.iterdir()):
+        terminalreporter.write_line(f"browser screenshots: {SCREENSHOTS}")

@@ -188,3 +188,17 @@ def web_app_version(repo: GitRepo, version: str, *, healthy: bool = True) -> str
     elif health.exists():
         health.unlink()
     return repo.commit(f"version {version}")
+
+
+def make_run(project: Project, *, ref: str = "refs/heads/main", sha: str = "e" * 40) -> Any:
+    """A queued run and its pending stages, with no task sent: nothing will run it."""
+    from pipelines.models import PipelineRun, Stage
+    from pipelines.states import STAGE_ORDER
+
+    run = PipelineRun.objects.create(
+        project=project, number=1, ref=ref, commit_sha=sha, trigger="manual"
+    )
+    Stage.objects.bulk_create(
+        Stage(run=run, name=name, position=position) for position, name in enumerate(STAGE_ORDER)
+    )
+    return run

@@ -403,6 +403,9 @@ def _parse_payload(body: bytes, content_type: str, *, form_allowed: bool) -> dic
         raise WebhookRejected(
             415, f"unsupported content type {content_type or 'none'!r}: send application/json"
         )
+    # PostgreSQL text and jsonb cannot hold NUL; no forge sends one, so it is refused whole.
+    if b"\x00" in raw or b"\\u0000" in raw.lower():
+        raise WebhookRejected(400, "malformed body: it contains NUL characters")
     try:
         payload = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:

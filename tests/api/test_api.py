@@ -231,3 +231,9 @@ def test_a_slack_user_acts_only_with_the_rights_of_their_linked_user(project: Pr
         "response_type": "ephemeral",
         "text": "refused: web has no environment 'staging'",
     }
+
+
+def test_a_nul_character_in_a_filter_is_a_400_not_a_crash(viewer: User) -> None:
+    response = client_for(viewer).get("/api/v1/runs/?project=web%00")
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"] == {"project": ["must not contain NUL characters"]}

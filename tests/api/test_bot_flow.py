@@ -45,9 +45,15 @@ class Bot:
         run = self.call("post", "runs/", {"project": "shop", "ref": ref})
         return self.until(f"runs/{run['id']}/", "status", {"succeeded", "failed", "cancelled"})
 
-    def environment(self, name: str) -> Any:
-        environments = self.call("get", "environments/?project=shop")["results"]
-        return next(e for e in environments if e["name"] == name)
+    def environment(self, name: str, timeout: float = 120) -> Any:
+        # Environments appear with the first release, a moment after its run ends.
+        deadline = time.monotonic() + timeout
+        while True:
+            environments = self.call("get", "environments/?project=shop")["results"]
+            found = [e for e in environments if e["name"] == name]
+            if found or time.monotonic() > deadline:
+                return found[0]
+            time.sleep(0.2)
 
     def deployment(self, answer: Any) -> Any:
         return self.until(f"deployments/{answer['id']}/", "status", {"succeeded", "failed"})

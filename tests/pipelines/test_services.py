@@ -23,6 +23,11 @@ pytestmark = pytest.mark.django_db
 SHA = "a" * 40
 
 
+def stage_tasks(callbacks: list[Callable[[], object]]) -> list[Callable[[], object]]:
+    """The on-commit callbacks that enqueue a stage (others publish live status)."""
+    return [callback for callback in callbacks if "_enqueue_stage" in callback.__qualname__]
+
+
 def queue_run(test_command: str = "sh test.sh") -> PipelineRun:
     project = make_project(test_command=test_command)
     return run_create(project=project, ref="refs/heads/main", commit_sha=SHA, trigger="webhook")
@@ -52,7 +57,7 @@ def test_a_new_run_is_queued_with_its_stages_pending_and_its_first_stage_enqueue
         ("test", "pending"),
         ("publish", "pending"),
     ]
-    assert len(enqueued) == 1
+    assert len(stage_tasks(enqueued)) == 1
     assert RunEvent.objects.filter(run=run, stage=None).get().to_status == "queued"
 
 
@@ -114,7 +119,7 @@ def test_a_stage_runs_once_and_the_run_moves_on(
     assert body.calls == 1
     assert run.status == RunStatus.RUNNING
     assert run.stages.get(name="checkout").status == StageStatus.SUCCEEDED
-    assert len(enqueued) == 1  # the build stage
+    assert len(stage_tasks(enqueued)) == 1  # the build stage
     assert "doing the work, call 1" in stage_log_text(run.stages.get(name="checkout"))
 
 
@@ -150,7 +155,7 @@ def test_a_redelivered_task_for_a_finished_stage_only_makes_sure_the_run_moves_o
     with django_capture_on_commit_callbacks() as enqueued:
         stage_execute(run_id=run.pk, stage_name="checkout", task_id="task-1", body=body)
     assert body.calls == 0
-    assert len(enqueued) == 1  # the build stage again; its task ignores a duplicate
+    assert len(stage_tasks(enqueued)) == 1  # the build stage again; its task ignores a duplicate
 
 
 def test_a_failing_stage_fails_the_run_and_skips_the_stages_after_it() -> None:

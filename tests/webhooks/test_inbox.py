@@ -281,3 +281,12 @@ def test_no_log_line_holds_a_secret_a_token_or_a_signature(
     ):
         assert secret not in logged
         assert secret[7:] not in logged  # nor the bare hex of a signature
+
+
+def test_a_payload_with_a_nul_character_is_refused_and_nothing_stored(
+    client: Client, github_project: Project
+) -> None:
+    response = github_post(client, push_payload(ref="refs/heads/a\x00b"))
+    assert response.status_code == 400
+    assert response.json()["error"] == "malformed body: it contains NUL characters"
+    assert not Delivery.objects.exists()

@@ -1,0 +1,7 @@
+from django.urls import path
+
+from pipelines.consumers import RunLogConsumer
+
+websocket_urlpatterns = [
+    path("ws/runs/<int:run_id>/", RunLogConsumer.as_asgi()),
+]
