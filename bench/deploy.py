@@ -12,7 +12,6 @@ start; zero failed requests throughout. Run with `make bench-deploy`.
 """
 
 import http.client
-import json
 import os
 import shutil
 import socket
@@ -23,7 +22,6 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from urllib.request import Request, urlopen
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -33,13 +31,13 @@ import django  # noqa: E402
 
 django.setup()
 
+from bench.local_forge import commit_all, git, signed_push  # noqa: E402
 from pipelines.models import PipelineRun  # noqa: E402
 from pipelines.services import project_create  # noqa: E402
 from pipelines.states import RUN_FINAL_STATES  # noqa: E402
 from releases.models import Deployment, Environment, Release  # noqa: E402
 from releases.services import deployment_request, environment_rollback  # noqa: E402
 from releases.states import DEPLOYMENT_FINAL_STATES  # noqa: E402
-from webhooks.signatures import github_signature  # noqa: E402
 
 SERVER = os.environ.get("DOCKYARD_BENCH_SERVER", "http://127.0.0.1:8000")
 DOCKER = "/usr/bin/docker"
@@ -101,47 +99,13 @@ class Load:
             thread.join()
 
 
-def git(repo: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-c", "user.name=Bench", "-c", "user.email=bench@dockyard.invalid", *args],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return done.stdout.strip()
-
-
 def commit_version(repo: Path, version: str) -> str:
     (repo / "www" / "index.html").write_text(f"{version}\n")
-    git(repo, "add", "--all")
-    git(repo, "commit", "--quiet", "-m", version)
-    return git(repo, "rev-parse", "HEAD")
+    return commit_all(repo, version)
 
 
 def push(secret: str, repo: Path, sha: str) -> PipelineRun:
-    body = json.dumps(
-        {
-            "ref": "refs/heads/main",
-            "after": sha,
-            "repository": {"clone_url": str(repo)},
-            "head_commit": {"id": sha, "message": "bench"},
-        }
-    ).encode()
-    request = Request(
-        f"{SERVER}/webhooks/github/",
-        data=body,
-        method="POST",
-        headers={
-            "Content-Type": "application/json",
-            "X-GitHub-Event": "push",
-            "X-GitHub-Delivery": str(uuid.uuid4()),
-            "X-Hub-Signature-256": github_signature(secret=secret, body=body),
-        },
-    )
-    with urlopen(request, timeout=30) as response:
-        run_url = json.load(response)["run"]
-    run = PipelineRun.objects.get(pk=int(run_url.rstrip("/").rsplit("/", 1)[1]))
+    run = PipelineRun.objects.get(pk=signed_push(server=SERVER, secret=secret, repo=repo, sha=sha))
     while run.status not in RUN_FINAL_STATES:
         time.sleep(0.05)
         run.refresh_from_db()

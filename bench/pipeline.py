@@ -16,7 +16,6 @@ Prints the durations and the ratios the image-stack issue sets targets for:
 Run with `make bench-pipeline` (it starts Dockyard with `make up` first).
 """
 
-import json
 import os
 import shutil
 import subprocess
@@ -25,7 +24,6 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from urllib.request import Request, urlopen
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -38,11 +36,11 @@ django.setup()
 
 from django.conf import settings  # noqa: E402
 
+from bench.local_forge import commit_all, git, signed_push  # noqa: E402
 from builds.models import LayerBuild  # noqa: E402
 from pipelines.models import PipelineRun  # noqa: E402
 from pipelines.services import project_create  # noqa: E402
 from pipelines.states import RUN_FINAL_STATES  # noqa: E402
-from webhooks.signatures import github_signature  # noqa: E402
 
 SERVER = os.environ.get("DOCKYARD_BENCH_SERVER", "http://127.0.0.1:8000")
 DOCKER = "/usr/bin/docker"  # Debian's CLI, matching the engine; the legacy builder, like Dockyard
@@ -72,17 +70,6 @@ test:
 TEST_SCRIPT = "test -s /opt/runtime.bin && grep -q hello /app/greeting.txt && echo 'tests pass'\n"
 
 
-def git(repo: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-c", "user.name=Bench", "-c", "user.email=bench@dockyard.invalid", *args],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return done.stdout.strip()
-
-
 def docker(*args: str, cwd: Path | None = None) -> None:
     subprocess.run(
         [DOCKER, *args],
@@ -108,35 +95,13 @@ def make_repository(path: Path, nonce: str) -> None:
 
 def one_line_app_change(path: Path, version: int) -> str:
     (path / "app" / "greeting.txt").write_text(f"hello {version}\n")
-    git(path, "add", "--all")
-    git(path, "commit", "--quiet", "-m", f"app change {version}")
-    return git(path, "rev-parse", "HEAD")
+    return commit_all(path, f"app change {version}")
 
 
 def dockyard_run(project_secret: str, repo: Path, sha: str) -> tuple[float, PipelineRun]:
-    body = json.dumps(
-        {
-            "ref": "refs/heads/main",
-            "after": sha,
-            "repository": {"clone_url": str(repo)},
-            "head_commit": {"id": sha, "message": "bench"},
-        }
-    ).encode()
-    request = Request(
-        f"{SERVER}/webhooks/github/",
-        data=body,
-        method="POST",
-        headers={
-            "Content-Type": "application/json",
-            "X-GitHub-Event": "push",
-            "X-GitHub-Delivery": str(uuid.uuid4()),
-            "X-Hub-Signature-256": github_signature(secret=project_secret, body=body),
-        },
-    )
     started = time.perf_counter()
-    with urlopen(request, timeout=30) as response:
-        run_url = json.load(response)["run"]
-    run = PipelineRun.objects.get(pk=int(run_url.rstrip("/").rsplit("/", 1)[1]))
+    run_id = signed_push(server=SERVER, secret=project_secret, repo=repo, sha=sha)
+    run = PipelineRun.objects.get(pk=run_id)
     while run.status not in RUN_FINAL_STATES:
         time.sleep(0.02)
         run.refresh_from_db()

@@ -5,6 +5,7 @@ from pathlib import Path
 from config.environment import (
     env_bool,
     env_database,
+    env_float,
     env_host_port,
     env_int,
     env_list,
@@ -44,6 +45,9 @@ INSTALLED_APPS = [
     "builds",
     "releases",
     "api",
+    "operations",
+    "audit",
+    "monitoring",
 ]
 
 MIDDLEWARE = [
@@ -188,6 +192,16 @@ DOCKYARD_SLOT_PORTS = env_port_range("DOCKYARD_SLOT_PORTS", "9200-9399")
 # Stopped containers kept per environment for an instant rollback.
 DOCKYARD_KEEP_CONTAINERS = env_int("DOCKYARD_KEEP_CONTAINERS", 3, minimum=1)
 DOCKYARD_WORKSPACES_DIR = DATA_DIR / "workspaces"
+
+# Lost work. A worker refreshes the heartbeat of the stage or deployment it carries every
+# HEARTBEAT seconds; one silent for LOST_AFTER seconds has lost its worker, and the reaper
+# (every REAP_INTERVAL seconds) starts it again, at most ATTEMPTS times in all, then fails it.
+# A pending stage or queued deployment whose message the broker no longer holds (Redis
+# restarted) is sent again after LOST_AFTER seconds.
+DOCKYARD_HEARTBEAT_SECONDS = env_float("DOCKYARD_HEARTBEAT_SECONDS", 5.0, minimum=0.1)
+DOCKYARD_LOST_AFTER_SECONDS = env_float("DOCKYARD_LOST_AFTER_SECONDS", 60.0, minimum=1.0)
+DOCKYARD_REAP_INTERVAL_SECONDS = env_float("DOCKYARD_REAP_INTERVAL_SECONDS", 15.0, minimum=0.5)
+DOCKYARD_ATTEMPTS = env_int("DOCKYARD_ATTEMPTS", 2, minimum=1)
 
 LOGGING = {
     "version": 1,

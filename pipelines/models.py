@@ -157,9 +157,20 @@ class Stage(models.Model):
     )
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    # The Celery task that claimed the stage. A redelivery of that same task means its worker
-    # died mid-stage; another task id means a duplicate message, which must not run it twice.
+    # The Celery task sent for the stage (while pending), then the one that claimed it. A
+    # redelivery of that same task means its worker died mid-stage; another task id means a
+    # duplicate message, which must not run it twice.
     task_id = models.CharField(max_length=255, blank=True)
+    # When the stage's task was (last) sent: a pending stage whose message the broker lost
+    # (Redis restarted) is sent again once this is old enough.
+    queued_at = models.DateTimeField(null=True, blank=True)
+    # Refreshed by the worker while the stage runs; a stale one means the worker is gone and
+    # the reaper (operations.reaper) settles the stage.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=255, blank=True)
+    # How many times a worker has started the stage: bounded, so a stage that keeps killing
+    # its worker fails instead of looping.
+    attempts = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
         ordering = ["run", "position"]

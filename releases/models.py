@@ -105,6 +105,13 @@ class Deployment(models.Model):
     reused_container = models.BooleanField(default=False)
     failure_reason = models.TextField(blank=True)
     container_log = models.TextField(blank=True)
+    # As on a Stage: the task sent for it (then the one carrying it out), when it was sent,
+    # the carrying worker's heartbeat, and how many workers have taken it up.
+    task_id = models.CharField(max_length=255, blank=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=255, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

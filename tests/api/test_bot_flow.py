@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 
 from pipelines.models import Project
 from tests.factories import web_app_repo, web_app_version
-from tests.forge_server import forge_server
+from tests.recording_server import recording_server
 from webhooks.models import NotificationEndpoint
 
 pytestmark = [
@@ -126,7 +126,7 @@ def test_chat_hears_of_finished_runs_and_deployments(tmp_path: Path, celery_work
     bot = Bot(Token.objects.create(user=user).key)
     bot.call("post", "projects/", {"slug": "shop", "repository_url": repo.url})
 
-    with forge_server() as chat, forge_server(failures=1000) as broken_chat:
+    with recording_server() as chat, recording_server(failures=1000) as broken_chat:
         project = Project.objects.get(slug="shop")
         NotificationEndpoint.objects.create(project=project, url=chat.url + "/hooks/ops")
         NotificationEndpoint.objects.create(project=project, url=broken_chat.url + "/hooks/down")

@@ -10,12 +10,12 @@ from pipelines.models import PipelineRun, Project
 from pipelines.services import run_create
 from pipelines.states import RunStatus
 from tests.factories import busybox_app_repo, make_project
-from tests.forge_server import ForgeServer, forge_server
+from tests.recording_server import RecordingServer, recording_server
 
 pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
 
 
-def wait_for_state(server: ForgeServer, state: str, timeout: float = 60) -> None:
+def wait_for_state(server: RecordingServer, state: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if any(call.body.get("state") == state for call in server.accepted()):
@@ -24,7 +24,9 @@ def wait_for_state(server: ForgeServer, state: str, timeout: float = 60) -> None
     raise AssertionError(f"the forge never got {state!r}: {[c.body for c in server.calls]}")
 
 
-def reporting_project(tmp_path: Path, server: ForgeServer, **fields: str) -> tuple[Project, str]:
+def reporting_project(
+    tmp_path: Path, server: RecordingServer, **fields: str
+) -> tuple[Project, str]:
     repo = busybox_app_repo(tmp_path / "repo", test_script=fields.pop("script", "echo ok\n"))
     project = make_project(
         repository_url=repo.url,
@@ -42,7 +44,7 @@ def test_github_receives_pending_then_success_with_a_link_to_the_run(
     celery_worker: str,
     pushed_run: Callable[..., PipelineRun],
 ) -> None:
-    with forge_server() as server:
+    with recording_server() as server:
         project, sha = reporting_project(tmp_path, server, forge_repository="acme/web")
         run = pushed_run(project, sha)
         assert run.status == RunStatus.SUCCEEDED
@@ -60,7 +62,7 @@ def test_github_receives_pending_then_success_with_a_link_to_the_run(
 def test_a_failing_run_is_reported_as_a_failure(
     tmp_path: Path, celery_worker: str, pushed_run: Callable[..., PipelineRun]
 ) -> None:
-    with forge_server() as server:
+    with recording_server() as server:
         project, sha = reporting_project(
             tmp_path, server, forge_repository="acme/web", script="exit 1\n"
         )
@@ -73,7 +75,7 @@ def test_a_failing_run_is_reported_as_a_failure(
 def test_gitlab_receives_pending_running_success_by_project_path(
     tmp_path: Path, celery_worker: str, wait_for_run: Callable[..., PipelineRun]
 ) -> None:
-    with forge_server() as server:
+    with recording_server() as server:
         project, sha = reporting_project(tmp_path, server, forge_repository="group/sub/app")
         Project.objects.filter(pk=project.pk).update(forge="gitlab")
         project.refresh_from_db()
@@ -94,7 +96,7 @@ def test_gitlab_receives_pending_running_success_by_project_path(
 def test_a_forge_that_is_down_never_fails_the_run_and_gets_the_status_later(
     tmp_path: Path, celery_worker: str, pushed_run: Callable[..., PipelineRun]
 ) -> None:
-    with forge_server(failures=3) as server:
+    with recording_server(failures=3) as server:
         project, sha = reporting_project(tmp_path, server, forge_repository="acme/web")
         run = pushed_run(project, sha)
         assert run.status == RunStatus.SUCCEEDED

@@ -1,4 +1,5 @@
-"""A local HTTP server standing in for GitHub's and GitLab's APIs: it records every call."""
+"""A local HTTP server standing in for what Dockyard calls out to (forge APIs, chat webhooks):
+it records every call."""
 
 import json
 import threading
@@ -18,10 +19,10 @@ class RecordedCall:
 
 
 @dataclass
-class ForgeServer:
+class RecordingServer:
     url: str
     calls: list[RecordedCall] = field(default_factory=list)
-    # Answer this many requests with 503 first, as a forge having a bad day would.
+    # Answer this many requests with 503 first, as a server having a bad day would.
     failures_left: int = 0
 
     def accepted(self) -> list[RecordedCall]:
@@ -29,8 +30,8 @@ class ForgeServer:
 
 
 @contextmanager
-def forge_server(*, failures: int = 0) -> Iterator[ForgeServer]:
-    server_state = ForgeServer(url="", failures_left=failures)
+def recording_server(*, failures: int = 0) -> Iterator[RecordingServer]:
+    server_state = RecordingServer(url="", failures_left=failures)
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):

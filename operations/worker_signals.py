@@ -1,0 +1,1 @@
+"""The worker's hooks into Celery's life cycle (filled in by the heartbeat work)."""
