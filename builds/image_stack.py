@@ -226,6 +226,12 @@ def _paths(image: ImageSpec, source: Path) -> tuple[Path, Path]:
     for key, path in (("dockerfile", dockerfile), ("context", context)):
         if not path.is_relative_to(root):
             raise StageFailure(f"images.{image.name}.{key}: leads out of the repository")
+    # The checkout refuses links that lead out; checked again because the worker itself reads
+    # .dockerignore and sends its lines along with the context.
+    if not (context / ".dockerignore").resolve().is_relative_to(root):
+        raise StageFailure(
+            f"images.{image.name}.context: its .dockerignore leads out of the repository"
+        )
     if not dockerfile.is_file():
         raise StageFailure(f"images.{image.name}.dockerfile: no file {image.dockerfile!r}")
     if not context.is_dir():

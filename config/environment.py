@@ -13,15 +13,41 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import dj_database_url
+from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 _HOST_PORT = re.compile(r"^(?P<host>[A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])(:(?P<port>\d{1,5}))?$")
+_HOST_PATTERN = re.compile(r"^[a-z0-9.*?\[\]!_-]+$")
 
 
 def _raw(name: str, environ: Mapping[str, str] | None) -> str | None:
-    return (os.environ if environ is None else environ).get(name)
+    """The variable's value, or the content of the file NAME_FILE names (Docker and Kubernetes
+    secrets): a secret mounted as a file stays out of `docker inspect` and /proc/<pid>/environ.
+    """
+    source = os.environ if environ is None else environ
+    value = source.get(name)
+    file_variable = f"{name}_FILE"
+    path = source.get(file_variable)
+    if path is None:
+        return value
+    if value is not None:
+        raise ImproperlyConfigured(f"both {name} and {file_variable} are set: set only one of them")
+    if not path:
+        raise ImproperlyConfigured(f"{file_variable} is empty: give the path of a file")
+    try:
+        content = Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise ImproperlyConfigured(
+            f"{file_variable}={path!r}: cannot read the file ({error.strerror or error})"
+        ) from None
+    except UnicodeDecodeError:
+        raise ImproperlyConfigured(
+            f"{file_variable}={path!r}: the file is not UTF-8 text"
+        ) from None
+    # `echo secret > file` and most editors end the file with a newline that is no part of it.
+    return content.removesuffix("\n")
 
 
 def env_str(name: str, default: str, environ: Mapping[str, str] | None = None) -> str:
@@ -163,6 +189,48 @@ def secret_key(name: str, data_dir: Path, environ: Mapping[str, str] | None = No
         finally:
             draft.unlink()
     return key_file.read_text().strip()
+
+
+def env_fernet_keys(name: str, environ: Mapping[str, str] | None = None) -> list[str]:
+    """Fernet keys separated by commas, spaces or newlines (one a line in a NAME_FILE file).
+
+    Messages name a bad key by its position, never by its value: it is a secret.
+    """
+    value = _raw(name, environ)
+    if value is None:
+        return []
+    keys = [key for key in re.split(r"[\s,]+", value) if key]
+    for position, key in enumerate(keys, start=1):
+        try:
+            Fernet(key)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name}: key {position} of {len(keys)} is not a Fernet key (32 bytes in "
+                "url-safe base64, 44 characters); make one with: python -c 'from "
+                "cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+            ) from None
+    if len(set(keys)) != len(keys):
+        raise ImproperlyConfigured(f"{name} lists the same key twice")
+    return keys
+
+
+def env_host_patterns(
+    name: str, default: list[str], environ: Mapping[str, str] | None = None
+) -> list[str]:
+    """Glob patterns over host names (`github.com *.example.org`), spaces or commas between."""
+    value = _raw(name, environ)
+    if value is None:
+        return default
+    patterns = [pattern.lower() for pattern in re.split(r"[\s,]+", value) if pattern]
+    if not patterns:
+        raise ImproperlyConfigured(f"{name} is empty: give host patterns, or * for every host")
+    for pattern in patterns:
+        if not _HOST_PATTERN.match(pattern):
+            raise ImproperlyConfigured(
+                f"{name}: {pattern!r} is not a host name pattern (letters, digits, '.', '-' "
+                "and the globs *, ? and [...]; no scheme, port or path)"
+            )
+    return patterns
 
 
 def env_port_range(name: str, default: str, environ: Mapping[str, str] | None = None) -> range:

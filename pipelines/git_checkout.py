@@ -6,18 +6,25 @@ The only module that uses GitPython. Its errors become GitCheckoutError.
 import fcntl
 import os
 import re
+import shutil
 import tarfile
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import git
+from django.conf import settings
 from git.exc import GitError
+
+from pipelines.repository_urls import RepositoryURLError, shown, validate_repository_url
 
 # Never wait for a password on a terminal that nobody watches.
 _GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/true", "SSH_ASKPASS": "/bin/true"}
+# The transports git may use, whatever a URL, a redirect or a submodule asks for: never ext::
+# (runs a command) or fd::, and file only where local repositories are allowed.
+_REMOTE_PROTOCOLS = ("https", "http", "ssh", "git")
 GIT_TIMEOUT_SECONDS = 600
 _COMMIT_SHA = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 # What a branch or tag name may be here: no "..", no option-like or control characters.
@@ -49,9 +56,9 @@ def mirror_fetch(*, url: str, mirror_dir: Path, commit_sha: str) -> None:
                 with suppress(GitError):
                     repo.git.fetch("origin", commit_sha, kill_after_timeout=GIT_TIMEOUT_SECONDS)
             if not _has_commit(repo, commit_sha):
-                raise GitCheckoutError(f"commit {commit_sha} is not in {url}")
+                raise GitCheckoutError(f"commit {commit_sha} is not in {shown(url)}")
         except GitError as error:
-            raise GitCheckoutError(f"fetching {url} failed: {_describe(error)}") from None
+            raise GitCheckoutError(f"fetching {shown(url)} failed: {_describe(error)}") from None
 
 
 def ref_head(*, url: str, mirror_dir: Path, ref: str) -> str:
@@ -63,28 +70,42 @@ def ref_head(*, url: str, mirror_dir: Path, ref: str) -> str:
             repo.git.fetch("--prune", "origin", kill_after_timeout=GIT_TIMEOUT_SECONDS)
             return str(repo.git.rev_parse("--verify", "--end-of-options", f"{ref}^{{commit}}"))
         except GitError:
-            raise GitCheckoutError(f"{url} has no {ref}") from None
+            raise GitCheckoutError(f"{shown(url)} has no {ref}") from None
 
 
 @contextmanager
 def _mirror(url: str, mirror_dir: Path) -> Iterator[git.Repo]:
-    """The mirror of `url`, cloned when absent; held under an exclusive lock."""
+    """The mirror of `url`, cloned when absent; held under an exclusive lock.
+
+    The URL is checked here again, right before git sees it: whatever stored it (an old
+    project, the admin, a tightened allowlist), a refused URL never reaches git.
+    """
+    try:
+        validate_repository_url(
+            url,
+            allow_local=settings.DOCKYARD_ALLOW_LOCAL_REPOSITORIES,
+            allowed_hosts=settings.DOCKYARD_ALLOWED_REPOSITORY_HOSTS,
+        )
+    except RepositoryURLError as error:
+        raise GitCheckoutError(f"refusing to fetch: {error}") from None
+    env = _git_env()
     mirror_dir.parent.mkdir(parents=True, exist_ok=True)
     with _locked(mirror_dir, exclusive=True):
         try:
             if not (mirror_dir / "HEAD").exists():
+                # GitPython puts "--" before the URL and refuses option-like arguments.
                 git.Repo.clone_from(
                     url,
                     mirror_dir,
                     mirror=True,
-                    env=_GIT_ENV,
+                    env=env,
                     kill_after_timeout=GIT_TIMEOUT_SECONDS,
                 ).close()
             repo = git.Repo(mirror_dir)
         except GitError as error:
-            raise GitCheckoutError(f"fetching {url} failed: {_describe(error)}") from None
+            raise GitCheckoutError(f"fetching {shown(url)} failed: {_describe(error)}") from None
         try:
-            repo.git.update_environment(**_GIT_ENV)
+            repo.git.update_environment(**env)
             if repo.remote("origin").url != url:
                 repo.git.remote("set-url", "origin", "--", url)
             yield repo
@@ -108,16 +129,67 @@ def export_commit(*, mirror_dir: Path, commit_sha: str, destination: Path) -> Co
                     repo.archive(archive, treeish=commit.hexsha, format="tar")
                     archive.seek(0)
                     with tarfile.open(fileobj=archive) as tar:
+                        links = _symbolic_links(tar)
                         # The "data" filter refuses members that would land outside the
                         # destination (absolute paths, "..", links pointing out).
                         tar.extractall(destination, filter="data")
+                _refuse_links_leading_out(destination, links)
         except (GitError, ValueError) as error:
             raise GitCheckoutError(f"exporting {commit_sha} failed: {_describe(error)}") from None
         except tarfile.TarError as error:
+            # Nothing of a refused tree stays behind for a later build to follow.
+            shutil.rmtree(destination, ignore_errors=True)
             raise GitCheckoutError(
                 f"commit {commit_sha} has a path Dockyard refuses: {error}"
             ) from None
     return info
+
+
+def _git_env() -> dict[str, str]:
+    protocols = list(_REMOTE_PROTOCOLS)
+    if settings.DOCKYARD_ALLOW_LOCAL_REPOSITORIES:
+        protocols.append("file")
+    return {**_GIT_ENV, "GIT_ALLOW_PROTOCOL": ":".join(protocols)}
+
+
+def _symbolic_links(tar: tarfile.TarFile) -> set[PurePosixPath]:
+    """The archive's symbolic links; refuses one that writes through its own links, or holds
+    hard links.
+
+    git never makes such an archive from a real tree, but the "data" filter checks each member
+    against the disk as extracted so far, and known bypasses (CVE-2025-4517 and its kin, not
+    fixed in every Python 3.11) chain links so that a later member lands outside.
+    """
+    links: set[PurePosixPath] = set()
+    for member in tar.getmembers():
+        path = PurePosixPath(member.name)
+        if member.islnk():
+            raise tarfile.TarError(f"{member.name!r} is a hard link")
+        if any(parent in links for parent in path.parents):
+            raise tarfile.TarError(f"{member.name!r} lies under a symbolic link")
+        if member.issym():
+            links.add(path)
+    return links
+
+
+def _refuse_links_leading_out(destination: Path, links: set[PurePosixPath]) -> None:
+    """Refuse an export with a symbolic link that resolves outside it, through any chain.
+
+    Checked on the finished tree, where every link of a chain exists: a build that followed
+    such a link (a Dockerfile, a context, a .dockerignore) would read the worker's own files.
+    """
+    root = destination.resolve()
+    for link in sorted(links):
+        path = destination / link
+        try:
+            target = path.resolve(strict=False)
+        except (OSError, RuntimeError):
+            raise tarfile.TarError(f"{str(link)!r} is a link loop") from None
+        if not target.is_relative_to(root):
+            outside = os.readlink(path)
+            raise tarfile.TarError(
+                f"{str(link)!r} is a link leading out of the repository (to {outside!r})"
+            )
 
 
 def _has_commit(repo: git.Repo, sha: str) -> bool:

@@ -6,6 +6,7 @@ lock the row, check the move against pipelines.states and record it as a RunEven
 
 from django.db import models
 
+from config.encrypted_fields import EncryptedTextField
 from pipelines.states import RunStatus, StageName, StageStatus
 
 
@@ -35,7 +36,8 @@ class Project(models.Model):
     # webhooks find their project by it.
     repository_key = models.CharField(max_length=500, unique=True)
     forge = models.CharField(max_length=16, choices=Forge.choices, default=Forge.GITHUB)
-    webhook_secret = models.CharField(max_length=200)
+    # Encrypted at rest (config.encrypted_fields), like every secret below.
+    webhook_secret = EncryptedTextField(max_length=200)
     default_branch = models.CharField(max_length=255, default="main")
     # Until dockyard.yml describes the test step, a project carries one command (shell words).
     test_command = models.CharField(max_length=1000, blank=True)
@@ -51,7 +53,7 @@ class Project(models.Model):
     # project path or id) and a token allowed to set statuses. No token, no statuses.
     forge_api_url = models.CharField(max_length=500, blank=True)
     forge_repository = models.CharField(max_length=300, blank=True)
-    forge_token = models.CharField(max_length=500, blank=True)
+    forge_token = EncryptedTextField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -66,7 +68,7 @@ class ProjectSecret(models.Model):
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="secrets")
     name = models.CharField(max_length=100)
-    value = models.TextField()
+    value = EncryptedTextField()
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -129,6 +131,8 @@ class PipelineRun(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # When retention (operations.retention) deleted the run's log; its stages and events stay.
+    log_pruned_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -5,9 +5,12 @@ scp-like `git@host:owner/name.git`, the legacy git:// URL); all of them map to t
 """
 
 import re
-from urllib.parse import urlsplit
+from collections.abc import Sequence
+from fnmatch import fnmatchcase
+from urllib.parse import SplitResult, urlsplit
 
 REMOTE_SCHEMES = frozenset({"https", "http", "ssh", "git"})
+HOSTS_SETTING = "DOCKYARD_ALLOWED_REPOSITORY_HOSTS"
 _SCP_LIKE = re.compile(r"^(?:(?P<user>[^@/\s]+)@)?(?P<host>[A-Za-z0-9.-]+):(?P<path>[^/].*)$")
 _TRANSPORT_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*::")
 
@@ -16,18 +19,25 @@ class RepositoryURLError(ValueError):
     """A repository URL Dockyard refuses to clone, with the reason."""
 
 
-def validate_repository_url(url: str, *, allow_local: bool) -> None:
-    """Refuse URLs that could run commands or read the server's disk; say why."""
+def validate_repository_url(
+    url: str, *, allow_local: bool, allowed_hosts: Sequence[str] = ("*",)
+) -> None:
+    """Refuse URLs that could run commands, read the server's disk or reach a host outside
+    `allowed_hosts` (glob patterns over host names); say why."""
     if not url:
         raise RepositoryURLError("repository URL is empty")
     if url != url.strip() or any(ch.isspace() or ord(ch) < 32 for ch in url):
-        raise RepositoryURLError(f"repository URL {url!r} contains spaces or control characters")
+        raise RepositoryURLError(
+            f"repository URL {shown(url)!r} contains spaces or control characters"
+        )
     if url.startswith("-"):
         raise RepositoryURLError(
-            f"repository URL {url!r} starts with '-' (it would be read as an option)"
+            f"repository URL {shown(url)!r} starts with '-' (it would be read as an option)"
         )
     if _TRANSPORT_PREFIX.match(url):
-        raise RepositoryURLError(f"repository URL {url!r} uses a git remote helper ('::'), refused")
+        raise RepositoryURLError(
+            f"repository URL {shown(url)!r} uses a git remote helper ('::'), refused"
+        )
     if _is_local(url):
         if not allow_local:
             raise RepositoryURLError(
@@ -38,20 +48,54 @@ def validate_repository_url(url: str, *, allow_local: bool) -> None:
         if not path.startswith("/"):
             raise RepositoryURLError(f"local repository {url!r} must be an absolute path")
         return
-    scheme = urlsplit(url).scheme
-    if scheme:
-        if scheme not in REMOTE_SCHEMES:
+    parts = _split(url)
+    if parts.scheme:
+        if parts.scheme not in REMOTE_SCHEMES:
             raise RepositoryURLError(
-                f"repository URL {url!r} uses {scheme}://; use https://, ssh:// or git@host:path"
+                f"repository URL {shown(url)!r} uses {parts.scheme}://; use https://, ssh:// "
+                "or git@host:path"
             )
-        if not urlsplit(url).hostname:
-            raise RepositoryURLError(f"repository URL {url!r} names no host")
-        return
-    if not _SCP_LIKE.match(url):
+        if not parts.hostname:
+            raise RepositoryURLError(f"repository URL {shown(url)!r} names no host")
+        host, user = parts.hostname, parts.username or ""
+    else:
+        match = _SCP_LIKE.match(url)
+        if not match:
+            raise RepositoryURLError(
+                f"repository URL {url!r} is not a URL: use https://host/owner/name.git or "
+                "git@host:owner/name.git"
+            )
+        host, user = match["host"].lower(), match["user"] or ""
+    # ssh reads a host or user starting with '-' as an option (-oProxyCommand=...).
+    if host.startswith("-") or user.startswith("-"):
         raise RepositoryURLError(
-            f"repository URL {url!r} is not a URL: use https://host/owner/name.git or "
-            "git@host:owner/name.git"
+            f"repository URL {shown(url)!r} has a host or user starting with '-', refused"
         )
+    if not any(fnmatchcase(host, pattern) for pattern in allowed_hosts):
+        raise RepositoryURLError(
+            f"repository host {host!r} is not allowed: {HOSTS_SETTING} is "
+            f"{' '.join(allowed_hosts)!r}"
+        )
+
+
+def shown(url: str) -> str:
+    """The URL as logs and messages may show it: credentials in it are hidden.
+
+    Over http(s) any user part is a credential (GitHub takes a token as the user name); over
+    ssh the user is an account name (git@) and only a password is hidden.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if not at:
+        return url
+    if parts.scheme in {"http", "https"}:
+        userinfo = "***"
+    elif parts.password is not None:
+        userinfo = f"{parts.username}:***"
+    return parts._replace(netloc=f"{userinfo}@{host}").geturl()
 
 
 def repository_key(url: str) -> str:
@@ -69,6 +113,15 @@ def repository_key(url: str) -> str:
     path = path.strip("/").removesuffix(".git").rstrip("/")
     # Forges treat owner and repository names case-insensitively.
     return f"{host.lower()}/{path.lower()}"
+
+
+def _split(url: str) -> SplitResult:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (parsed lazily; a bad port or bracket raises here)
+    except ValueError as error:
+        raise RepositoryURLError(f"repository URL {shown(url)!r} is malformed: {error}") from None
+    return parts
 
 
 def _is_local(url: str) -> bool:

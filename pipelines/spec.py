@@ -561,6 +561,9 @@ def _path(located: _Located) -> str:
     path = _non_empty_string(located)
     if "\\" in path:
         raise located.error(f"{path!r} contains a backslash; use '/'")
+    # A NUL would only fail later, deep in the build, as an error of ours rather than yours.
+    if any(ord(character) < 32 for character in path):
+        raise located.error(f"{path!r} contains a control character")
     if path.startswith("/"):
         raise located.error(f"{path!r} is absolute; give a path inside the repository")
     # Refused even when it would come back inside (a/../b): the build must not look outside.

@@ -1,8 +1,11 @@
 """The inbox: every accepted delivery, stored before it is acted on."""
 
+from django.core.validators import URLValidator
 from django.db import models
 
+from config.encrypted_fields import EncryptedTextField
 from pipelines.models import Forge, PipelineRun, Project
+from webhooks.outgoing import endpoint_shown
 
 
 class Delivery(models.Model):
@@ -59,7 +62,9 @@ class NotificationEndpoint(models.Model):
     project = models.ForeignKey(
         Project, on_delete=models.CASCADE, related_name="notification_endpoints"
     )
-    url = models.URLField(max_length=500)
+    # Encrypted at rest: an incoming-webhook URL is its own credential (Slack's carry the
+    # secret in the path), so anyone holding it can post to the channel.
+    url = EncryptedTextField(max_length=500, validators=[URLValidator(schemes=["http", "https"])])
     on_runs = models.BooleanField(default=True, help_text="when a run finishes")
     on_deployments = models.BooleanField(
         default=True, help_text="when a deployment or a rollback finishes"
@@ -71,4 +76,5 @@ class NotificationEndpoint(models.Model):
         ordering = ["project", "id"]
 
     def __str__(self) -> str:
-        return f"{self.project.slug} -> {self.url}"
+        # Shown in the admin and kept in its change log: never the whole URL.
+        return f"{self.project.slug} -> {endpoint_shown(self.url)}"

@@ -9,10 +9,10 @@ from urllib.parse import urlencode
 import pytest
 from django.contrib.auth.models import User
 from django.test import override_settings
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from api.models import ChatIdentity
+from api.tokens import api_token_issue
 from pipelines.models import PipelineRun, Project
 from pipelines.services import run_create
 from tests.factories import make_project
@@ -26,7 +26,7 @@ SLACK_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 def client_for(user: User | None) -> APIClient:
     client = APIClient()
     if user is not None:
-        client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+        client.credentials(HTTP_AUTHORIZATION=f"Token {api_token_issue(user=user)}")
     return client
 
 

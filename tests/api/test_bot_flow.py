@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 import requests
 from django.contrib.auth.models import User
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from api.tokens import api_token_issue
 from pipelines.models import Project
 from tests.factories import web_app_repo, web_app_version
 from tests.recording_server import recording_server
@@ -69,7 +69,7 @@ def test_a_bot_builds_promotes_and_rolls_back_through_the_api_alone(
     repo = web_app_repo(tmp_path / "shop")
     web_app_version(repo, "v1")
     user = User.objects.create_user("release-bot", is_staff=True)
-    bot = Bot(Token.objects.create(user=user).key)
+    bot = Bot(api_token_issue(user=user))
 
     created = bot.call("post", "projects/", {"slug": "shop", "repository_url": repo.url})
     assert created["slug"] == "shop"
@@ -123,7 +123,7 @@ def test_chat_hears_of_finished_runs_and_deployments(tmp_path: Path, celery_work
     repo = web_app_repo(tmp_path / "shop")
     web_app_version(repo, "v1")
     user = User.objects.create_user("release-bot", is_staff=True)
-    bot = Bot(Token.objects.create(user=user).key)
+    bot = Bot(api_token_issue(user=user))
     bot.call("post", "projects/", {"slug": "shop", "repository_url": repo.url})
 
     with recording_server() as chat, recording_server(failures=1000) as broken_chat:

@@ -4,7 +4,6 @@ import pytest
 import schemathesis
 from django.contrib.auth.models import User
 from hypothesis import HealthCheck, settings
-from rest_framework.authtoken.models import Token
 from schemathesis.checks import (
     content_type_conformance,
     negative_data_rejection,
@@ -13,6 +12,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
+from api.tokens import api_token_issue
 from config.wsgi import application
 
 # The schema view reads no database: it can be loaded when the tests are collected.
@@ -30,8 +30,7 @@ schema = schemathesis.openapi.from_wsgi("/api/v1/schema/?format=json", applicati
 @pytest.fixture
 def operator_token(transactional_db: None) -> str:
     user, _ = User.objects.get_or_create(username="schemathesis", defaults={"is_staff": True})
-    token, _ = Token.objects.get_or_create(user=user)
-    return token.key
+    return api_token_issue(user=user)
 
 
 @schema.parametrize()

@@ -1,6 +1,11 @@
 import pytest
 
-from pipelines.repository_urls import RepositoryURLError, repository_key, validate_repository_url
+from pipelines.repository_urls import (
+    RepositoryURLError,
+    repository_key,
+    shown,
+    validate_repository_url,
+)
 
 
 @pytest.mark.parametrize(
@@ -58,3 +63,43 @@ def test_local_repositories_are_accepted_only_when_allowed_and_absolute() -> Non
 )
 def test_ordinary_remote_urls_are_accepted(url: str) -> None:
     validate_repository_url(url, allow_local=False)
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("https://github.com/acme/web.git", True),
+        ("https://GITHUB.COM/acme/web.git", True),
+        ("git@gitlab.example.org:group/web.git", True),
+        ("ssh://git@deep.gitlab.example.org/group/web.git", True),
+        ("https://example.org/acme/web.git", False),
+        ("https://github.com.evil.example/acme/web.git", False),
+        ("https://evil.example/github.com/acme/web.git", False),
+    ],
+)
+def test_only_hosts_matching_the_allowlist_are_accepted(url: str, allowed: bool) -> None:
+    hosts = ["github.com", "*.example.org"]
+    if allowed:
+        validate_repository_url(url, allow_local=False, allowed_hosts=hosts)
+    else:
+        with pytest.raises(RepositoryURLError, match="DOCKYARD_ALLOWED_REPOSITORY_HOSTS"):
+            validate_repository_url(url, allow_local=False, allowed_hosts=hosts)
+
+
+def test_local_repositories_are_governed_by_their_own_setting_not_the_host_allowlist() -> None:
+    validate_repository_url("/srv/git/web", allow_local=True, allowed_hosts=["github.com"])
+
+
+@pytest.mark.parametrize(
+    ("url", "shown_as"),
+    [
+        ("https://ghp_token@github.com/acme/web.git", "https://***@github.com/acme/web.git"),
+        ("https://user:pass@github.com/acme/web.git", "https://***@github.com/acme/web.git"),
+        ("ssh://git:pass@github.com/acme/web.git", "ssh://git:***@github.com/acme/web.git"),
+        ("ssh://git@github.com/acme/web.git", "ssh://git@github.com/acme/web.git"),
+        ("git@github.com:acme/web.git", "git@github.com:acme/web.git"),
+        ("https://github.com/acme/web.git", "https://github.com/acme/web.git"),
+    ],
+)
+def test_credentials_in_a_url_are_hidden_where_it_is_shown(url: str, shown_as: str) -> None:
+    assert shown(url) == shown_as

@@ -630,6 +630,8 @@ def test_an_image_with_a_list_for_settings_is_refused() -> None:
         ),
         ("docker/../../x", "'docker/../../x' contains '..'; give a path inside the repository"),
         ("docker/a/../b", "'docker/a/../b' contains '..'; give a path inside the repository"),
+        ('"Docker\\0file"', "'Docker\\x00file' contains a control character"),
+        ('"Docker\\nfile"', "'Docker\\nfile' contains a control character"),
         ("''", "must not be empty"),
         ("42", "expected a string, got 42"),
         ("[Dockerfile]", "expected a string, got a list"),
