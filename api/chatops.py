@@ -24,6 +24,7 @@ from api.chatops_commands import (
 )
 from api.models import ChatIdentity
 from api.slack_signature import SlackSignatureError, slack_request_verify
+from audit.actors import Actor, chat_actor
 from pipelines.models import PipelineRun, Project
 from releases.models import Environment, Release
 from releases.services import (
@@ -52,15 +53,18 @@ class SlackAnswer:
     payload: dict[str, Any]
 
 
-def chat_answer(*, text: str, user: User) -> str:
-    """The answer to one chat command typed by `user`."""
-    return chat_reply(command=parse_chat_command(text), user=user).text
+def chat_answer(*, text: str, user: User, actor: Actor) -> str:
+    """The answer to one chat command typed by `user` (audited as `actor`)."""
+    return chat_reply(command=parse_chat_command(text), user=user, actor=actor).text
 
 
-def chat_reply(*, command: ChatCommand, user: User) -> ChatReply:
-    """Carry out a parsed command; never raises: every refusal is an answer."""
+def chat_reply(*, command: ChatCommand, user: User, actor: Actor) -> ChatReply:
+    """Carry out a parsed command; never raises: every refusal is an answer.
+
+    What it changes is audited as `actor`: the chat account and the user it acts as.
+    """
     try:
-        return _run(command, user)
+        return _run(command, user, actor)
     except (DeploymentRefused, _Refused) as refusal:
         return ChatReply(f"refused: {refusal}", public=False)
     except Exception:
@@ -92,7 +96,11 @@ def slack_answer(
         .first()
     )
     user: User = identity.user if identity else AnonymousUser()
-    reply = chat_reply(command=parse_chat_command(form.get("text", [""])[0]), user=user)
+    reply = chat_reply(
+        command=parse_chat_command(form.get("text", [""])[0]),
+        user=user,
+        actor=chat_actor(provider="slack", external_id=slack_user, user=user),
+    )
     return SlackAnswer(
         200,
         {"response_type": "in_channel" if reply.public else "ephemeral", "text": reply.text},
@@ -103,7 +111,7 @@ class _Refused(Exception):
     pass
 
 
-def _run(command: ChatCommand, user: User) -> ChatReply:
+def _run(command: ChatCommand, user: User, actor: Actor) -> ChatReply:
     match command:
         case Help():
             return ChatReply(HELP_TEXT, public=False)
@@ -119,18 +127,22 @@ def _run(command: ChatCommand, user: User) -> ChatReply:
         case Deploy(project=slug, release=number, environment=name):
             environment = _environment(_project(slug), name, user)
             release = _release(environment.project, number)
-            deployment = deployment_request(environment=environment, release=release, user=user)
+            deployment = deployment_request(
+                environment=environment, release=release, user=user, actor=actor
+            )
             return ChatReply(_queued(deployment.kind, release, environment), public=True)
         case Promote(project=slug, release=number, environment=name):
             project = _project(slug)
             environment = _environment(project, name or _promotion_target(project), user)
             chosen = _release(project, number) if number else None
-            deployment = environment_promote(environment=environment, release=chosen, user=user)
+            deployment = environment_promote(
+                environment=environment, release=chosen, user=user, actor=actor
+            )
             return ChatReply(_queued("promote", deployment.release, environment), public=True)
         case Rollback(project=slug, environment=name):
             project = _project(slug)
             environment = _environment(project, name or _last_environment(project), user)
-            deployment = environment_rollback(environment=environment, user=user)
+            deployment = environment_rollback(environment=environment, user=user, actor=actor)
             return ChatReply(_queued("rollback", deployment.release, environment), public=True)
     raise AssertionError(f"unhandled chat command {command!r}")
 

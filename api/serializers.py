@@ -4,6 +4,7 @@ from django.conf import settings
 from django.urls import reverse
 from rest_framework import serializers
 
+from audit.models import AuditEntry
 from pipelines.models import Forge, LogChunk, PipelineRun, Project, Stage
 from releases.models import Deployment, DeploymentEvent, Environment, Release
 
@@ -209,6 +210,34 @@ class PromoteRequestSerializer(serializers.Serializer):
         required=False,
         help_text="default: the release serving in the environment this one comes after",
     )
+
+
+class AuditEntrySerializer(serializers.ModelSerializer):
+    user = serializers.SlugRelatedField(
+        source="actor_user",
+        slug_field="username",
+        read_only=True,
+        allow_null=True,
+        help_text="the Dockyard user who acted, if any (also a chat user's linked user)",
+    )
+    actor = serializers.CharField(
+        read_only=True, help_text='how and as whom: "api-token:alice", "chat:slack:U1", "system"'
+    )
+
+    class Meta:
+        model = AuditEntry
+        fields = [
+            "id",
+            "at",
+            "actor",
+            "user",
+            "action",
+            "target_type",
+            "target_id",
+            "target_label",
+            "detail",
+        ]
+        read_only_fields = fields
 
 
 class ChatCommandSerializer(serializers.Serializer):

@@ -10,6 +10,7 @@ router.register("runs", views.RunViewSet, basename="run")
 router.register("releases", views.ReleaseViewSet, basename="release")
 router.register("environments", views.EnvironmentViewSet, basename="environment")
 router.register("deployments", views.DeploymentViewSet, basename="deployment")
+router.register("audit", views.AuditEntryViewSet, basename="audit-entry")
 
 urlpatterns = [
     path("", include(router.urls)),

@@ -8,7 +8,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, render
 from django.views.defaults import page_not_found
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -16,7 +16,7 @@ from rest_framework import mixins, viewsets
 from rest_framework.authtoken.models import Token
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
-from rest_framework.permissions import AllowAny
+from rest_framework.permissions import AllowAny, IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -24,6 +24,10 @@ from rest_framework.views import APIView
 from api import serializers as s
 from api.chatops import chat_answer, slack_answer
 from api.idempotency import idempotent
+from api.tokens import api_token_issue
+from audit.actors import Actor, request_actor
+from audit.models import AuditAction, AuditEntry
+from audit.selectors import audit_entries
 from pipelines.models import LogChunk, PipelineRun, Project
 from pipelines.selectors import run_list
 from pipelines.services import (
@@ -91,7 +95,7 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     @idempotent
     def rotate_secret(self, request: Request, slug: str) -> Response:
         _require(access_project_manage(request.user), "only operators may rotate secrets")
-        project = project_secret_rotate(project=self.get_object())
+        project = project_secret_rotate(project=self.get_object(), actor=request_actor(request))
         return Response(s.ProjectWithSecretSerializer(project).data)
 
 
@@ -218,7 +222,12 @@ class EnvironmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         )
         number = _valid(s.DeployRequestSerializer, request)["release"]
         release = get_object_or_404(Release, project=environment.project, number=number)
-        deployment = deployment_request(environment=environment, release=release, user=request.user)
+        deployment = deployment_request(
+            environment=environment,
+            release=release,
+            user=request.user,
+            actor=request_actor(request),
+        )
         return Response(s.DeploymentSerializer(deployment).data, status=202)
 
     @extend_schema(
@@ -241,7 +250,10 @@ class EnvironmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
             f"you may not deploy to {environment.name}",
         )
         deployment = environment_promote(
-            environment=environment, release=release, user=request.user
+            environment=environment,
+            release=release,
+            user=request.user,
+            actor=request_actor(request),
         )
         return Response(s.DeploymentSerializer(deployment).data, status=202)
 
@@ -258,7 +270,9 @@ class EnvironmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
             access_environment_deploy(request.user, environment),
             f"you may not deploy to {environment.name}",
         )
-        deployment = environment_rollback(environment=environment, user=request.user)
+        deployment = environment_rollback(
+            environment=environment, user=request.user, actor=request_actor(request)
+        )
         return Response(s.DeploymentSerializer(deployment).data, status=202)
 
     @extend_schema(responses={200: s.DeploymentSerializer(many=True), **ERRORS})
@@ -276,6 +290,49 @@ class DeploymentViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     ).prefetch_related("events")
 
 
+class OperatorsOnly(IsAdminUser):
+    message = "only operators may read the audit log"
+
+
+@extend_schema(tags=["audit"])
+class AuditEntryViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Who deployed, promoted, rolled back, or changed a permission or a secret; newest first."""
+
+    serializer_class = s.AuditEntrySerializer
+    permission_classes = [OperatorsOnly]
+
+    def get_queryset(self) -> QuerySet[AuditEntry]:
+        action = _filter_param(self.request, "action")
+        # Present means one of them: "?action=" is a mistake, not "any action".
+        if "action" in self.request.query_params and action not in AuditAction.values:
+            raise s.serializers.ValidationError(
+                {"action": [f"one of {', '.join(AuditAction.values)}"]}
+            )
+        return audit_entries(
+            action=action,
+            target_type=_filter_param(self.request, "target_type"),
+            target_id=_filter_param(self.request, "target_id"),
+            actor=_filter_param(self.request, "actor"),
+        )
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("action", OpenApiTypes.STR, enum=AuditAction.values),
+            OpenApiParameter(
+                "target_type",
+                OpenApiTypes.STR,
+                description="environment, project, user or group",
+            ),
+            OpenApiParameter(
+                "target_id", OpenApiTypes.STR, description="the target's id (with target_type)"
+            ),
+            OpenApiParameter("actor", OpenApiTypes.STR, description='e.g. "chat:slack:U1"'),
+        ]
+    )
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().list(request, *args, **kwargs)
+
+
 class ChatOpsView(APIView):
     """Chat-ops: a command in, a short answer a bot can post out."""
 
@@ -286,7 +343,10 @@ class ChatOpsView(APIView):
     )
     def post(self, request: Request) -> Response:
         text = _valid(s.ChatCommandSerializer, request)["text"]
-        return Response({"text": chat_answer(text=text, user=request.user)})
+        actor = request_actor(request)
+        # The command came through the API: the chat label says so, and which way in.
+        chat = Actor(f"chat:{actor.label}", actor.user)
+        return Response({"text": chat_answer(text=text, user=request.user, actor=chat)})
 
 
 class SlackCommandView(APIView):
@@ -352,12 +412,16 @@ def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
 
 @login_required
 def token_page(request: HttpRequest) -> HttpResponse:
-    """The user's API token: shown, made, or replaced (which revokes the old one)."""
-    token = Token.objects.filter(user=request.user).first()
+    """The user's API token: made or replaced (which revokes the old one), and shown once.
+
+    Only its digest is kept (api.tokens), so the new token is in this one answer and never
+    again; the answer must not be cached anywhere.
+    """
+    new_token = None
     if request.method == "POST":
-        if token is not None:
-            token.delete()
-        token = Token.objects.create(user=request.user)
+        new_token = api_token_issue(user=request.user)  # type: ignore[arg-type]
         messages.success(request, "A new token was made; the old one no longer works.")
-        return redirect("api-token")
-    return render(request, "api/token.html", {"token": token})
+    existing = Token.objects.filter(user=request.user).first()
+    response = render(request, "api/token.html", {"token": existing, "new_token": new_token})
+    response["Cache-Control"] = "no-store"
+    return response

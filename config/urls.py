@@ -1,17 +1,14 @@
 from django.contrib import admin
-from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
 
 from api import views as api_views
+from monitoring import views as monitoring_views
 from webhooks import views as webhook_views
 
-
-def healthz(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"status": "ok"})
-
-
 urlpatterns = [
-    path("healthz", healthz, name="healthz"),
+    path("healthz", monitoring_views.healthz, name="healthz"),
+    path("healthz/worker", monitoring_views.healthz_worker, name="healthz-worker"),
+    path("metrics", monitoring_views.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("webhooks/", include("webhooks.urls")),

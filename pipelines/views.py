@@ -110,6 +110,10 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
 def project_settings(request: HttpRequest, slug: str) -> HttpResponse:
     project = get_object_or_404(Project, slug=slug)
     _require(access_project_manage(request.user))
+    # Never shown back: an empty field keeps the token, the checkbox removes it.
+    forge_token = request.POST.get("forge_token") or None
+    if request.POST.get("forge_token_remove") == "on":
+        forge_token = ""
     try:
         project_settings_update(
             project=project,
@@ -117,6 +121,7 @@ def project_settings(request: HttpRequest, slug: str) -> HttpResponse:
             tag_filter=request.POST.get("tag_filter", ""),
             cancel_superseded=request.POST.get("cancel_superseded") == "on",
             build_pull_requests=request.POST.get("build_pull_requests") == "on",
+            forge_token=forge_token,
         )
     except ProjectError as error:
         messages.error(request, str(error))

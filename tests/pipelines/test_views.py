@@ -1,8 +1,11 @@
 """The web pages, without a pipeline behind them: what they show, and who may press what."""
 
+import re
+
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
+from rest_framework.test import APIClient
 
 from pipelines.models import Project
 from pipelines.services import run_create
@@ -121,13 +124,19 @@ def test_viewers_may_not_change_settings_or_replay(
     assert "Rotate the webhook secret" not in client.get("/projects/web/").content.decode()
 
 
-def test_the_token_page_makes_and_replaces_a_token(client: Client, viewer: User) -> None:
+def test_the_token_page_makes_and_replaces_a_token_and_shows_it_only_once(
+    client: Client, viewer: User
+) -> None:
+    made = client.post("/account/token/")
+    first = re.search(r'<code id="token">([^<]+)</code>', made.content.decode())[1]
+    assert made["Cache-Control"] == "no-store"
+    assert first not in client.get("/account/token/").content.decode()
+    api = APIClient(HTTP_AUTHORIZATION=f"Token {first}")
+    assert api.get("/api/v1/projects/").status_code == 200
+
     client.post("/account/token/")
-    first = viewer.auth_token.key
-    assert first in client.get("/account/token/").content.decode()
-    client.post("/account/token/")
-    viewer.refresh_from_db()
-    assert viewer.auth_token.key != first
+
+    assert api.get("/api/v1/projects/").status_code == 401
 
 
 def test_a_missing_page_under_the_api_answers_json(client: Client, viewer: User) -> None:

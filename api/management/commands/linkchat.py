@@ -7,6 +7,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from api.models import ChatIdentity
+from audit.actors import acting_as, cli_actor
 
 
 class Command(BaseCommand):
@@ -20,7 +21,9 @@ class Command(BaseCommand):
         user = get_user_model().objects.filter(username=options["username"]).first()
         if user is None:
             raise CommandError(f"no user {options['username']!r}")
-        identity, _ = ChatIdentity.objects.update_or_create(
-            provider="slack", external_id=options["slack_user_id"], defaults={"user": user}
-        )
+        # The link is audited by a signal (the admin makes links too); it names this shell.
+        with acting_as(cli_actor()):
+            identity, _ = ChatIdentity.objects.update_or_create(
+                provider="slack", external_id=options["slack_user_id"], defaults={"user": user}
+            )
         self.stdout.write(f"Slack user {identity.external_id} acts as {user.get_username()}")

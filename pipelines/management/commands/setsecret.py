@@ -6,6 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from audit.actors import cli_actor
 from pipelines.models import Project
 from pipelines.services import ProjectError, project_secret_set
 
@@ -27,7 +28,9 @@ class Command(BaseCommand):
             raise CommandError(f"no project {options['slug']!r}")
         value = sys.stdin.read().rstrip("\n")
         try:
-            project_secret_set(project=project, name=options["name"], value=value)
+            project_secret_set(
+                project=project, name=options["name"], value=value, actor=cli_actor()
+            )
         except ProjectError as error:
             raise CommandError(str(error)) from None
         self.stdout.write(f"secret {options['name']} set for {project.slug}")

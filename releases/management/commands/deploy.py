@@ -6,6 +6,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from audit.actors import cli_actor
 from releases.models import Environment, Release
 from releases.services import DeploymentRefused, deployment_request, environment_rollback
 from releases.states import DeploymentKind
@@ -35,9 +36,10 @@ class Command(BaseCommand):
             user = get_user_model().objects.filter(username=options["user"]).first()
             if user is None:
                 raise CommandError(f"no user {options['user']!r}")
+        actor = cli_actor(user)
         try:
             if options["rollback"]:
-                deployment = environment_rollback(environment=environment, user=user)
+                deployment = environment_rollback(environment=environment, user=user, actor=actor)
             else:
                 if options["release"] is None:
                     raise CommandError("name a release number, or pass --rollback")
@@ -48,7 +50,7 @@ class Command(BaseCommand):
                     raise CommandError(f"no release {options['release']} of {options['slug']}")
                 kind = DeploymentKind.PROMOTE if environment.after else DeploymentKind.DEPLOY
                 deployment = deployment_request(
-                    environment=environment, release=release, kind=kind, user=user
+                    environment=environment, release=release, kind=kind, user=user, actor=actor
                 )
         except DeploymentRefused as refusal:
             raise CommandError(str(refusal)) from None

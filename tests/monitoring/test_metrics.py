@@ -1,0 +1,211 @@
+"""/metrics: what Prometheus reads, computed from the database at each scrape."""
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.test import Client, override_settings
+from django.utils import timezone
+from prometheus_client.parser import text_string_to_metric_families
+
+from builds.models import LayerBuild
+from pipelines.models import PipelineRun, Project, Stage
+from pipelines.states import STAGE_ORDER
+from releases.models import Deployment
+from tests.factories import (
+    make_environment,
+    make_project,
+    make_release,
+    make_succeeded_deployment,
+)
+from webhooks.models import Delivery
+
+pytestmark = pytest.mark.django_db
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(client: Client, **headers: str) -> Samples:
+    response = client.get("/metrics", headers=headers)
+    assert response.status_code == 200, response.content
+    assert response["Content-Type"].startswith("text/plain; version=")
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.content.decode())
+        for sample in family.samples
+    }
+
+
+def sample(samples: Samples, name: str, **labels: str) -> float:
+    return samples[(name, frozenset(labels.items()))]
+
+
+def make_run(
+    project: Project,
+    number: int,
+    *,
+    status: str,
+    queued_for: float | None = None,
+    stage_seconds: dict[str, float] | None = None,
+) -> PipelineRun:
+    """A run created an hour ago whose first stage began `queued_for` seconds later, and whose
+    stages ran for `stage_seconds`."""
+    created = timezone.now() - timedelta(hours=1)
+    run = PipelineRun.objects.create(
+        project=project,
+        number=number,
+        ref="refs/heads/main",
+        commit_sha=f"{number:040x}",
+        trigger="webhook",
+        status=status,
+    )
+    PipelineRun.objects.filter(pk=run.pk).update(created_at=created)
+    clock = created + timedelta(seconds=queued_for or 0)
+    for position, name in enumerate(STAGE_ORDER):
+        stage = Stage(run=run, name=name, position=position)
+        if queued_for is not None and (position == 0 or name in (stage_seconds or {})):
+            stage.started_at = clock
+            clock += timedelta(seconds=(stage_seconds or {}).get(name, 0))
+            stage.finished_at = clock if name in (stage_seconds or {}) else None
+            stage.status = "succeeded" if stage.finished_at else "running"
+        stage.save()
+    return run
+
+
+def layer(run: PipelineRun, name: str, *, role: str, source: str) -> None:
+    LayerBuild.objects.create(
+        run=run,
+        name=name,
+        position=0 if role == "base" else 1,
+        role=role,
+        source=source,
+        image_id="sha256:" + "0" * 64,
+        duration_seconds=1.0,
+        size_bytes=1,
+    )
+
+
+@pytest.fixture
+def activity() -> dict[str, Any]:
+    web, api = make_project(slug="web"), make_project(slug="api")
+    fast = make_run(web, 1, status="succeeded", queued_for=0.3, stage_seconds={"checkout": 2})
+    slow = make_run(
+        web, 2, status="failed", queued_for=20, stage_seconds={"checkout": 4, "build": 45}
+    )
+    make_run(web, 3, status="queued")
+    make_run(api, 1, status="running", queued_for=1.5)
+    layer(fast, "base", role="base", source="built")
+    layer(fast, "app", role="app", source="built")
+    layer(slow, "base", role="base", source="registry")
+    layer(slow, "tools", role="base", source="local")
+    layer(slow, "app", role="app", source="built")
+
+    staging = make_environment(web, "staging")
+    make_succeeded_deployment(staging, make_release(web, 7))
+    make_succeeded_deployment(staging, make_release(web, 8))
+    Deployment.objects.create(
+        environment=staging, release_id=make_release(web, 9).pk, kind="rollback", status="failed"
+    )
+
+    acted = timezone.now()
+    Delivery.objects.create(
+        forge="github", delivery_id="a", event="push", project=web, run=fast, acted_at=acted
+    )
+    Delivery.objects.create(
+        forge="github", delivery_id="b", event="ping", project=web, acted_at=acted
+    )
+    Delivery.objects.create(forge="gitlab", delivery_id="c", event="Push Hook", project=api)
+    return {"fast": fast}
+
+
+def test_runs_are_counted_by_project_and_status(client: Client, activity: Any) -> None:
+    samples = scrape(client)
+    # One passed run, and the three that made the releases deployed to staging.
+    assert sample(samples, "dockyard_runs", project="web", status="succeeded") == 4
+    assert sample(samples, "dockyard_runs", project="web", status="failed") == 1
+    assert sample(samples, "dockyard_runs", project="web", status="queued") == 1
+    assert sample(samples, "dockyard_runs", project="api", status="running") == 1
+    assert ("dockyard_runs", frozenset({("project", "api"), ("status", "failed")})) not in samples
+
+
+def test_queue_latency_is_a_histogram_from_creation_to_the_first_stage(
+    client: Client, activity: Any
+) -> None:
+    samples = scrape(client)
+    name = "dockyard_run_queue_latency_seconds"
+    # 0.3 s, 1.5 s and 20 s; the queued run has not started and is not counted.
+    assert sample(samples, f"{name}_bucket", le="0.25") == 0
+    assert sample(samples, f"{name}_bucket", le="0.5") == 1
+    assert sample(samples, f"{name}_bucket", le="2.5") == 2
+    assert sample(samples, f"{name}_bucket", le="10.0") == 2
+    assert sample(samples, f"{name}_bucket", le="30.0") == 3
+    assert sample(samples, f"{name}_bucket", le="+Inf") == 3
+    assert sample(samples, f"{name}_count") == 3
+    assert sample(samples, f"{name}_sum") == pytest.approx(21.8)
+
+
+def test_stage_durations_are_histograms_by_stage_name(client: Client, activity: Any) -> None:
+    samples = scrape(client)
+    name = "dockyard_stage_duration_seconds"
+    assert sample(samples, f"{name}_bucket", stage="checkout", le="2.5") == 1
+    assert sample(samples, f"{name}_bucket", stage="checkout", le="5.0") == 2
+    assert sample(samples, f"{name}_count", stage="checkout") == 2
+    assert sample(samples, f"{name}_sum", stage="checkout") == pytest.approx(6)
+    assert sample(samples, f"{name}_bucket", stage="build", le="30.0") == 0
+    assert sample(samples, f"{name}_bucket", stage="build", le="60.0") == 1
+    assert sample(samples, f"{name}_sum", stage="build") == pytest.approx(45)
+    # A stage still running has no duration yet.
+    assert ("dockyard_stage_duration_seconds_count", frozenset({("stage", "test")})) not in samples
+
+
+def test_the_image_cache_hit_ratio_counts_base_layers_only(client: Client, activity: Any) -> None:
+    samples = scrape(client)
+    assert sample(samples, "dockyard_base_layers_total", source="built") == 1
+    assert sample(samples, "dockyard_base_layers_total", source="registry") == 1
+    assert sample(samples, "dockyard_base_layers_total", source="local") == 1
+    assert sample(samples, "dockyard_image_cache_hit_ratio") == pytest.approx(2 / 3)
+
+
+def test_deployments_are_counted_by_kind_and_status(client: Client, activity: Any) -> None:
+    samples = scrape(client)
+    assert sample(samples, "dockyard_deployments", kind="deploy", status="succeeded") == 2
+    assert sample(samples, "dockyard_deployments", kind="rollback", status="failed") == 1
+
+
+def test_webhook_deliveries_are_counted_by_outcome(client: Client, activity: Any) -> None:
+    samples = scrape(client)
+    deliveries = "dockyard_webhook_deliveries"
+    assert sample(samples, deliveries, forge="github", outcome="run_started") == 1
+    assert sample(samples, deliveries, forge="github", outcome="nothing_started") == 1
+    assert sample(samples, deliveries, forge="github", outcome="pending") == 0
+    assert sample(samples, deliveries, forge="gitlab", outcome="pending") == 1
+
+
+def test_an_empty_database_scrapes_without_a_made_up_cache_ratio(client: Client) -> None:
+    samples = scrape(client)
+    assert sample(samples, "dockyard_run_queue_latency_seconds_count") == 0
+    assert not any(name == "dockyard_image_cache_hit_ratio" for name, _ in samples)
+
+
+def test_a_scrape_costs_the_same_few_queries_however_many_rows_there_are(
+    client: Client, activity: Any, django_assert_num_queries: Any
+) -> None:
+    project = make_project(slug="busy")
+    for number in range(1, 41):
+        make_run(project, number, status="succeeded", queued_for=number, stage_seconds={"test": 3})
+    # One aggregate each: runs, queue latency, stage durations, base layers, deployments,
+    # deliveries.
+    with django_assert_num_queries(6):
+        samples = scrape(client)
+    assert sample(samples, "dockyard_stage_duration_seconds_count", stage="test") == 40
+
+
+def test_with_a_token_set_a_scrape_must_bring_it(client: Client) -> None:
+    with override_settings(DOCKYARD_METRICS_TOKEN="pr0metheus-t0ken"):
+        assert client.get("/metrics").status_code == 401
+        wrong = client.get("/metrics", headers={"Authorization": "Bearer pr0metheus-t0kem"})
+        assert wrong.status_code == 401
+        assert wrong["WWW-Authenticate"] == 'Bearer realm="dockyard-metrics"'
+        basic = client.get("/metrics", headers={"Authorization": "Basic pr0metheus-t0ken"})
+        assert basic.status_code == 401
+        assert scrape(client, Authorization="Bearer pr0metheus-t0ken")
