@@ -105,14 +105,19 @@ GITLAB = ForgeReader(
     pull_request_ref="refs/merge-requests/{number}/head",
 )
 READERS = {reader.forge: reader for reader in (GITHUB, GITLAB)}
+# What Delivery's columns hold; a delivery id keeps room for the suffix a replay adds.
+EVENT_MAX_LENGTH = 100
+DELIVERY_ID_MAX_LENGTH = 150
 
 
 def delivery_receive(
     *, reader: ForgeReader, headers: Mapping[str, str], body: bytes, content_type: str
 ) -> DeliveryOutcome:
     """Verify, store, then act on one delivery; a redelivery gets the first outcome."""
-    event = _required_header(headers, (reader.event_header,))
-    delivery_id = _required_header(headers, reader.delivery_headers)
+    event = _required_header(headers, (reader.event_header,), max_length=EVENT_MAX_LENGTH)
+    delivery_id = _required_header(
+        headers, reader.delivery_headers, max_length=DELIVERY_ID_MAX_LENGTH
+    )
     payload = _parse_payload(body, content_type, form_allowed=reader.forge == Forge.GITHUB)
     urls = reader.repository_urls(payload)
     if not urls:
@@ -380,9 +385,13 @@ def _stored_event(delivery: Delivery) -> ForgeEvent:
         return Ignored(f"malformed body: {error}")
 
 
-def _required_header(headers: Mapping[str, str], names: tuple[str, ...]) -> str:
+def _required_header(headers: Mapping[str, str], names: tuple[str, ...], *, max_length: int) -> str:
     for name in names:
         if value := headers.get(name):
+            if len(value) > max_length:
+                raise WebhookRejected(
+                    400, f"header {name} is {len(value)} characters long; at most {max_length}"
+                )
             return value
     raise WebhookRejected(400, f"missing header {' or '.join(names)}")
 
@@ -410,6 +419,9 @@ def _parse_payload(body: bytes, content_type: str, *, form_allowed: bool) -> dic
         payload = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise WebhookRejected(400, f"malformed body: not JSON ({error})") from None
+    except RecursionError:
+        # Thousands of nested brackets: no forge sends that, and the parser gives up on it.
+        raise WebhookRejected(400, "malformed body: the JSON is nested too deeply") from None
     if not isinstance(payload, dict):
         raise WebhookRejected(400, "malformed body: the JSON is not an object")
     return payload
