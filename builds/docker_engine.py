@@ -11,13 +11,15 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import docker
 import requests
+from django.conf import settings
 from docker.api.build import process_dockerfile
-from docker.errors import DockerException, ImageNotFound, NotFound
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.utils.build import exclude_paths
 from docker.utils.build import tar as context_tar
 
@@ -33,12 +35,40 @@ class DockerEngineError(Exception):
     """The engine could not be reached or refused a request."""
 
 
+class RegistryUnreachable(DockerEngineError):
+    """The engine could not reach the registry (down, restarting, network): worth retrying."""
+
+
+# What the engine says when the registry does not answer, as opposed to refusing the push.
+_UNREACHABLE_MARKERS = (
+    "connection refused",
+    "connection reset",
+    "i/o timeout",
+    "no such host",
+    "dial tcp",
+    "unexpected eof",
+    ": eof",
+    "503 service unavailable",
+    "502 bad gateway",
+)
+
+
+def registry_unreachable(message: str) -> bool:
+    """Does this push error say the registry could not be reached (rather than refused)?"""
+    lowered = message.lower()
+    return any(marker in lowered for marker in _UNREACHABLE_MARKERS)
+
+
 class ImageBuildError(DockerEngineError):
     """The image did not build: a failing RUN step, a missing file, a bad Dockerfile."""
 
 
 class BuildStopped(DockerEngineError):
     """The build was stopped because its run was cancelled."""
+
+
+class ImageInUse(DockerEngineError):
+    """The engine refused to remove an image because a container uses it."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +101,28 @@ class ImageInfo:
             if name == repository:
                 return digest
         return None
+
+
+@dataclass(frozen=True)
+class LocalImage:
+    """An image on the engine, by the names it carries here."""
+
+    id: str
+    tags: tuple[str, ...]
+    digests: tuple[str, ...]
+    # The later of its build and its last tagging on this engine. A pulled image keeps the
+    # time it was built elsewhere: the engine records no time of arrival.
+    touched_at: datetime
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class ContainerSummary:
+    id: str
+    name: str
+    image_id: str
+    state: str
+    labels: dict[str, str]
 
 
 def build_context_files(context_dir: Path, dockerfile: Path) -> list[str]:
@@ -190,7 +242,10 @@ class DockerEngine:
             stream = self._client.api.push(repository, tag=tag, stream=True, decode=True)
             for chunk in stream:
                 if "error" in chunk:
-                    raise DockerEngineError(f"push of {repository}:{tag} failed: {chunk['error']}")
+                    failure = f"push of {repository}:{tag} failed: {chunk['error']}"
+                    if registry_unreachable(str(chunk["error"])):
+                        raise RegistryUnreachable(failure)
+                    raise DockerEngineError(failure)
                 aux = chunk.get("aux") or {}
                 if "Digest" in aux:
                     digest = aux["Digest"]
@@ -226,7 +281,7 @@ class DockerEngine:
                 image=image,
                 command=command,
                 environment=environment or {},
-                labels={**labels, MANAGED_LABEL: "true"},
+                labels={**labels, MANAGED_LABEL: settings.DOCKYARD_INSTANCE},
                 network_mode="host" if limits.network else "none",
                 cap_drop=["ALL"],
                 security_opt=["no-new-privileges"],
@@ -276,7 +331,7 @@ class DockerEngine:
                 image=image,
                 name=name,
                 environment=environment,
-                labels={**labels, MANAGED_LABEL: "true"},
+                labels={**labels, MANAGED_LABEL: settings.DOCKYARD_INSTANCE},
                 network_mode="host",
                 security_opt=["no-new-privileges"],
                 # A small init as PID 1 passes SIGTERM on: most apps ignore it as PID 1, and a
@@ -317,6 +372,93 @@ class DockerEngine:
                 return ""
             output: bytes = container.logs(tail=tail, stdout=True, stderr=True)
             return output.decode("utf-8", errors="replace")
+
+    def managed_containers(self) -> list[dict[str, str]]:
+        """The labels of every container this Dockyard installation started, with its id
+        under "id" (other installations sharing the engine are left out)."""
+        with self._translated_errors("container list"):
+            containers = self._client.containers.list(
+                all=True,
+                sparse=True,
+                filters={"label": f"{MANAGED_LABEL}={settings.DOCKYARD_INSTANCE}"},
+            )
+            return [
+                {**(container.attrs.get("Labels") or {}), "id": container.id}
+                for container in containers
+            ]
+
+    def containers(self) -> list[ContainerSummary]:
+        """Every container on the engine, running or not, whoever started it."""
+        with self._translated_errors("container list"):
+            summaries = self._client.api.containers(all=True)
+        return [
+            ContainerSummary(
+                id=str(summary["Id"]),
+                name=str((summary.get("Names") or [""])[0]).lstrip("/"),
+                image_id=str(summary.get("ImageID") or ""),
+                state=str(summary.get("State") or ""),
+                labels=dict(summary.get("Labels") or {}),
+            )
+            for summary in summaries
+        ]
+
+    def remove_stopped_container(self, container_id: str) -> bool:
+        """Remove a container unless it is running (never by force); whether it went."""
+        with self._translated_errors("container removal"):
+            try:
+                self._client.api.remove_container(container_id, v=True, force=False)
+            except NotFound:
+                return False
+            except APIError as error:
+                if error.status_code == 409:  # it runs (again): leave it
+                    return False
+                raise
+        return True
+
+    def images(self) -> list[LocalImage]:
+        """Every named image on the engine (not the builder's intermediate layers)."""
+        found = []
+        with self._translated_errors("image list"):
+            for summary in self._client.api.images():
+                try:
+                    attrs = self._client.api.inspect_image(summary["Id"])
+                except NotFound:  # removed meanwhile
+                    continue
+                tags = [tag for tag in attrs.get("RepoTags") or () if tag != "<none>:<none>"]
+                digests = [d for d in attrs.get("RepoDigests") or () if d != "<none>@<none>"]
+                last_tagged = (attrs.get("Metadata") or {}).get("LastTagTime")
+                found.append(
+                    LocalImage(
+                        id=str(attrs["Id"]),
+                        tags=tuple(tags),
+                        digests=tuple(digests),
+                        touched_at=max(_timestamp(attrs.get("Created")), _timestamp(last_tagged)),
+                        size_bytes=int(attrs.get("Size") or 0),
+                    )
+                )
+        return found
+
+    def remove_image(self, reference: str) -> list[str]:
+        """Remove one name (repository:tag or repository@digest) of an image, never by force.
+
+        The engine deletes the image with its last name; returns the ids it deleted (none
+        while other names remain, or when a child image still builds on it).
+        """
+        with self._translated_errors("image removal"):
+            try:
+                answer = self._client.api.remove_image(reference, force=False, noprune=False)
+            except NotFound:
+                return []
+            except APIError as error:
+                if error.status_code == 409:
+                    raise ImageInUse(f"{reference}: {_explain(error)}") from None
+                raise
+        return [str(item["Deleted"]) for item in answer or () if "Deleted" in item]
+
+    def layers_size_bytes(self) -> int:
+        """What the engine says its image layers take on disk."""
+        with self._translated_errors("disk usage"):
+            return int(self._client.api.df().get("LayersSize") or 0)
 
     def remove_containers(self, *, labels: dict[str, str]) -> int:
         """Remove every container (running or not) carrying all of `labels`; returns how many."""
@@ -393,12 +535,26 @@ class DockerEngine:
 def _ignore_patterns(context_dir: Path) -> list[str]:
     patterns: list[str] = []
     dockerignore = context_dir / ".dockerignore"
+    # Its lines travel in the context (docker-py writes them into the archive), so a link to a
+    # file of this machine would put that file's content where a COPY can reach it.
+    if dockerignore.is_symlink() and not dockerignore.resolve().is_relative_to(
+        context_dir.resolve()
+    ):
+        raise ImageBuildError(".dockerignore is a link leading out of the build context; refused")
     if dockerignore.is_file():
         for line in dockerignore.read_text(errors="replace").splitlines():
             line = line.strip()
             if line and not line.startswith("#"):
                 patterns.append(line)
     return [*patterns, *ALWAYS_EXCLUDED]
+
+
+def _timestamp(value: object) -> datetime:
+    """An engine timestamp (RFC 3339 with nanoseconds); the epoch when absent or zero."""
+    try:
+        return datetime.fromisoformat(str(value))
+    except ValueError:
+        return datetime.fromtimestamp(0, UTC)
 
 
 def _explain(error: Exception) -> str:

@@ -5,7 +5,12 @@ from functools import partial
 
 from django.conf import settings
 
-from builds.docker_engine import ContainerLimits, DockerEngine, DockerEngineError
+from builds.docker_engine import (
+    ContainerLimits,
+    DockerEngine,
+    DockerEngineError,
+    RegistryUnreachable,
+)
 from builds.image_stack import stack_build
 from builds.image_tags import render_tags
 from builds.models import LayerBuild
@@ -18,6 +23,8 @@ from pipelines.stage_log import StageLog
 from pipelines.workspace import workspace_ensure, workspace_remove
 
 logger = logging.getLogger(__name__)
+
+PUSH_BACKOFF_CAP = 30.0
 
 
 def run_labels(run: PipelineRun, *, role: str) -> dict[str, str]:
@@ -112,17 +119,47 @@ def publish_stage(run: PipelineRun, log: StageLog) -> None:
                 log.line(f"pushing {repository}:{tag}")
                 digest = log.stream(
                     partial(
-                        engine.push_image,
+                        _push_with_retries,
+                        engine,
+                        log,
                         image_id=image,
                         repository=repository,
                         tag=tag,
-                        on_output=log.write,
                     )
                 )
     except DockerEngineError as error:
         raise StageFailure(str(error)) from None
     run_record_image(run=run, image_repository=repository, image_digest=digest, published_tags=tags)
     log.line(f"published {repository}@{digest} as {', '.join(tags)}")
+
+
+def _push_with_retries(
+    engine: DockerEngine, log: StageLog, *, image_id: str, repository: str, tag: str
+) -> str:
+    """Push, waiting out a registry that is down or restarting (doubling waits, capped),
+    then give up saying so; a registry that answers with a refusal fails at once."""
+    attempts = settings.DOCKYARD_PUSH_ATTEMPTS
+    for attempt in range(1, attempts + 1):
+        try:
+            return engine.push_image(
+                image_id=image_id, repository=repository, tag=tag, on_output=log.write
+            )
+        except RegistryUnreachable as error:
+            if attempt == attempts:
+                raise StageFailure(
+                    f"the registry for {repository} is unreachable; gave up after "
+                    f"{attempts} attempts: {error}"
+                ) from None
+            delay = min(
+                settings.DOCKYARD_PUSH_BACKOFF_SECONDS * 2 ** (attempt - 1), PUSH_BACKOFF_CAP
+            )
+            log.line(
+                f"the registry is unreachable ({error}); retrying in {delay:g}s "
+                f"(attempt {attempt + 1} of {attempts})"
+            )
+            if log.stop_requested.wait(delay):
+                raise StageCancelled() from None
+    raise AssertionError("unreachable: the loop returns or raises")
 
 
 def run_cleanup(run_id: int) -> None:

@@ -1,11 +1,14 @@
 """Dockyard's one settings module: whatever differs between installs comes from the environment."""
 
+import hashlib
 from pathlib import Path
 
 from config.environment import (
     env_bool,
     env_database,
+    env_fernet_keys,
     env_float,
+    env_host_patterns,
     env_host_port,
     env_int,
     env_list,
@@ -22,6 +25,10 @@ DATA_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env_bool("DOCKYARD_DEBUG", False)
 SECRET_KEY = secret_key("DOCKYARD_SECRET_KEY", DATA_DIR)
+# Webhook secrets, forge tokens, project secrets and notification URLs are encrypted in the
+# database with the first of these Fernet keys and decrypted with any (config.encrypted_fields).
+# None set: one is derived from SECRET_KEY, which then must never change.
+DOCKYARD_ENCRYPTION_KEYS = env_fernet_keys("DOCKYARD_ENCRYPTION_KEYS")
 ALLOWED_HOSTS = env_list("DOCKYARD_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 # Where forges and browsers reach this server; used in the webhook URLs we print and in links.
 PUBLIC_URL = env_url("DOCKYARD_PUBLIC_URL", "http://127.0.0.1:8000", schemes={"http", "https"})
@@ -59,6 +66,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Names who acts in each request, for the audit entries written while it is handled.
+    "audit.middleware.request_actor_middleware",
     "config.request_mode.sync_request_stack",
 ]
 
@@ -113,7 +122,8 @@ STATIC_ROOT.mkdir(exist_ok=True)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        # DRF's tokens, kept as digests (api.tokens): the database holds no working token.
+        "api.tokens.HashedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -140,6 +150,9 @@ SPECTACULAR_SETTINGS = {
         "api.schema.add_error_responses",
     ],
 }
+# /metrics for Prometheus: when set, a scrape must send "Authorization: Bearer <token>";
+# when empty, /metrics is open to anyone who can reach the web server.
+DOCKYARD_METRICS_TOKEN = env_str("DOCKYARD_METRICS_TOKEN", "")
 # Chat-ops from Slack: the app's signing secret (Basic Information > Signing Secret).
 DOCKYARD_SLACK_SIGNING_SECRET = env_str("DOCKYARD_SLACK_SIGNING_SECRET", "")
 
@@ -180,9 +193,16 @@ DOCKER_HOST = env_url(
     "DOCKER_HOST", "unix:///var/run/docker.sock", schemes={"unix", "tcp", "ssh", "http", "https"}
 )
 DOCKYARD_REGISTRY = env_host_port("DOCKYARD_REGISTRY", "127.0.0.1:5000")
+# A push that cannot reach the registry is tried this many times in all, waiting BACKOFF
+# seconds after the first failure, doubling each time (at most 30 s between tries).
+DOCKYARD_PUSH_ATTEMPTS = env_int("DOCKYARD_PUSH_ATTEMPTS", 5, minimum=1)
+DOCKYARD_PUSH_BACKOFF_SECONDS = env_float("DOCKYARD_PUSH_BACKOFF_SECONDS", 2.0, minimum=0.0)
 # Repositories on this machine's disk (paths, file:// URLs) are refused unless an operator
 # allows them: the demo and the tests do.
 DOCKYARD_ALLOW_LOCAL_REPOSITORIES = env_bool("DOCKYARD_ALLOW_LOCAL_REPOSITORIES", False)
+# The hosts repositories may be cloned from (globs: "github.com *.example.org"); git is never
+# pointed at any other, whatever a project or a webhook says.
+DOCKYARD_ALLOWED_REPOSITORY_HOSTS = env_host_patterns("DOCKYARD_ALLOWED_REPOSITORY_HOSTS", ["*"])
 DOCKYARD_MIRRORS_DIR = DATA_DIR / "mirrors"
 # The HAProxy Dockyard runs: one frontend on 127.0.0.1 per environment, from the first range;
 # the containers of each environment's two slots listen on ports from the second.
@@ -192,6 +212,18 @@ DOCKYARD_SLOT_PORTS = env_port_range("DOCKYARD_SLOT_PORTS", "9200-9399")
 # Stopped containers kept per environment for an instant rollback.
 DOCKYARD_KEEP_CONTAINERS = env_int("DOCKYARD_KEEP_CONTAINERS", 3, minimum=1)
 DOCKYARD_WORKSPACES_DIR = DATA_DIR / "workspaces"
+# Retention (operations.retention). Finished runs' logs go after LOG_RETENTION_DAYS, except
+# each project's newest LOG_RETENTION_RUNS runs; runs, stages and events (the timeline) stay.
+# Local images of Dockyard's projects go after IMAGE_RETENTION_HOURS unless a release an
+# environment serves or may roll back to, or the newest build's base cache, needs them.
+DOCKYARD_LOG_RETENTION_DAYS = env_int("DOCKYARD_LOG_RETENTION_DAYS", 30, minimum=1)
+DOCKYARD_LOG_RETENTION_RUNS = env_int("DOCKYARD_LOG_RETENTION_RUNS", 20, minimum=0)
+DOCKYARD_IMAGE_RETENTION_HOURS = env_int("DOCKYARD_IMAGE_RETENTION_HOURS", 72, minimum=1)
+# What Dockyard labels its containers with (dockyard.managed=<this>): start-up clean-up and
+# retention touch only their own installation's containers on a shared engine.
+DOCKYARD_INSTANCE = env_str(
+    "DOCKYARD_INSTANCE", hashlib.sha256(str(DATA_DIR).encode()).hexdigest()[:12]
+)
 
 # Lost work. A worker refreshes the heartbeat of the stage or deployment it carries every
 # HEARTBEAT seconds; one silent for LOST_AFTER seconds has lost its worker, and the reaper
@@ -202,6 +234,9 @@ DOCKYARD_HEARTBEAT_SECONDS = env_float("DOCKYARD_HEARTBEAT_SECONDS", 5.0, minimu
 DOCKYARD_LOST_AFTER_SECONDS = env_float("DOCKYARD_LOST_AFTER_SECONDS", 60.0, minimum=1.0)
 DOCKYARD_REAP_INTERVAL_SECONDS = env_float("DOCKYARD_REAP_INTERVAL_SECONDS", 15.0, minimum=0.5)
 DOCKYARD_ATTEMPTS = env_int("DOCKYARD_ATTEMPTS", 2, minimum=1)
+# Each worker reconciles at start and then runs the housekeeper (operations.housekeeping).
+DOCKYARD_HOUSEKEEPING = env_bool("DOCKYARD_HOUSEKEEPING", True)
+DOCKYARD_PRUNE_INTERVAL_SECONDS = env_float("DOCKYARD_PRUNE_INTERVAL_SECONDS", 3600.0, minimum=1.0)
 
 LOGGING = {
     "version": 1,
@@ -209,4 +244,7 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("DOCKYARD_LOG_LEVEL", "INFO").upper()},
+    # Even at DEBUG: urllib3 logs each request's path there, and an incoming-webhook URL
+    # (Slack's) carries its secret in the path.
+    "loggers": {"urllib3": {"level": "INFO"}},
 }

@@ -7,8 +7,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
+from builds.docker_engine import DockerEngine, DockerEngineError
+from operations.heartbeats import heartbeat, worker_name
 from pipelines.models import PipelineRun, Stage
 from pipelines.selectors import project_secret_values, run_is_cancelled
 from pipelines.services import run_advance, run_fail, run_transition, stage_transition
@@ -41,13 +45,26 @@ def stage_execute(*, run_id: int, stage_name: str, task_id: str, body: StageBody
     if claim is None:
         return
     run, stage = claim.run, claim.stage
+    if stage.attempts > settings.DOCKYARD_ATTEMPTS:
+        # Each earlier start lost its worker mid-stage (killed, out of memory, machine gone).
+        with transaction.atomic():
+            locked_run = PipelineRun.objects.select_for_update(of=("self",)).get(pk=run.pk)
+            run_fail(
+                run=locked_run,
+                stage=Stage.objects.select_for_update().get(pk=stage.pk),
+                reason=f"its worker was lost {stage.attempts - 1} times; not trying again",
+            )
+        return
+    if stage.attempts > 1:
+        _lost_attempt_sweep(run)
     log = StageLog(
         stage,
         secrets=project_secret_values(run.project),
         should_stop=lambda: run_is_cancelled(run.pk),
     )
     try:
-        body(run, log)
+        with heartbeat(Stage, stage.pk):
+            body(run, log)
     except StageCancelled:
         # The cancel has already settled the stage; should it not have, the stage fails.
         _stage_settle(run, stage, log, failure_reason="stopped: the run was cancelled")
@@ -96,6 +113,9 @@ def _stage_claim(*, run_id: int, stage_name: str, task_id: str) -> _Claim | None
         if run.status == RunStatus.QUEUED:
             run_transition(run=run, to=RunStatus.RUNNING)
         stage_transition(stage=stage, to=StageStatus.RUNNING, task_id=task_id)
+        stage.attempts += 1
+        stage.heartbeat_at, stage.worker = timezone.now(), worker_name()
+        stage.save(update_fields=["attempts", "heartbeat_at", "worker"])
         return _Claim(run=run, stage=stage)
 
 
@@ -116,3 +136,15 @@ def _stage_settle(
             run_advance(run=locked_run)
         else:
             run_fail(run=locked_run, stage=locked_stage, reason=failure_reason)
+
+
+def _lost_attempt_sweep(run: PipelineRun) -> None:
+    """Remove the containers a lost attempt of this run's stage may have left running."""
+    try:
+        with DockerEngine(settings.DOCKER_HOST) as engine:
+            removed = engine.remove_containers(labels={"dockyard.run": str(run.pk)})
+    except DockerEngineError as error:
+        logger.warning("could not sweep the containers of run %s: %s", run.pk, error)
+    else:
+        if removed:
+            logger.warning("removed %d container(s) of a lost attempt of run %s", removed, run.pk)

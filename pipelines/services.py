@@ -4,6 +4,7 @@ import logging
 import re
 import secrets
 import shlex
+import uuid
 from pathlib import Path
 
 from django.conf import settings
@@ -12,6 +13,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from audit.actors import Actor
+from audit.models import AuditAction
+from audit.services import audit_record
 from config.celery import app as celery_app
 from pipelines.git_checkout import GitCheckoutError, ref_head
 from pipelines.live_updates import run_status_publish
@@ -88,7 +92,9 @@ def project_create(
         )
     try:
         validate_repository_url(
-            repository_url, allow_local=settings.DOCKYARD_ALLOW_LOCAL_REPOSITORIES
+            repository_url,
+            allow_local=settings.DOCKYARD_ALLOW_LOCAL_REPOSITORIES,
+            allowed_hosts=settings.DOCKYARD_ALLOWED_REPOSITORY_HOSTS,
         )
     except RepositoryURLError as error:
         raise ProjectError(f"repository: {error}") from None
@@ -175,7 +181,7 @@ def run_create(
         )
         if kind == RunKind.PULL_REQUEST:
             stage_skip(run=run, name=StageName.PUBLISH, reason="pull request runs publish nothing")
-        _enqueue_stage(run, StageName.CHECKOUT)
+        stage_enqueue(run, StageName.CHECKOUT)
     return run
 
 
@@ -251,26 +257,50 @@ def project_settings_update(
     tag_filter: str,
     cancel_superseded: bool,
     build_pull_requests: bool,
+    forge_token: str | None = None,
+    actor: Actor | None = None,
 ) -> Project:
-    """Change which pushes start runs and how runs of one branch treat each other."""
+    """Change which pushes start runs and how runs of one branch treat each other.
+
+    `forge_token` None leaves the token as it is; "" removes it. A change of token is audited
+    (that it changed, never the value).
+    """
     if not parse_globs(branch_filter) or not parse_globs(tag_filter):
         raise ProjectError("branch and tag filters: give at least one glob ('*' for all)")
-    fields = {
+    fields: dict[str, object] = {
         "branch_filter": " ".join(parse_globs(branch_filter)),
         "tag_filter": " ".join(parse_globs(tag_filter)),
         "cancel_superseded": cancel_superseded,
         "build_pull_requests": build_pull_requests,
     }
-    Project.objects.filter(pk=project.pk).update(**fields)
+    token_changed = forge_token is not None and forge_token != project.forge_token
+    if token_changed:
+        fields["forge_token"] = forge_token
+    with transaction.atomic():
+        Project.objects.filter(pk=project.pk).update(**fields)
+        if token_changed:
+            audit_record(
+                action=AuditAction.FORGE_TOKEN_CHANGED,
+                target=project,
+                actor=actor,
+                detail={"set": bool(forge_token)},
+            )
     for name, value in fields.items():
         setattr(project, name, value)
     return project
 
 
-def project_secret_rotate(*, project: Project) -> Project:
+def project_secret_rotate(*, project: Project, actor: Actor | None = None) -> Project:
     """Give the project a new webhook secret; deliveries signed with the old one are refused."""
     project.webhook_secret = secrets.token_hex(24)
-    Project.objects.filter(pk=project.pk).update(webhook_secret=project.webhook_secret)
+    with transaction.atomic():
+        Project.objects.filter(pk=project.pk).update(webhook_secret=project.webhook_secret)
+        audit_record(
+            action=AuditAction.WEBHOOK_SECRET_CHANGED,
+            target=project,
+            actor=actor,
+            detail={"set": True, "rotated": True},
+        )
     return project
 
 
@@ -413,15 +443,24 @@ def stage_skip(*, run: PipelineRun, name: str, reason: str) -> None:
     stage_transition(stage=run.stages.get(name=name), to=StageStatus.SKIPPED, reason=reason)
 
 
-def project_secret_set(*, project: Project, name: str, value: str) -> ProjectSecret:
-    """Create or replace one secret of a project."""
+def project_secret_set(
+    *, project: Project, name: str, value: str, actor: Actor | None = None
+) -> ProjectSecret:
+    """Create or replace one secret of a project; audited by name, never by value."""
     if not _SECRET_NAME.match(name):
         raise ProjectError(f"secret name {name!r}: use letters, digits and '_', not first a digit")
     if not value:
         raise ProjectError(f"secret {name}: the value is empty")
-    secret, _ = ProjectSecret.objects.update_or_create(
-        project=project, name=name, defaults={"value": value}
-    )
+    with transaction.atomic():
+        secret, created = ProjectSecret.objects.update_or_create(
+            project=project, name=name, defaults={"value": value}
+        )
+        audit_record(
+            action=AuditAction.PROJECT_SECRET_SET,
+            target=project,
+            actor=actor,
+            detail={"name": name, "created": created},
+        )
     return secret
 
 
@@ -489,7 +528,7 @@ def run_advance(*, run: PipelineRun) -> None:
         return
     pending = next((stage for stage in stages if stage.status == StageStatus.PENDING), None)
     if pending is not None:
-        _enqueue_stage(run, pending.name)
+        stage_enqueue(run, pending.name)
     elif run.status not in RUN_FINAL_STATES:
         run_transition(run=run, to=RunStatus.SUCCEEDED)
         run_id = run.pk
@@ -553,7 +592,15 @@ def _forge_path(key: str) -> str:
     return key.partition("/")[2]
 
 
-def _enqueue_stage(run: PipelineRun, stage_name: str) -> None:
+def stage_enqueue(run: PipelineRun, stage_name: str) -> None:
+    """Send the stage's task once the transaction commits, noting its id and when it went.
+
+    The id lets the reaper ask the broker whether the message is still there (a Redis
+    restart loses it) and tell a stale delivery from the one that owns the stage.
+    """
     task_name = STAGE_TASKS[stage_name]
-    run_id = run.pk
-    transaction.on_commit(lambda: celery_app.send_task(task_name, args=[run_id]))
+    run_id, task_id = run.pk, str(uuid.uuid4())
+    Stage.objects.filter(run_id=run_id, name=stage_name).update(
+        task_id=task_id, queued_at=timezone.now(), heartbeat_at=None
+    )
+    transaction.on_commit(lambda: celery_app.send_task(task_name, args=[run_id], task_id=task_id))

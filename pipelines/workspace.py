@@ -8,6 +8,7 @@ from django.conf import settings
 from pipelines.execution import StageFailure
 from pipelines.git_checkout import GitCheckoutError, export_commit, mirror_fetch
 from pipelines.models import PipelineRun
+from pipelines.repository_urls import shown
 from pipelines.services import mirror_dir
 from pipelines.stage_log import StageLog
 
@@ -27,17 +28,21 @@ def workspace_ensure(run: PipelineRun, log: StageLog) -> Path:
     """The run's source folder, checked out again if this worker does not have it (yet)."""
     workspace = _workspace_dir(run)
     source = workspace_source_dir(run)
-    if (workspace / _COMPLETE_MARKER).exists():
+    marker = workspace / _COMPLETE_MARKER
+    # The marker names the run it was made for: a folder left by another run of the same id
+    # (a database restored or recreated, a worker killed before its clean-up) is not reused.
+    identity = f"{run.commit_sha} {run.created_at.isoformat()}\n"
+    if marker.exists() and marker.read_text() == identity:
         return source
     shutil.rmtree(source, ignore_errors=True)
     mirror = mirror_dir(run.project)
-    log.line(f"fetching {run.project.repository_url}")
+    log.line(f"fetching {shown(run.project.repository_url)}")
     try:
         mirror_fetch(url=run.project.repository_url, mirror_dir=mirror, commit_sha=run.commit_sha)
         commit = export_commit(mirror_dir=mirror, commit_sha=run.commit_sha, destination=source)
     except GitCheckoutError as error:
         raise StageFailure(str(error)) from None
-    (workspace / _COMPLETE_MARKER).touch()
+    marker.write_text(identity)
     subject = commit.message.strip().splitlines()[0] if commit.message.strip() else ""
     log.line(f"checked out {commit.sha[:12]} {subject} ({commit.author})")
     return source

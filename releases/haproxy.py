@@ -142,6 +142,25 @@ class HAProxy:
                 return int(fields[4] or 0)
         raise ProxyError(f"no server {backend}/{server} in HAProxy")
 
+    def server_states(self) -> dict[tuple[str, str], str]:
+        """(backend, server) -> "ready", "drain" or "maint", as the running proxy has them."""
+        lines = self.command("show stat").splitlines()
+        if not lines or not lines[0].startswith("# "):
+            raise ProxyError(f"HAProxy answered 'show stat' with {lines[:1]!r}")
+        header = lines[0][2:].split(",")
+        name, server, status = (header.index(f) for f in ("pxname", "svname", "status"))
+        states = {}
+        for line in lines[1:]:
+            fields = line.split(",")
+            if len(fields) <= status or fields[server] in {"FRONTEND", "BACKEND"}:
+                continue
+            # Status words: UP, DOWN, "no check" (ready, not health-checked), MAINT, DRAIN.
+            word = fields[status].split()[0].upper() if fields[status] else ""
+            states[(fields[name], fields[server])] = {"MAINT": "maint", "DRAIN": "drain"}.get(
+                word, "ready"
+            )
+        return states
+
     def running(self) -> bool:
         try:
             self.command("show info")

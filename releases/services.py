@@ -2,6 +2,7 @@
 
 import logging
 import time
+import uuid
 from collections.abc import Callable
 
 from django.conf import settings
@@ -11,8 +12,12 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from audit.actors import Actor, current_actor
+from audit.models import AuditAction
+from audit.services import audit_record
 from builds.docker_engine import DockerEngine, DockerEngineError
 from config.celery import app as celery_app
+from operations.heartbeats import heartbeat, heartbeat_is_fresh, worker_name
 from pipelines.models import PipelineRun, Project, RunKind
 from pipelines.selectors import project_secrets
 from pipelines.spec import DeploySpec, spec_from_dict
@@ -36,6 +41,12 @@ logger = logging.getLogger(__name__)
 DEPLOY_TASK = "releases.deploy"
 NOTIFY_DEPLOYMENT_TASK = "webhooks.notify_deployment"
 CONTAINER_LOG_LINES = 40
+DEPLOYMENT_AUDIT_ACTIONS = {
+    DeploymentKind.DEPLOY: AuditAction.DEPLOY,
+    DeploymentKind.AUTO: AuditAction.AUTO_DEPLOY,
+    DeploymentKind.PROMOTE: AuditAction.PROMOTE,
+    DeploymentKind.ROLLBACK: AuditAction.ROLLBACK,
+}
 
 User = AbstractBaseUser | AnonymousUser
 
@@ -160,12 +171,14 @@ def deployment_request(
     kind: str = DeploymentKind.DEPLOY,
     user: User | None = None,
     variables: dict[str, str] | None = None,
+    actor: Actor | None = None,
 ) -> Deployment:
     """Queue a deployment of `release` to `environment`, or say why not.
 
     Refused when the user may not deploy there, when the release has not succeeded in the
     environment it must pass first (`after`), or while another deployment of the environment
-    runs (a database constraint decides).
+    runs (a database constraint decides). The request is audited as `actor`'s (by default
+    whoever the context names, with `user`).
     """
     # Fresh from the database: the caller's copy may predate the last deployment.
     environment = Environment.objects.select_related("project", "after").get(pk=environment.pk)
@@ -195,8 +208,19 @@ def deployment_request(
                 to_status=DeploymentStatus.QUEUED,
                 detail=f"{kind} of release {release.number} requested by {who}",
             )
-            deployment_id = deployment.pk
-            transaction.on_commit(lambda: celery_app.send_task(DEPLOY_TASK, args=[deployment_id]))
+            previous = deployment.previous_release
+            audit_record(
+                action=DEPLOYMENT_AUDIT_ACTIONS[DeploymentKind(kind)],
+                target=environment,
+                actor=actor if actor is not None else current_actor(user),
+                detail={
+                    "deployment": deployment.pk,
+                    "release": release.number,
+                    "previous_release": previous.number if previous else None,
+                    "image": release.image,
+                },
+            )
+            deployment_enqueue(deployment)
     except IntegrityError:
         busy = environment.deployments.exclude(status__in=DEPLOYMENT_FINAL_STATES).first()
         detail = f" with deployment {busy.pk} of release {busy.release.number}" if busy else ""
@@ -207,7 +231,11 @@ def deployment_request(
 
 
 def environment_promote(
-    *, environment: Environment, release: Release | None = None, user: User | None = None
+    *,
+    environment: Environment,
+    release: Release | None = None,
+    user: User | None = None,
+    actor: Actor | None = None,
 ) -> Deployment:
     """Promote a release here: by default the one serving in the environment before this one."""
     environment = Environment.objects.select_related("after").get(pk=environment.pk)
@@ -220,11 +248,17 @@ def environment_promote(
         if release is None:
             raise DeploymentRefused(f"nothing serves in {environment.after.name} to promote")
     return deployment_request(
-        environment=environment, release=release, kind=DeploymentKind.PROMOTE, user=user
+        environment=environment,
+        release=release,
+        kind=DeploymentKind.PROMOTE,
+        user=user,
+        actor=actor,
     )
 
 
-def environment_rollback(*, environment: Environment, user: User | None = None) -> Deployment:
+def environment_rollback(
+    *, environment: Environment, user: User | None = None, actor: Actor | None = None
+) -> Deployment:
     """Deploy the environment's previous good release again, with the settings it ran with."""
     # Fresh from the database: the caller's copy may predate the last deployment.
     environment = Environment.objects.get(pk=environment.pk)
@@ -237,6 +271,7 @@ def environment_rollback(*, environment: Environment, user: User | None = None) 
         kind=DeploymentKind.ROLLBACK,
         user=user,
         variables=previous.variables,
+        actor=actor,
     )
 
 
@@ -251,11 +286,128 @@ def access_environment_deploy(user: User, environment: Environment) -> bool:
     return bool(getattr(user, "is_staff", False))
 
 
-def deployment_execute(*, deployment_id: int) -> Deployment:
-    """Carry a deployment through its steps; resumes where a lost worker left it."""
-    deployment = Deployment.objects.select_related(
-        "environment", "release", "environment__project"
-    ).get(pk=deployment_id)
+def deployment_enqueue(deployment: Deployment) -> None:
+    """Send the deployment's task once the transaction commits, noting its id and when."""
+    deployment_id, task_id = deployment.pk, str(uuid.uuid4())
+    Deployment.objects.filter(pk=deployment_id).update(
+        task_id=task_id, queued_at=timezone.now(), heartbeat_at=None
+    )
+    transaction.on_commit(
+        lambda: celery_app.send_task(DEPLOY_TASK, args=[deployment_id], task_id=task_id)
+    )
+
+
+def deployment_execute(*, deployment_id: int, task_id: str = "") -> Deployment | None:
+    """Carry a deployment through its steps; resumes where a lost worker left it.
+
+    Returns None when there is nothing for this delivery to do: the deployment is over, or
+    another live worker carries it.
+    """
+    deployment = _deployment_claim(deployment_id, task_id or str(uuid.uuid4()))
+    if deployment is None:
+        return None
+    if deployment.attempts > settings.DOCKYARD_ATTEMPTS:
+        return deployment_abandon(
+            deployment=deployment,
+            reason=f"its worker was lost {deployment.attempts - 1} times; not trying again",
+        )
+    with heartbeat(Deployment, deployment.pk):
+        return _deployment_steps(deployment)
+
+
+def _deployment_claim(deployment_id: int, task_id: str) -> Deployment | None:
+    with transaction.atomic():
+        deployment = (
+            Deployment.objects.select_for_update(of=("self",))
+            .select_related("environment", "release", "environment__project")
+            .filter(pk=deployment_id)
+            .first()
+        )
+        if deployment is None or deployment.status in DEPLOYMENT_FINAL_STATES:
+            return None
+        if deployment.task_id != task_id and heartbeat_is_fresh(deployment.heartbeat_at):
+            logger.info("deployment %s is carried by %s; duplicate", deployment.pk, task_id)
+            return None
+        deployment.task_id, deployment.worker = task_id, worker_name()
+        deployment.heartbeat_at, deployment.attempts = timezone.now(), deployment.attempts + 1
+        deployment.save(update_fields=["task_id", "worker", "heartbeat_at", "attempts"])
+    return deployment
+
+
+def deployment_abandon(*, deployment: Deployment, reason: str) -> Deployment:
+    """End a deployment whose worker is gone for good, leaving the proxy as the database says.
+
+    Before the switch the old slot still serves: the deployment fails and its new container
+    goes. Once the database names the new slot live, the new version serves: it succeeded.
+    """
+    environment = Environment.objects.get(pk=deployment.environment_id)
+    switched = (
+        bool(deployment.slot)
+        and environment.live_slot == deployment.slot
+        and environment.current_release_id == deployment.release_id
+    )
+    if switched:
+        if deployment.status == DeploymentStatus.SWITCHING:
+            deployment_transition(
+                deployment=deployment,
+                to=DeploymentStatus.DRAINING,
+                detail=f"traffic to {deployment.slot}",
+            )
+        deployment_transition(
+            deployment=deployment,
+            to=DeploymentStatus.SUCCEEDED,
+            detail=f"switched to {deployment.slot}; {reason} (the old slot was not drained)",
+        )
+    else:
+        Deployment.objects.filter(pk=deployment.pk).update(failure_reason=reason)
+        deployment_transition(deployment=deployment, to=DeploymentStatus.FAILED, detail=reason)
+        engine_url = environment.docker_host or settings.DOCKER_HOST
+        try:
+            with DockerEngine(engine_url) as engine:
+                engine.remove_containers(labels={"dockyard.deployment": str(deployment.pk)})
+        except DockerEngineError as error:
+            logger.error("could not remove deployment %s's container: %s", deployment.pk, error)
+    try:
+        # The lost worker may have stopped between two runtime commands of the switch.
+        proxy_apply()
+        proxy_servers_align()
+    except ProxyError as error:
+        logger.error("could not re-apply the proxy after deployment %s: %s", deployment.pk, error)
+    return deployment
+
+
+def proxy_servers_align() -> None:
+    """Put each environment's servers in the state the database says, unless a deployment
+    is moving them: the live slot ready, the other in maintenance (HAProxy restarted from an
+    older file, or someone used its runtime API by hand)."""
+    haproxy = proxy()
+    busy = set(
+        Deployment.objects.exclude(status__in=DEPLOYMENT_FINAL_STATES).values_list(
+            "environment_id", flat=True
+        )
+    )
+    states = haproxy.server_states()
+    for environment in Environment.objects.exclude(live_slot="").exclude(pk__in=busy):
+        for slot in Slot.values:
+            wanted = "ready" if slot == environment.live_slot else "maint"
+            current = states.get((environment.proxy_backend, slot))
+            if current is not None and current != wanted:
+                logger.warning(
+                    "proxy: %s/%s was %s, the database says %s; restoring",
+                    environment.proxy_backend,
+                    slot,
+                    current,
+                    wanted,
+                )
+                haproxy.set_server(
+                    environment.proxy_backend,
+                    slot,
+                    port=environment.slot_port(slot),
+                    state=wanted,
+                )
+
+
+def _deployment_steps(deployment: Deployment) -> Deployment:
     steps: dict[str, Callable[[Deployment, DockerEngine], None]] = {
         DeploymentStatus.QUEUED: _step_queued,
         DeploymentStatus.PREPARING: _step_prepare,
@@ -314,6 +466,15 @@ def deployment_transition(*, deployment: Deployment, to: str, detail: str = "") 
     return deployment
 
 
+def proxy_reconcile() -> None:
+    """Bring the proxy back to what the database says, if anything is deployed: started if
+    it is down (killed, machine restarted), servers' states restored."""
+    if not Environment.objects.exclude(live_slot="").exists():
+        return
+    proxy_apply()
+    proxy_servers_align()
+
+
 def _step_queued(deployment: Deployment, engine: DockerEngine) -> None:
     # The proxy must be up before anything moves: it is also what keeps the old version
     # serving while the new one starts.
@@ -345,6 +506,8 @@ def _step_start(deployment: Deployment, engine: DockerEngine) -> None:
     else:
         port = environment.slot_port(deployment.slot)
         secrets = project_secrets(environment.project, environment.secret_names)
+        # A worker lost in this step may have left its container (same name) behind.
+        engine.remove_containers(labels={"dockyard.deployment": str(deployment.pk)})
         container_id = engine.start_service(
             image=deployment.release.image,
             name=(

@@ -1,13 +1,13 @@
 """Celery tasks of the releases app: thin, id-based, safe to deliver twice."""
 
-from celery import shared_task
+from celery import Task, shared_task
 
 from releases.services import deployment_execute, release_from_run
 
 
-@shared_task(name="releases.deploy")
-def deploy(deployment_id: int) -> None:
-    deployment_execute(deployment_id=deployment_id)
+@shared_task(name="releases.deploy", bind=True)
+def deploy(self: Task, deployment_id: int) -> None:
+    deployment_execute(deployment_id=deployment_id, task_id=self.request.id)
 
 
 @shared_task(name="releases.release_from_run")

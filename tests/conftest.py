@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 WORKER_START_TIMEOUT = 60
 WORKER_QUEUES = ("builds", "notify", "deploys")
+# The suite's own containers: a `make up` (or another suite) on the same engine keeps its own.
+OUR_CONTAINERS = f"dockyard.managed={settings.DOCKYARD_INSTANCE}"
 
 
 def suite_database_url() -> str:
@@ -70,7 +72,14 @@ def celery_worker(django_db_setup: None, django_db_blocker: object) -> Iterator[
                 "INFO",
             ],
             cwd=ROOT,
-            env={**os.environ, "DATABASE_URL": database_url, "DOCKYARD_DB_CONN_MAX_AGE": "0"},
+            env={
+                **os.environ,
+                "DATABASE_URL": database_url,
+                "DOCKYARD_DB_CONN_MAX_AGE": "0",
+                # The fault tests run their own workers, whose reapers keep house; this one
+                # would see their deliberately silent work and step in too.
+                "DOCKYARD_HOUSEKEEPING": "false",
+            },
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -96,7 +105,7 @@ def app_containers_removed(docker_client: docker.DockerClient) -> Iterator[None]
     """Deployed apps stop with their test: the next test's environments reuse the ports."""
     yield
     for container in docker_client.containers.list(
-        all=True, sparse=True, filters={"label": "dockyard.environment"}
+        all=True, sparse=True, filters={"label": ["dockyard.environment", OUR_CONTAINERS]}
     ):
         container.remove(force=True)
 
@@ -111,7 +120,7 @@ def deployed_apps_removed_afterwards() -> Iterator[None]:
     except docker.errors.DockerException:
         return
     for container in client.containers.list(
-        all=True, sparse=True, filters={"label": "dockyard.environment"}
+        all=True, sparse=True, filters={"label": ["dockyard.environment", OUR_CONTAINERS]}
     ):
         container.remove(force=True)
     client.close()

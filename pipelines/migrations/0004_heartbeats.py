@@ -4,30 +4,29 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('pipelines', '0003_pipelinerun_kind_pipelinerun_pull_request_and_more'),
+        ("pipelines", "0003_pipelinerun_kind_pipelinerun_pull_request_and_more"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='stage',
-            name='attempts',
+            model_name="stage",
+            name="attempts",
             field=models.PositiveSmallIntegerField(default=0),
         ),
         migrations.AddField(
-            model_name='stage',
-            name='heartbeat_at',
+            model_name="stage",
+            name="heartbeat_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='stage',
-            name='queued_at',
+            model_name="stage",
+            name="queued_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='stage',
-            name='worker',
+            model_name="stage",
+            name="worker",
             field=models.CharField(blank=True, max_length=255),
         ),
     ]

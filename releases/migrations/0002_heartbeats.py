@@ -4,35 +4,34 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('releases', '0001_initial'),
+        ("releases", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='deployment',
-            name='attempts',
+            model_name="deployment",
+            name="attempts",
             field=models.PositiveSmallIntegerField(default=0),
         ),
         migrations.AddField(
-            model_name='deployment',
-            name='heartbeat_at',
+            model_name="deployment",
+            name="heartbeat_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='deployment',
-            name='queued_at',
+            model_name="deployment",
+            name="queued_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='deployment',
-            name='task_id',
+            model_name="deployment",
+            name="task_id",
             field=models.CharField(blank=True, max_length=255),
         ),
         migrations.AddField(
-            model_name='deployment',
-            name='worker',
+            model_name="deployment",
+            name="worker",
             field=models.CharField(blank=True, max_length=255),
         ),
     ]

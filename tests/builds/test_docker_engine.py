@@ -39,7 +39,7 @@ def engine() -> DockerEngine:
 
 def run(engine: DockerEngine, image: str, script: str, **kwargs: object) -> tuple[object, str]:
     output: list[str] = []
-    label = {"dockyard.test": uuid.uuid4().hex}
+    label = kwargs.pop("labels", None) or {"dockyard.test": uuid.uuid4().hex}
     outcome = engine.run_throwaway(
         image=image,
         command=["sh", "-c", script],
@@ -86,13 +86,13 @@ def test_a_failing_build_step_is_an_image_build_error_with_the_reason(
 def test_a_throwaway_container_has_no_network_and_is_removed(
     engine: DockerEngine, busybox_image: str, docker_client: docker.DockerClient
 ) -> None:
-    outcome, output = run(engine, busybox_image, "ls /sys/class/net; echo done")
+    mine = f"dockyard.test={uuid.uuid4().hex}"
+    outcome, output = run(
+        engine, busybox_image, "ls /sys/class/net; echo done", labels=dict([mine.split("=")])
+    )
     assert outcome.exit_code == 0
     assert output.split() == ["lo", "done"]
-    assert (
-        docker_client.containers.list(all=True, sparse=True, filters={"ancestor": busybox_image})
-        == []
-    )
+    assert docker_client.containers.list(all=True, sparse=True, filters={"label": mine}) == []
 
 
 def test_a_throwaway_container_has_no_capabilities(
@@ -111,13 +111,17 @@ def test_its_exit_status_is_reported(engine: DockerEngine, busybox_image: str) -
 def test_a_container_that_outlives_its_timeout_is_killed_and_reported(
     engine: DockerEngine, busybox_image: str, docker_client: docker.DockerClient
 ) -> None:
-    outcome, output = run(engine, busybox_image, "echo before; sleep 60; echo after", timeout=1)
+    mine = f"dockyard.test={uuid.uuid4().hex}"
+    outcome, output = run(
+        engine,
+        busybox_image,
+        "echo before; sleep 60; echo after",
+        timeout=1,
+        labels=dict([mine.split("=")]),
+    )
     assert outcome.timed_out and outcome.exit_code is None
     assert "before" in output and "after" not in output
-    assert (
-        docker_client.containers.list(all=True, sparse=True, filters={"ancestor": busybox_image})
-        == []
-    )
+    assert docker_client.containers.list(all=True, sparse=True, filters={"label": mine}) == []
 
 
 def test_remove_containers_sweeps_by_label(

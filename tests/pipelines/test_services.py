@@ -25,7 +25,7 @@ SHA = "a" * 40
 
 def stage_tasks(callbacks: list[Callable[[], object]]) -> list[Callable[[], object]]:
     """The on-commit callbacks that enqueue a stage (others publish live status)."""
-    return [callback for callback in callbacks if "_enqueue_stage" in callback.__qualname__]
+    return [callback for callback in callbacks if "stage_enqueue" in callback.__qualname__]
 
 
 def queue_run(test_command: str = "sh test.sh") -> PipelineRun:

@@ -6,19 +6,17 @@ Screenshots land in test-artifacts/screenshots/ (the test run prints the folder)
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 from django.contrib.auth.models import User
-from django.db import connections
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from pipelines.models import Project
 from releases.models import Deployment, Environment, Release
-from tests.conftest import SCREENSHOTS
 from tests.factories import GitRepo, make_project, web_app_repo, web_app_version
+from tests.ui.conftest import PASSWORD, shot
 from webhooks.signatures import github_signature
 
 pytestmark = [
@@ -27,44 +25,6 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.usefixtures("app_containers_removed"),
 ]
-
-CHROMIUM = "/usr/bin/chromium"
-# As the machine's probe starts it: no sandbox as root, and nothing reaching out to the
-# internet, which is closed here.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-PASSWORD = "a long test password"
-
-
-@pytest.fixture
-def page(monkeypatch: pytest.MonkeyPatch) -> Iterator[Page]:
-    # Playwright's sync API keeps an event loop running in this thread; the test's own
-    # database calls are plain synchronous ones all the same.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
-        context = browser.new_context(viewport={"width": 1280, "height": 1000})
-        context.set_default_timeout(30_000)
-        yield context.new_page()
-        context.close()
-        browser.close()
-        # The test's database connection was opened while Playwright's event loop ran, in a
-        # context of its own that the suite's teardown cannot see: close it here.
-        connections.close_all()
-
-
-def shot(page: Page, name: str) -> None:
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
 def push(server: str, project: Project, repo: GitRepo, sha: str) -> str:

@@ -12,7 +12,8 @@ from pipelines.models import PipelineRun
 from tests.factories import github_headers, github_push_body, make_project
 from webhooks.models import Delivery
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# runs_settle: the honest push's run, if the suite's worker is up, ends before the tables go.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("runs_settle")]
 
 CLOSED = 0
 

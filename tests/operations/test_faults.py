@@ -1,0 +1,409 @@
+"""Faults with real processes: workers killed mid-build and mid-deploy, Redis restarted, the
+registry down during a push, HAProxy killed. Each run or deployment ends in exactly one final
+state within a bounded time, nothing is left behind, and the proxy serves what the database
+says.
+"""
+
+import os
+import signal
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import docker
+import pytest
+import requests
+from django.utils import timezone
+
+from operations.reaper import lost_work_reap
+from pipelines.models import PipelineRun, Project, RunEvent, Stage
+from pipelines.selectors import stage_log_text
+from pipelines.states import RUN_FINAL_STATES, RunStatus, StageStatus
+from releases.models import Deployment, Environment
+from releases.services import proxy
+from releases.states import DEPLOYMENT_FINAL_STATES, DeploymentStatus, other_slot
+from tests.factories import BUSYBOX_DOCKERFILE, GitRepo, busybox_app_repo, make_project
+from tests.operations.fault_stack import FaultStack
+
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("app_containers_removed"),
+]
+
+# Lost after 5 s of silence, reaped within 1 s, a new worker up in a few: well inside this.
+SETTLE_TIMEOUT = 180
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[FaultStack]:
+    stack = FaultStack(tmp_path / "stack")
+    stack.start_redis()
+    stack.start_web()
+    yield stack
+    stack.close()
+
+
+def wait_until(check: Callable[[], object], what: str, timeout: float = SETTLE_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {what}")
+        time.sleep(0.1)
+
+
+def stage(run: PipelineRun, name: str) -> Stage:
+    return Stage.objects.get(run=run, name=name)
+
+
+def settled(run: PipelineRun) -> PipelineRun:
+    wait_until(
+        lambda: PipelineRun.objects.get(pk=run.pk).status in RUN_FINAL_STATES,
+        f"run {run.pk} ends",
+    )
+    run.refresh_from_db()
+    return run
+
+
+def final_moves(run: PipelineRun) -> list[str]:
+    """Every move of the run itself into a final state: exactly one, whatever happened."""
+    return list(
+        RunEvent.objects.filter(
+            run=run, stage__isnull=True, to_status__in=RUN_FINAL_STATES
+        ).values_list("to_status", flat=True)
+    )
+
+
+def containers_of(docker_client: docker.DockerClient, label: str) -> list[object]:
+    return docker_client.containers.list(all=True, sparse=True, filters={"label": label})
+
+
+def slow_build_repo(path: Path) -> GitRepo:
+    repo = busybox_app_repo(path)
+    # A build step that takes long enough to be interrupted, never in the engine's cache.
+    repo.write(
+        "Dockerfile", BUSYBOX_DOCKERFILE + f"RUN sleep 6 && echo slow step {uuid.uuid4()} done\n"
+    )
+    return repo
+
+
+def test_a_worker_killed_mid_build_is_replaced_and_the_run_succeeds_on_its_second_attempt(
+    stack: FaultStack, tmp_path: Path, docker_client: docker.DockerClient
+) -> None:
+    repo = slow_build_repo(tmp_path / "repo")
+    project = make_project(repository_url=repo.url, test_command="true")
+    first_worker = stack.start_worker()
+    run = stack.push(project, repo.commit("slow build"))
+    wait_until(
+        lambda: "sleep 6" in stage_log_text(stage(run, "build")),
+        "the build reaches its slow step",
+    )
+
+    first_worker.kill()
+    assert stage(run, "build").status == StageStatus.RUNNING  # nobody has settled it yet
+    stack.start_worker()
+    run = settled(run)
+
+    assert run.status == RunStatus.SUCCEEDED, run.failure_reason
+    assert final_moves(run) == [RunStatus.SUCCEEDED]
+    build = stage(run, "build")
+    assert build.attempts == 2
+    assert build.events.filter(reason__contains="stopped answering").exists()
+    wait_until(lambda: not containers_of(docker_client, f"dockyard.run={run.pk}"), "no container")
+
+
+def test_a_stage_that_loses_its_worker_twice_fails_with_the_reason_and_leaves_no_container(
+    stack: FaultStack, tmp_path: Path, docker_client: docker.DockerClient
+) -> None:
+    repo = busybox_app_repo(tmp_path / "repo")
+    project = make_project(repository_url=repo.url, test_command="sleep 600")
+    stack.start_worker()
+    run = stack.push(project, repo.commit("a test that hangs"))
+
+    for attempt in (1, 2):
+        wait_until(
+            lambda attempt=attempt: (
+                stage(run, "test").attempts == attempt
+                and containers_of(docker_client, f"dockyard.run={run.pk}")
+            ),
+            f"attempt {attempt} of the test stage runs its container",
+        )
+        stack.kill_workers()
+        # The test container outlives its worker; the next attempt or the clean-up removes it.
+        assert containers_of(docker_client, f"dockyard.run={run.pk}")
+        stack.start_worker()
+    run = settled(run)
+
+    assert run.status == RunStatus.FAILED
+    assert run.failed_stage == "test"
+    assert "stopped answering" in run.failure_reason
+    assert "lost 2 times, not trying again" in run.failure_reason
+    assert final_moves(run) == [RunStatus.FAILED]
+    wait_until(
+        lambda: not containers_of(docker_client, f"dockyard.run={run.pk}"),
+        "the hanging test container is removed",
+        timeout=60,
+    )
+
+
+def test_a_run_queued_while_redis_restarts_is_sent_again_and_succeeds(
+    stack: FaultStack, tmp_path: Path
+) -> None:
+    repo = busybox_app_repo(tmp_path / "repo")
+    project = make_project(repository_url=repo.url, test_command="true")
+    # No worker yet: the run's first task waits in Redis, which then loses it.
+    run = stack.push(project, repo.commit("queued"))
+    stack.restart_redis()
+    stack.start_worker()
+    run = settled(run)
+
+    assert run.status == RunStatus.SUCCEEDED, run.failure_reason
+    assert final_moves(run) == [RunStatus.SUCCEEDED]
+    assert stage(run, "checkout").events.filter(reason__contains="sent again").exists()
+
+
+def test_a_run_whose_stage_is_running_when_redis_restarts_still_succeeds(
+    stack: FaultStack, tmp_path: Path
+) -> None:
+    repo = busybox_app_repo(tmp_path / "repo")
+    project = make_project(repository_url=repo.url, test_command="sleep 4")
+    stack.start_worker()
+    run = stack.push(project, repo.commit("redis goes away mid-test"))
+    wait_until(lambda: stage(run, "test").status == StageStatus.RUNNING, "the test stage runs")
+
+    stack.restart_redis()
+    run = settled(run)
+
+    assert run.status == RunStatus.SUCCEEDED, run.failure_reason
+    assert final_moves(run) == [RunStatus.SUCCEEDED]
+    assert stage(run, "test").attempts == 1
+
+
+@pytest.fixture
+def registry_stack(tmp_path: Path) -> Iterator[FaultStack]:
+    stack = FaultStack(
+        tmp_path / "stack",
+        with_registry=True,
+        DOCKYARD_PUSH_ATTEMPTS="3",
+        DOCKYARD_PUSH_BACKOFF_SECONDS="1",
+    )
+    stack.start_redis()
+    stack.start_registry()
+    stack.start_web()
+    stack.start_worker()
+    yield stack
+    stack.close()
+
+
+def test_a_push_to_a_registry_that_stays_down_is_retried_then_fails_clearly(
+    registry_stack: FaultStack, tmp_path: Path
+) -> None:
+    repo = busybox_app_repo(tmp_path / "repo")
+    project = make_project(repository_url=repo.url, test_command="sleep 2")
+    run = registry_stack.push(project, repo.commit("nowhere to push"))
+    wait_until(lambda: stage(run, "test").status == StageStatus.RUNNING, "the test stage runs")
+
+    registry_stack.stop_registry()
+    run = settled(run)
+
+    assert run.status == RunStatus.FAILED
+    assert run.failed_stage == "publish"
+    assert "is unreachable; gave up after 3 attempts" in run.failure_reason
+    log = stage_log_text(stage(run, "publish"))
+    assert "retrying in 1s (attempt 2 of 3)" in log
+    assert "retrying in 2s (attempt 3 of 3)" in log
+
+
+def test_a_push_to_a_registry_that_comes_back_succeeds_after_a_retry(
+    registry_stack: FaultStack, tmp_path: Path
+) -> None:
+    repo = busybox_app_repo(tmp_path / "repo")
+    project = make_project(repository_url=repo.url, test_command="sleep 2")
+    sha = repo.commit("the registry restarts")
+    run = registry_stack.push(project, sha)
+    wait_until(lambda: stage(run, "test").status == StageStatus.RUNNING, "the test stage runs")
+
+    registry_stack.stop_registry()
+    wait_until(lambda: "retrying in" in stage_log_text(stage(run, "publish")), "a push retry")
+    registry_stack.start_registry()
+    run = settled(run)
+
+    assert run.status == RunStatus.SUCCEEDED, run.failure_reason
+    assert sha in registry_stack.registry_tags(project.slug)
+
+
+SLOW_START_APP_DOCKERFILE = """\
+FROM scratch
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+ENV PATH=/bin
+COPY www/ /app/www/
+# Takes a few seconds to answer its health check: long enough to lose a worker meanwhile.
+CMD ["sh", "-c", "sleep 4; exec httpd -f -p 127.0.0.1:${PORT} -h /app/www"]
+"""
+STAGING_ONLY_SPEC = """\
+images:
+  app: {}
+deploy:
+  port: 8000
+  health: /healthz
+  environments:
+    staging: {auto: true, branches: [main]}
+"""
+
+
+def slow_start_app(path: Path, version: str) -> tuple[GitRepo, str]:
+    repo = busybox_app_repo(path)
+    repo.write("Dockerfile", SLOW_START_APP_DOCKERFILE)
+    repo.write("dockyard.yml", STAGING_ONLY_SPEC)
+    repo.write("www/index.html", f"{version}\n")
+    repo.write("www/healthz", "ok\n")
+    return repo, repo.commit(version)
+
+
+def served_by(environment: Environment) -> str:
+    try:
+        answer = requests.get(f"http://127.0.0.1:{environment.frontend_port}/", timeout=2)
+    except requests.ConnectionError:
+        return "(nothing listens)"
+    return answer.text.strip() if answer.ok else f"(HTTP {answer.status_code})"
+
+
+def deployment_of(project: Project) -> Deployment:
+    wait_until(
+        lambda: Deployment.objects.filter(environment__project=project).exists(),
+        "a deployment is queued",
+    )
+    return Deployment.objects.get(environment__project=project)
+
+
+def test_a_worker_killed_mid_deploy_is_replaced_and_the_deployment_finishes_once(
+    stack: FaultStack, tmp_path: Path, docker_client: docker.DockerClient
+) -> None:
+    repo, sha = slow_start_app(tmp_path / "app", "v1")
+    project = make_project(repository_url=repo.url)
+    stack.start_worker()
+    stack.push(project, sha)
+    deployment = deployment_of(project)
+    wait_until(
+        lambda: Deployment.objects.get(pk=deployment.pk).status == DeploymentStatus.CHECKING,
+        "the deployment waits for the new container's health check",
+    )
+
+    stack.kill_workers()
+    stack.start_worker()
+    wait_until(
+        lambda: Deployment.objects.get(pk=deployment.pk).status in DEPLOYMENT_FINAL_STATES,
+        "the deployment ends",
+    )
+
+    deployment.refresh_from_db()
+    assert deployment.status == DeploymentStatus.SUCCEEDED, deployment.failure_reason
+    assert deployment.attempts == 2
+    assert deployment.events.filter(detail__contains="resuming it").exists()
+    assert deployment.events.filter(to_status=DeploymentStatus.SUCCEEDED).count() == 1
+    staging = Environment.objects.get(project=project, name="staging")
+    assert served_by(staging) == "v1"
+    # One container for the deployment: the resumed attempt checked the one already started.
+    assert len(containers_of(docker_client, f"dockyard.deployment={deployment.pk}")) == 1
+
+
+def deployed_app(stack: FaultStack, tmp_path: Path) -> Environment:
+    repo, sha = slow_start_app(tmp_path / "app", "v1")
+    project = make_project(repository_url=repo.url)
+    stack.start_worker()
+    stack.push(project, sha)
+    deployment = deployment_of(project)
+    wait_until(
+        lambda: Deployment.objects.get(pk=deployment.pk).status in DEPLOYMENT_FINAL_STATES,
+        "the deployment ends",
+    )
+    staging = Environment.objects.get(project=project, name="staging")
+    assert served_by(staging) == "v1"
+    return staging
+
+
+def test_haproxy_killed_is_started_again_serving_the_live_release(
+    stack: FaultStack, tmp_path: Path
+) -> None:
+    staging = deployed_app(stack, tmp_path)
+    haproxy = proxy()
+    master = int(haproxy.pid_path.read_text().split()[0])
+    workers = _haproxy_workers(master)
+    assert workers
+
+    for pid in [master, *workers]:
+        os.kill(pid, signal.SIGKILL)
+
+    wait_until(
+        lambda: (
+            int(haproxy.pid_path.read_text().split()[0]) != master and served_by(staging) == "v1"
+        ),
+        "the housekeeper starts HAProxy again, serving the live release",
+        timeout=60,
+    )
+
+
+def test_a_proxy_server_state_changed_by_hand_is_put_back_as_the_database_says(
+    stack: FaultStack, tmp_path: Path
+) -> None:
+    staging = deployed_app(stack, tmp_path)
+    haproxy = proxy()
+    haproxy.set_server(staging.proxy_backend, staging.live_slot, state="maint")
+    assert served_by(staging) == "(HTTP 503)"
+
+    wait_until(lambda: served_by(staging) == "v1", "the live slot is ready again", timeout=60)
+    states = haproxy.server_states()
+    assert states[(staging.proxy_backend, staging.live_slot)] == "ready"
+
+
+def _haproxy_workers(master: int) -> list[int]:
+    """HAProxy's worker processes (children of the master), from /proc."""
+    workers = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if parent == master:
+            workers.append(int(entry.name))
+    return workers
+
+
+def test_a_deployment_abandoned_between_two_proxy_commands_leaves_the_proxy_as_the_database_says(
+    stack: FaultStack, tmp_path: Path
+) -> None:
+    staging = deployed_app(stack, tmp_path)
+    stack.kill_workers()
+    live, idle = staging.live_slot, other_slot(staging.live_slot)
+    first = Deployment.objects.get(environment=staging)
+    # A second deployment whose worker died for the last time in the middle of the switch:
+    # the idle slot already set ready, the live one draining, the database not yet told.
+    stuck = Deployment.objects.create(
+        environment=staging,
+        release=first.release,
+        kind="deploy",
+        status=DeploymentStatus.SWITCHING,
+        slot=idle,
+        attempts=2,
+        heartbeat_at=timezone.now() - timedelta(minutes=10),
+    )
+    haproxy = proxy()
+    haproxy.set_server(staging.proxy_backend, idle, port=staging.slot_port(idle), state="ready")
+    haproxy.set_server(staging.proxy_backend, live, state="drain")
+
+    report = lost_work_reap()
+
+    stuck.refresh_from_db()
+    assert report.deployments_abandoned == [stuck.pk]
+    assert stuck.status == DeploymentStatus.FAILED
+    assert "lost 2 times" in stuck.failure_reason
+    states = haproxy.server_states()
+    assert states[(staging.proxy_backend, live)] == "ready"
+    assert states[(staging.proxy_backend, idle)] == "maint"
+    assert served_by(staging) == "v1"
