@@ -128,8 +128,9 @@ def _stage_settle(
     with transaction.atomic():
         locked_run = PipelineRun.objects.select_for_update().get(pk=run.pk)
         locked_stage = Stage.objects.get(pk=stage.pk)
-        if locked_stage.status != StageStatus.RUNNING:
-            # Cancelled or settled by someone else meanwhile; theirs is the last word.
+        if locked_stage.status != StageStatus.RUNNING or locked_stage.task_id != stage.task_id:
+            # Cancelled or settled by someone else meanwhile, or given to another attempt
+            # while this worker was out of touch: theirs is the last word.
             return
         if failure_reason is None:
             stage_transition(stage=locked_stage, to=StageStatus.SUCCEEDED)

@@ -55,6 +55,18 @@ class Bot:
                 return found[0]
             time.sleep(0.2)
 
+    def staged(self, release: int, timeout: float = 120) -> Any:
+        """Staging once its auto-deployment of `release` has succeeded (drained, not only
+        switched): only then may the release be promoted."""
+        deadline = time.monotonic() + timeout
+        while True:
+            staging = self.environment("staging")
+            history = self.call("get", f"environments/{staging['id']}/history/")["results"]
+            if any(d["release"] == release and d["status"] == "succeeded" for d in history):
+                return staging
+            assert time.monotonic() < deadline, f"release {release} never reached staging"
+            time.sleep(0.2)
+
     def deployment(self, answer: Any) -> Any:
         return self.until(f"deployments/{answer['id']}/", "status", {"succeeded", "failed"})
 
@@ -79,12 +91,7 @@ def test_a_bot_builds_promotes_and_rolls_back_through_the_api_alone(
     log = bot.call("get", f"runs/{first['id']}/log/")
     assert any("checked out" in chunk["text"] for chunk in log["chunks"])
 
-    staging = bot.environment("staging")
-    deadline = time.monotonic() + 120
-    while not (staging["current_release"] and staging["current_release"]["number"] == 1):
-        assert time.monotonic() < deadline, "release 1 never reached staging"
-        time.sleep(0.2)
-        staging = bot.environment("staging")
+    staging = bot.staged(1)
     assert served(staging) == "v1"
 
     production = bot.environment("production")
@@ -94,10 +101,7 @@ def test_a_bot_builds_promotes_and_rolls_back_through_the_api_alone(
 
     web_app_version(repo, "v2")
     assert bot.run("main")["status"] == "succeeded"
-    deadline = time.monotonic() + 120
-    while bot.environment("staging")["current_release"]["number"] != 2:
-        assert time.monotonic() < deadline, "release 2 never reached staging"
-        time.sleep(0.2)
+    bot.staged(2)
     promotion = bot.deployment(
         bot.call("post", f"environments/{production['id']}/promote/", {"release": 2})
     )
