@@ -15,7 +15,7 @@ TEST_ENV := DATABASE_URL=postgres://dockyard:dockyard@127.0.0.1:5432/dockyard \
 	DOCKYARD_SLOT_PORTS=19200-19399 \
 	DOCKYARD_ALLOW_LOCAL_REPOSITORIES=true
 
-.PHONY: up down demo test lint system services bench-pipeline bench-webhooks bench-deploy
+.PHONY: up down demo test lint system services bench-pipeline bench-webhooks bench-deploy bench-soak
 
 $(VENV)/.installed: pyproject.toml
 	scripts/system-packages.sh
@@ -56,3 +56,6 @@ bench-webhooks: up
 
 bench-deploy: up
 	DOCKYARD_ALLOW_LOCAL_REPOSITORIES=true $(PY) bench/deploy.py
+
+bench-soak: up
+	DOCKYARD_ALLOW_LOCAL_REPOSITORIES=true $(PY) bench/soak.py
