@@ -16,6 +16,7 @@ import docker
 import pytest
 import requests
 from django.utils import timezone
+from docker.models.containers import Container
 
 from operations.reaper import lost_work_reap
 from pipelines.models import PipelineRun, Project, RunEvent, Stage
@@ -76,7 +77,7 @@ def final_moves(run: PipelineRun) -> list[str]:
     )
 
 
-def containers_of(docker_client: docker.DockerClient, label: str) -> list[object]:
+def containers_of(docker_client: docker.DockerClient, label: str) -> list[Container]:
     return docker_client.containers.list(all=True, sparse=True, filters={"label": label})
 
 
@@ -122,17 +123,25 @@ def test_a_stage_that_loses_its_worker_twice_fails_with_the_reason_and_leaves_no
     stack.start_worker()
     run = stack.push(project, repo.commit("a test that hangs"))
 
+    earlier_attempts: set[str] = set()
+
+    def this_attempts_containers() -> set[str]:
+        # The second attempt sweeps the first one's container once it starts: only a container
+        # not seen before proves that the attempt got as far as its test.
+        ids = {c.id for c in containers_of(docker_client, f"dockyard.run={run.pk}")}
+        return ids - earlier_attempts
+
     for attempt in (1, 2):
-        wait_until(
-            lambda attempt=attempt: (
-                stage(run, "test").attempts == attempt
-                and containers_of(docker_client, f"dockyard.run={run.pk}")
-            ),
-            f"attempt {attempt} of the test stage runs its container",
-        )
+
+        def attempt_runs_its_test(attempt: int = attempt) -> bool:
+            return stage(run, "test").attempts == attempt and bool(this_attempts_containers())
+
+        wait_until(attempt_runs_its_test, f"attempt {attempt} of the test stage runs its container")
         stack.kill_workers()
         # The test container outlives its worker; the next attempt or the clean-up removes it.
-        assert containers_of(docker_client, f"dockyard.run={run.pk}")
+        left_behind = this_attempts_containers()
+        assert left_behind
+        earlier_attempts |= left_behind
         stack.start_worker()
     run = settled(run)
 
