@@ -17,15 +17,25 @@ from django.utils import timezone
 
 from operations.broker import BrokerError, held_task_ids
 from pipelines.models import PipelineRun, RunEvent, Stage
-from pipelines.services import run_fail, stage_enqueue, stage_transition
+from pipelines.services import (
+    commit_status_enqueue,
+    commit_status_task_id,
+    run_fail,
+    stage_enqueue,
+    stage_transition,
+)
 from pipelines.states import RunStatus, StageStatus
 from releases.models import Deployment, DeploymentEvent
 from releases.services import deployment_abandon, deployment_enqueue
 from releases.states import DEPLOYMENT_FINAL_STATES
+from webhooks.selectors import commit_statuses_unreported
 
 logger = logging.getLogger(__name__)
 
-QUEUES = ("builds", "deploys")
+QUEUES = ("builds", "deploys", "notify")
+# A lost commit status is sent again while it is news; a run's state from days ago is on
+# its page, and looking further back would scan every run ever made.
+COMMIT_STATUS_RESEND_WITHIN = timedelta(days=1)
 UNFINISHED_RUN = (RunStatus.QUEUED, RunStatus.RUNNING)
 
 
@@ -39,6 +49,7 @@ class ReapReport:
     deployments_resumed: list[int] = field(default_factory=list)
     deployments_abandoned: list[int] = field(default_factory=list)
     deployments_resent: list[int] = field(default_factory=list)
+    commit_statuses_resent: list[int] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return any(getattr(self, name) for name in self.__dataclass_fields__)
@@ -65,6 +76,7 @@ def lost_work_reap(*, now: datetime | None = None) -> ReapReport:
             _stage_resend(stage_id, cutoff, held, report)
         for deployment_id in _waiting_deployment_ids(cutoff, held):
             _deployment_resend(deployment_id, cutoff, held, report)
+        _commit_statuses_resend(now, cutoff, held, report)
     if report:
         logger.warning("reaper: %s", report)
     return report
@@ -215,3 +227,17 @@ def _deployment_resend(
         )
         deployment_enqueue(deployment)
         report.deployments_resent.append(deployment_id)
+
+
+def _commit_statuses_resend(
+    now: datetime, cutoff: datetime, held: set[str], report: ReapReport
+) -> None:
+    # No lock: a report sent twice is told once (commit_status_report locks the run's report
+    # and refuses a state it has already told).
+    for run_id, event_id in commit_statuses_unreported(
+        since=now - COMMIT_STATUS_RESEND_WITHIN, before=cutoff
+    ):
+        if commit_status_task_id(run_id=run_id, event_id=event_id) in held:
+            continue
+        commit_status_enqueue(run_id=run_id, event_id=event_id)
+        report.commit_statuses_resent.append(run_id)

@@ -580,10 +580,20 @@ def _record_run_event(run: PipelineRun, *, from_status: str, to_status: str, rea
         run=run, from_status=from_status, to_status=to_status, reason=reason[:10_000]
     )
     if run.project.forge_token:
-        run_id, event_id = run.pk, event.pk
-        transaction.on_commit(
-            lambda: celery_app.send_task(COMMIT_STATUS_TASK, args=[run_id, event_id])
-        )
+        commit_status_enqueue(run_id=run.pk, event_id=event.pk)
+
+
+def commit_status_task_id(*, run_id: int, event_id: int) -> str:
+    """The one task id of the report of a run's event: the reaper asks the broker for it."""
+    return f"commit-status-{run_id}-{event_id}"
+
+
+def commit_status_enqueue(*, run_id: int, event_id: int) -> None:
+    """Send the report of the run's state as of `event_id` once the transaction commits."""
+    task_id = commit_status_task_id(run_id=run_id, event_id=event_id)
+    transaction.on_commit(
+        lambda: celery_app.send_task(COMMIT_STATUS_TASK, args=[run_id, event_id], task_id=task_id)
+    )
 
 
 def _forge_path(key: str) -> str:

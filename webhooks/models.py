@@ -44,12 +44,15 @@ class Delivery(models.Model):
 
 class CommitStatusReport(models.Model):
     """What Dockyard last told the forge about a run, so a late or retried report never
-    overwrites a newer one (a "pending" arriving after "success")."""
+    overwrites a newer one (a "pending" arriving after "success"), and a report the broker
+    lost is seen as not made."""
 
     run = models.OneToOneField(PipelineRun, on_delete=models.CASCADE, related_name="status_report")
     last_event_id = models.BigIntegerField(default=0)
     last_state = models.CharField(max_length=16, blank=True)
     last_error = models.TextField(blank=True)
+    # The newest event whose report ran out of retries: the reaper leaves it be.
+    gave_up_event_id = models.BigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:

@@ -261,6 +261,15 @@ def commit_status_report(*, run_id: int, event_id: int) -> None:
         report.save(update_fields=["last_event_id", "last_state", "last_error", "updated_at"])
 
 
+def commit_status_give_up(*, run_id: int, event_id: int, error: Exception) -> None:
+    """Note that the report of `event_id` ran out of retries, so nobody sends it again."""
+    CommitStatusReport.objects.get_or_create(run_id=run_id)
+    CommitStatusReport.objects.filter(run_id=run_id, gave_up_event_id__lt=event_id).update(
+        gave_up_event_id=event_id, last_error=str(error)[:2000]
+    )
+    logger.warning("gave up telling the forge about run %s (event %s): %s", run_id, event_id, error)
+
+
 @dataclass(frozen=True)
 class RunRequest:
     """The fields of the run a delivery asks for."""

@@ -2,7 +2,8 @@
 
 from typing import Any
 
-from celery import shared_task
+from celery import Task, shared_task
+from celery.utils.time import get_exponential_backoff_interval
 
 from webhooks.forge_api import ForgeAPIError
 from webhooks.notifications import (
@@ -11,20 +12,30 @@ from webhooks.notifications import (
     notifications_for_run,
 )
 from webhooks.outgoing import OutgoingWebhookError
-from webhooks.services import commit_status_report
+from webhooks.services import commit_status_give_up, commit_status_report
 
 
 # A forge that is down never fails a run: the report is retried with growing pauses, then
-# given up (the run's page stays the source of truth).
-@shared_task(
-    name="webhooks.report_commit_status",
-    autoretry_for=(ForgeAPIError,),
-    retry_backoff=2,
-    retry_backoff_max=600,
-    max_retries=10,
-)
-def report_commit_status(run_id: int, event_id: int) -> None:
-    commit_status_report(run_id=run_id, event_id=event_id)
+# given up and marked so (the run's page stays the source of truth). Retries keep the task
+# id, which is how the reaper asks the broker whether a report is still on its way.
+@shared_task(bind=True, name="webhooks.report_commit_status", max_retries=10)
+def report_commit_status(self: Task, run_id: int, event_id: int) -> None:
+    try:
+        commit_status_report(run_id=run_id, event_id=event_id)
+    except ForgeAPIError as error:
+        if self.request.retries >= self.max_retries:
+            commit_status_give_up(run_id=run_id, event_id=event_id, error=error)
+            return
+        raise self.retry(
+            exc=error,
+            countdown=get_exponential_backoff_interval(
+                factor=2, retries=self.request.retries, maximum=600, full_jitter=True
+            ),
+        ) from None
+    except Exception as error:
+        # Not the forge's answer but our own bug or data: sending it again would fail again.
+        commit_status_give_up(run_id=run_id, event_id=event_id, error=error)
+        raise
 
 
 @shared_task(name="webhooks.notify_run")

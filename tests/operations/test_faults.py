@@ -27,6 +27,8 @@ from releases.services import proxy
 from releases.states import DEPLOYMENT_FINAL_STATES, DeploymentStatus, other_slot
 from tests.factories import BUSYBOX_DOCKERFILE, GitRepo, busybox_app_repo, make_project
 from tests.operations.fault_stack import FaultStack
+from tests.recording_server import recording_server
+from webhooks.models import CommitStatusReport
 
 pytestmark = [
     pytest.mark.docker,
@@ -188,6 +190,40 @@ def test_a_run_whose_stage_is_running_when_redis_restarts_still_succeeds(
     assert run.status == RunStatus.SUCCEEDED, run.failure_reason
     assert final_moves(run) == [RunStatus.SUCCEEDED]
     assert stage(run, "test").attempts == 1
+
+
+def test_a_commit_status_lost_with_its_worker_and_redis_reaches_the_forge_once_it_is_back(
+    stack: FaultStack, tmp_path: Path
+) -> None:
+    repo = busybox_app_repo(tmp_path / "repo")
+    project = make_project(repository_url=repo.url, test_command="true")
+    # The forge answers 503 until it is told otherwise.
+    with recording_server(failures=1_000_000) as forge:
+        Project.objects.filter(pk=project.pk).update(
+            forge_api_url=forge.url, forge_token="forge-token-123", forge_repository="acme/web"
+        )
+        stack.start_worker()
+        run = settled(stack.push(project, repo.commit("reported while the forge is down")))
+        assert run.status == RunStatus.SUCCEEDED, run.failure_reason
+        wait_until(
+            lambda: any(call.body.get("state") == "success" for call in forge.calls),
+            "the success report is tried and waits for its retry",
+        )
+
+        # The retries lived in the worker and in Redis: both go.
+        stack.kill_workers()
+        stack.restart_redis()
+        forge.failures_left = 0
+        stack.start_worker()
+        wait_until(lambda: forge.accepted(), "the forge is told at last")
+        # Older states are not worth sending once a newer one is told.
+        time.sleep(3)
+
+    assert [call.body["state"] for call in forge.accepted()] == ["success"]
+    assert forge.accepted()[0].path == f"/repos/acme/web/statuses/{run.commit_sha}"
+    report = CommitStatusReport.objects.get(run=run)
+    assert report.last_state == "success"
+    assert report.last_event_id == RunEvent.objects.filter(run=run, stage=None).latest("pk").pk
 
 
 @pytest.fixture

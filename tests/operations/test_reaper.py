@@ -11,10 +11,13 @@ import redis
 from django.utils import timezone
 
 from operations.broker import held_task_ids
-from operations.reaper import lost_work_reap
-from pipelines.models import PipelineRun, Stage
+from operations.reaper import QUEUES, lost_work_reap
+from pipelines.models import PipelineRun, Project, RunEvent, Stage
+from pipelines.services import commit_status_task_id
 from pipelines.states import RunStatus, StageStatus
 from tests.factories import make_project, make_run
+from webhooks.models import CommitStatusReport
+from webhooks.tasks import report_commit_status
 
 pytestmark = pytest.mark.django_db
 
@@ -29,9 +32,9 @@ def quiet_broker(settings: Any) -> Iterator[redis.Redis]:
     settings.DOCKYARD_LOST_AFTER_SECONDS = 30
     settings.DOCKYARD_ATTEMPTS = 2
     client = redis.Redis.from_url(url)
-    client.delete("builds", "deploys", "unacked")
+    client.delete(*QUEUES, "unacked")
     yield client
-    client.delete("builds", "deploys", "unacked")
+    client.delete(*QUEUES, "unacked")
     client.close()
 
 
@@ -192,3 +195,86 @@ def test_a_broker_that_cannot_be_read_stops_only_the_lost_message_search(
 
     assert report.stages_restarted == [silent.pk]
     assert report.stages_resent == []
+
+
+# Commit statuses ----------------------------------------------------------------------------
+
+
+def reporting_run(*states: str, at: Any = None, **project_fields: str) -> tuple[Any, list[int]]:
+    """A run of a project that reports to a forge (which nothing answers), with run-level
+    events into each of `states`, made `at` (long enough ago to be missed by default)."""
+    project = make_project()
+    Project.objects.filter(pk=project.pk).update(
+        forge_token="forge-token", forge_repository="acme/web", forge_api_url="http://127.0.0.1:1"
+    )
+    Project.objects.filter(pk=project.pk).update(**project_fields)
+    run = make_run(project)
+    previous, events = "", []
+    for state in states:
+        events.append(RunEvent.objects.create(run=run, from_status=previous, to_status=state).pk)
+        previous = state
+    RunEvent.objects.filter(run=run).update(at=at if at is not None else ago(120))
+    return run, events
+
+
+def test_a_commit_status_the_broker_lost_is_sent_again_for_the_newest_state_only(
+    quiet_broker: redis.Redis, django_capture_on_commit_callbacks: Callable[..., Any]
+) -> None:
+    run, events = reporting_run(RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.SUCCEEDED)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        report = lost_work_reap()
+
+    assert report.commit_statuses_resent == [run.pk]
+    newest = commit_status_task_id(run_id=run.pk, event_id=events[-1])
+    assert held_task_ids(["notify"]) == {newest}
+
+
+@pytest.mark.parametrize(
+    "why",
+    [
+        "its message is in the broker",
+        "the forge was told",
+        "its retries ran out",
+        "the project reports to no forge",
+        "it is a moment old",
+        "a newer state is on its way",
+    ],
+)
+def test_a_commit_status_is_not_sent_again_when(
+    why: str, quiet_broker: redis.Redis, django_capture_on_commit_callbacks: Callable[..., Any]
+) -> None:
+    if why == "the project reports to no forge":
+        run, events = reporting_run(RunStatus.SUCCEEDED, forge_token="")
+    elif why == "it is a moment old":
+        run, events = reporting_run(RunStatus.SUCCEEDED, at=ago(1))
+    else:
+        run, events = reporting_run(RunStatus.QUEUED, RunStatus.SUCCEEDED)
+    newest = events[-1]
+    if why == "its message is in the broker":
+        quiet_broker.lpush("notify", message(commit_status_task_id(run_id=run.pk, event_id=newest)))
+    elif why == "the forge was told":
+        CommitStatusReport.objects.create(run=run, last_event_id=newest, last_state="success")
+    elif why == "its retries ran out":
+        CommitStatusReport.objects.create(run=run, gave_up_event_id=newest)
+    elif why == "a newer state is on its way":
+        RunEvent.objects.create(run=run, from_status=RunStatus.SUCCEEDED, to_status="x")
+
+    assert reap(django_capture_on_commit_callbacks).commit_statuses_resent == []
+
+
+def test_a_report_out_of_retries_is_marked_given_up_and_left_alone(
+    quiet_broker: redis.Redis, django_capture_on_commit_callbacks: Callable[..., Any]
+) -> None:
+    run, events = reporting_run(RunStatus.SUCCEEDED)
+
+    outcome = report_commit_status.apply(
+        args=[run.pk, events[-1]], retries=report_commit_status.max_retries
+    )
+
+    assert outcome.successful()
+    report = CommitStatusReport.objects.get(run=run)
+    assert report.gave_up_event_id == events[-1]
+    assert report.last_state == ""
+    assert "127.0.0.1:1" in report.last_error
+    assert reap(django_capture_on_commit_callbacks).commit_statuses_resent == []
