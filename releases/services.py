@@ -364,9 +364,13 @@ def deployment_abandon(*, deployment: Deployment, reason: str) -> Deployment:
         engine_url = environment.docker_host or settings.DOCKER_HOST
         try:
             with DockerEngine(engine_url) as engine:
+                if deployment.reused_container and deployment.container_id:
+                    # A rollback restarted a kept container (labelled by the deployment that
+                    # made it): stopped again, it is kept as it was, for the next rollback.
+                    engine.stop_container(deployment.container_id, timeout=5)
                 engine.remove_containers(labels={"dockyard.deployment": str(deployment.pk)})
         except DockerEngineError as error:
-            logger.error("could not remove deployment %s's container: %s", deployment.pk, error)
+            logger.error("could not clear away deployment %s's container: %s", deployment.pk, error)
     try:
         # The lost worker may have stopped between two runtime commands of the switch.
         proxy_apply()

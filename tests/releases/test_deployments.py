@@ -14,7 +14,12 @@ from django.test import Client
 from pipelines.models import PipelineRun, Project
 from pipelines.states import RunStatus
 from releases.models import Deployment, Environment, Release
-from releases.services import DeploymentRefused, deployment_request, environment_rollback
+from releases.services import (
+    DeploymentRefused,
+    deployment_abandon,
+    deployment_request,
+    environment_rollback,
+)
 from releases.states import DEPLOYMENT_FINAL_STATES, DeploymentStatus
 from tests.factories import GitRepo, make_project, web_app_repo, web_app_version
 from tests.load import LoadGenerator
@@ -144,6 +149,39 @@ def test_rollback_serves_the_previous_version_again_from_its_kept_container(app:
     assert load.result.failures == []
     staging.refresh_from_db()
     assert staging.current_release.number == 1
+
+
+def test_a_rollback_abandoned_after_restarting_a_kept_container_stops_it_and_keeps_it(
+    app: App, docker_client: docker.DockerClient
+) -> None:
+    app.auto_deployment(app.release("v1"))
+    v2 = app.auto_deployment(app.release("v2"))
+    staging = app.environment("staging")
+    kept = staging.deployments.get(release__number=1, status=DeploymentStatus.SUCCEEDED)
+    # A rollback whose worker restarted the kept container, then was lost for good.
+    docker_client.containers.get(kept.container_id).start()
+    rollback = Deployment.objects.create(
+        environment=staging,
+        release=kept.release,
+        previous_release=v2.release,
+        kind="rollback",
+        status=DeploymentStatus.CHECKING,
+        slot=kept.slot,
+        container_id=kept.container_id,
+        reused_container=True,
+    )
+
+    deployment_abandon(deployment=rollback, reason="its worker stopped answering")
+
+    rollback.refresh_from_db()
+    assert rollback.status == DeploymentStatus.FAILED
+    assert docker_client.containers.get(kept.container_id).status == "exited"
+    assert served(staging) == "v2"
+    # Kept as it was: the next rollback restarts it and serves v1.
+    again = wait_for_deployment(environment_rollback(environment=staging))
+    assert again.status == DeploymentStatus.SUCCEEDED, again.failure_reason
+    assert again.container_id == kept.container_id
+    assert served(staging) == "v1"
 
 
 def test_promotion_is_refused_until_the_release_passed_staging(app: App) -> None:
