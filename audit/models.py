@@ -1,4 +1,5 @@
-"""The audit log: who deployed, promoted or rolled back, and who changed a permission or a secret.
+"""The audit log: who deployed, promoted or rolled back, who added a project or changed where it
+builds from, and who changed a permission or a secret.
 
 Entries are written by audit.services.audit_record only and never change afterwards. A secret's
 value never goes into one: an entry says that a secret changed, not what it became.
@@ -25,6 +26,10 @@ class AuditAction(models.TextChoices):
     API_TOKEN_REVOKED = "api_token.revoked", "API token revoked"
     CHAT_IDENTITY_LINKED = "chat_identity.linked", "chat account linked"
     CHAT_IDENTITY_UNLINKED = "chat_identity.unlinked", "chat account unlinked"
+    # Projects: whoever adds one runs its builds on the worker's Docker engine.
+    PROJECT_CREATED = "project.created", "project created"
+    PROJECT_REPOSITORY_CHANGED = "project.repository", "project repository changed"
+    PROJECT_DELETED = "project.deleted", "project deleted"
     # Secrets.
     PROJECT_SECRET_SET = "secret.set", "project secret set"
     PROJECT_SECRET_DELETED = "secret.deleted", "project secret deleted"

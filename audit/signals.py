@@ -23,6 +23,7 @@ from api.models import ChatIdentity
 from audit.models import AuditAction
 from audit.services import audit_record
 from pipelines.models import Project, ProjectSecret
+from pipelines.repository_urls import shown
 from releases.models import Environment
 
 User = get_user_model()
@@ -30,7 +31,7 @@ User = get_user_model()
 USER_FLAGS = ("is_staff", "is_superuser", "is_active")
 # Flags worth an entry when a user is created with them: every new user is active.
 ELEVATED_FLAGS = ("is_staff", "is_superuser")
-# Changed through Project.save() (the admin); the services record their own changes.
+# Changed through Project.save() (the admin, the API, addproject).
 PROJECT_SECRETS = {
     "webhook_secret": AuditAction.WEBHOOK_SECRET_CHANGED,
     "forge_token": AuditAction.FORGE_TOKEN_CHANGED,
@@ -185,25 +186,61 @@ def chat_identity_unlinked(
     )
 
 
-@receiver(pre_save, sender=Project, dispatch_uid="audit.project_secrets_before")
-def project_secrets_before(sender: type[models.Model], instance: Project, **kwargs: Any) -> None:
-    instance._audit_secrets_before = (  # type: ignore[attr-defined]
-        sender._default_manager.filter(pk=instance.pk).values(*PROJECT_SECRETS).first()
+@receiver(pre_save, sender=Project, dispatch_uid="audit.project_before")
+def project_before(sender: type[models.Model], instance: Project, **kwargs: Any) -> None:
+    instance._audit_before = (  # type: ignore[attr-defined]
+        sender._default_manager.filter(pk=instance.pk)
+        .values("repository_url", *PROJECT_SECRETS)
+        .first()
         if instance.pk is not None and not kwargs.get("raw")
         else None
     )
 
 
-@receiver(post_save, sender=Project, dispatch_uid="audit.project_secrets_after")
-def project_secrets_after(sender: type[models.Model], instance: Project, **kwargs: Any) -> None:
-    before = getattr(instance, "_audit_secrets_before", None)
+@receiver(post_save, sender=Project, dispatch_uid="audit.project_after")
+def project_after(
+    sender: type[models.Model], instance: Project, created: bool, **kwargs: Any
+) -> None:
+    if kwargs.get("raw"):
+        return
+    if created:
+        audit_record(
+            action=AuditAction.PROJECT_CREATED,
+            target=instance,
+            detail={
+                "repository": shown(instance.repository_url),
+                "forge": instance.forge,
+                # Whether each secret is set; never its value.
+                **{field: bool(getattr(instance, field)) for field in PROJECT_SECRETS},
+            },
+        )
+        return
+    before = getattr(instance, "_audit_before", None)
     if before is None:
         return
+    if before["repository_url"] != instance.repository_url:
+        audit_record(
+            action=AuditAction.PROJECT_REPOSITORY_CHANGED,
+            target=instance,
+            detail={
+                "from": shown(before["repository_url"]),
+                "to": shown(instance.repository_url),
+            },
+        )
     for field, action in PROJECT_SECRETS.items():
         value = getattr(instance, field)
         if before[field] != value:
             # That it changed, and whether one is set now; never the value.
             audit_record(action=action, target=instance, detail={"set": bool(value)})
+
+
+@receiver(post_delete, sender=Project, dispatch_uid="audit.project_deleted")
+def project_deleted(sender: type[models.Model], instance: Project, **kwargs: Any) -> None:
+    audit_record(
+        action=AuditAction.PROJECT_DELETED,
+        target=instance,
+        detail={"repository": shown(instance.repository_url)},
+    )
 
 
 @receiver(post_delete, sender=ProjectSecret, dispatch_uid="audit.project_secret_deleted")

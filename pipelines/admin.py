@@ -1,14 +1,111 @@
+import secrets
+from typing import Any
+
+from django import forms
+from django.conf import settings
 from django.contrib import admin
 from django.http import HttpRequest
 
 from pipelines.models import PipelineRun, Project, ProjectSecret, RunEvent
+from pipelines.repository_urls import RepositoryURLError, repository_key, validate_repository_url
+
+KEEP_HELP = "Never shown. Leave empty to keep the current one."
+
+
+class WriteOnlySecretField(forms.CharField):
+    """A secret typed in and never shown back: only a value typed in is a change (the admin's
+    history would otherwise say it changed on every save)."""
+
+    widget = forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"})
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        return bool(data)
+
+
+class ProjectAdminForm(forms.ModelForm):
+    """Secrets are write-only here: the page never carries them, so an admin screen left open
+    (or its HTML in a browser cache) gives nobody the webhook secret or the forge token."""
+
+    webhook_secret = WriteOnlySecretField(
+        required=False,
+        min_length=16,
+        max_length=200,
+        help_text=KEEP_HELP + " A new project without one gets a random secret.",
+    )
+    forge_token = WriteOnlySecretField(required=False, max_length=500, help_text=KEEP_HELP)
+    clear_forge_token = forms.BooleanField(
+        required=False, help_text="Remove the forge token: no more commit statuses."
+    )
+
+    class Meta:
+        model = Project
+        # repository_key follows the URL (ProjectAdmin.save_model); created_at is the clock's.
+        fields = [
+            "slug",
+            "repository_url",
+            "forge",
+            "webhook_secret",
+            "default_branch",
+            "test_command",
+            "test_timeout",
+            "branch_filter",
+            "tag_filter",
+            "build_pull_requests",
+            "cancel_superseded",
+            "forge_api_url",
+            "forge_repository",
+            "forge_token",
+        ]
+
+    def clean_repository_url(self) -> str:
+        url: str = self.cleaned_data["repository_url"]
+        # The same rules as the API and addproject: the admin is no way around them.
+        try:
+            validate_repository_url(
+                url,
+                allow_local=settings.DOCKYARD_ALLOW_LOCAL_REPOSITORIES,
+                allowed_hosts=settings.DOCKYARD_ALLOWED_REPOSITORY_HOSTS,
+            )
+        except RepositoryURLError as error:
+            raise forms.ValidationError(str(error)) from None
+        key = repository_key(url)
+        clash = Project.objects.filter(repository_key=key).exclude(pk=self.instance.pk).first()
+        if clash is not None:
+            raise forms.ValidationError(f"this repository is already project {clash.slug!r}")
+        return url
+
+    def clean_webhook_secret(self) -> str:
+        given: str = self.cleaned_data["webhook_secret"]
+        if given:
+            return given
+        return self.instance.webhook_secret if self.instance.pk else secrets.token_hex(24)
+
+    def clean_forge_token(self) -> str:
+        given: str = self.cleaned_data["forge_token"]
+        if given:
+            return given
+        return self.instance.forge_token if self.instance.pk else ""
+
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean() or {}
+        if cleaned.get("clear_forge_token"):
+            if self.data.get("forge_token"):
+                self.add_error("clear_forge_token", "either give a new forge token or clear it")
+            cleaned["forge_token"] = ""
+        return cleaned
 
 
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
+    form = ProjectAdminForm
     list_display = ["slug", "forge", "repository_url", "default_branch", "created_at"]
     search_fields = ["slug", "repository_url"]
     readonly_fields = ["repository_key", "created_at"]
+
+    def save_model(self, request: HttpRequest, obj: Project, form: Any, change: bool) -> None:
+        # Webhooks find their project by this key: it follows the URL.
+        obj.repository_key = repository_key(obj.repository_url)
+        super().save_model(request, obj, form, change)
 
 
 class RunEventInline(admin.TabularInline):

@@ -10,13 +10,16 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import Group, Permission, User
 from django.core.management import call_command
-from django.forms import MultiWidget
 from django.test import Client
 from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
 
 from api.models import ChatIdentity
+from api.tokens import api_token_issue
 from audit.actors import acting_as, cli_actor
 from audit.models import AuditEntry
+from pipelines.models import Project
+from tests.admin_pages import admin_form_data
 from tests.conftest import suite_database_url
 from tests.factories import make_environment, make_project
 
@@ -30,27 +33,6 @@ def admin_client() -> Client:
     client = Client()
     client.force_login(User.objects.create_superuser("root"))
     return client
-
-
-def admin_form_data(client: Client, url: str, **changes: Any) -> dict[str, Any]:
-    """The admin change form as a browser would post it back, with `changes` made."""
-    form = client.get(url).context["adminform"].form
-    data: dict[str, Any] = {}
-    for name, field in form.fields.items():
-        if field.disabled:
-            continue
-        value = changes.get(name, form[name].value())
-        if isinstance(field.widget, MultiWidget):
-            for index, part in enumerate(field.widget.decompress(value)):
-                data[f"{name}_{index}"] = "" if part is None else str(part)
-        elif isinstance(value, bool):
-            if value:
-                data[name] = "on"
-        elif isinstance(value, list | tuple):
-            data[name] = [str(item) for item in value]
-        else:
-            data[name] = "" if value is None else value
-    return data
 
 
 def entries(action: str, **filters: str) -> list[tuple[str, str, dict[str, Any]]]:
@@ -296,3 +278,46 @@ def test_the_audit_log_in_the_admin_can_be_read_but_not_changed(admin_client: Cl
     admin_client.post(f"/admin/audit/auditentry/{entry.pk}/delete/", {"post": "yes"})
     admin_client.post(f"/admin/audit/auditentry/{entry.pk}/change/", {"actor": "someone-else"})
     assert AuditEntry.objects.get(pk=entry.pk).actor == "system"
+
+
+def test_adding_a_project_through_the_api_is_audited_with_who_and_no_secret() -> None:
+    operator = User.objects.create_user("ops", is_staff=True)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {api_token_issue(user=operator)}")
+
+    added = api.post(
+        "/api/v1/projects/",
+        {"slug": "api-app", "repository_url": "https://github.com/acme/api-app.git"},
+        format="json",
+    )
+
+    assert added.status_code == 201
+    [(actor, label, detail)] = entries("project.created")
+    assert (actor, label) == ("api-token:ops", "api-app")
+    assert detail == {
+        "repository": "https://github.com/acme/api-app.git",
+        "forge": "github",
+        "webhook_secret": True,
+        "forge_token": False,
+    }
+    assert added.json()["webhook_secret"] not in str(list(AuditEntry.objects.values()))
+
+
+def test_pointing_a_project_at_another_repository_and_deleting_it_in_the_admin_are_audited(
+    admin_client: Client,
+) -> None:
+    project = make_project(slug="web", repository_url="https://github.com/acme/web.git")
+    url = f"/admin/pipelines/project/{project.pk}/change/"
+    moved_to = "https://deploy:hunter2-token@git.example.com/acme/web.git"
+
+    changed = admin_client.post(url, admin_form_data(admin_client, url, repository_url=moved_to))
+    assert changed.status_code == 302, changed.context["adminform"].form.errors
+    admin_client.post(f"/admin/pipelines/project/{project.pk}/delete/", {"post": "yes"})
+
+    assert not Project.objects.filter(pk=project.pk).exists()
+    [(actor, label, detail)] = entries("project.repository")
+    assert (actor, label) == ("admin:root", "web")
+    assert detail["from"] == "https://github.com/acme/web.git"
+    assert detail["to"].endswith("@git.example.com/acme/web.git")
+    assert entries("project.deleted") == [("admin:root", "web", {"repository": detail["to"]})]
+    assert "hunter2-token" not in str(list(AuditEntry.objects.values()))
