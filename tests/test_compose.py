@@ -4,6 +4,7 @@ import os
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -82,3 +83,34 @@ def test_it_refuses_to_start_without_a_secret_key() -> None:
     )
     assert completed.returncode != 0
     assert "DOCKYARD_SECRET_KEY" in completed.stderr
+
+
+def test_the_worker_is_on_the_host_network_where_deployed_apps_and_the_proxy_listen(
+    compose: dict[str, Any],
+) -> None:
+    # Apps run with host networking and HAProxy binds the host's 127.0.0.1: the worker runs
+    # the health checks and the proxy, so it must share that loopback.
+    assert compose["services"]["worker"]["network_mode"] == "host"
+
+
+def published_on(mapping: str | dict[str, Any]) -> tuple[str, int]:
+    """(host address, host port) of a port mapping, short ("ip:port:target/tcp") or long."""
+    if isinstance(mapping, dict):
+        return str(mapping.get("host_ip", "0.0.0.0")), int(mapping["published"])
+    host_ip, published, _target = mapping.split("/")[0].rsplit(":", 2)
+    return host_ip, int(published)
+
+
+def test_the_worker_reaches_postgres_and_redis_where_they_are_published_on_loopback(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    environment = services["worker"]["environment"]
+    database = env_database("DATABASE_URL", "", environ=environment)
+    redis_url = urlsplit(env_url("REDIS_URL", "", schemes={"redis"}, environ=environment))
+    for name, host, port in [
+        ("postgres", database["HOST"], int(database["PORT"])),
+        ("redis", redis_url.hostname, redis_url.port),
+    ]:
+        published = {published_on(mapping) for mapping in services[name]["ports"]}
+        assert (host, port) in published, f"the worker looks for {name} at {host}:{port}"
