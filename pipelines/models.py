@@ -5,6 +5,7 @@ lock the row, check the move against pipelines.states and record it as a RunEven
 """
 
 from django.db import models
+from django.db.models import Q
 
 from config.encrypted_fields import EncryptedTextField
 from pipelines.states import RunStatus, StageName, StageStatus
@@ -206,6 +207,12 @@ class RunEvent(models.Model):
 
     class Meta:
         ordering = ["at", "id"]
+        indexes = [
+            # The reaper looks for recent run-level moves whose commit status went missing.
+            models.Index(
+                fields=["at"], condition=Q(stage__isnull=True), name="run_event_run_level_at"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.from_status or 'new'} -> {self.to_status}"
