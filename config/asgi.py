@@ -6,6 +6,8 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# This process's requests share a pool of database connections (config/settings.py says why).
+os.environ.setdefault("DOCKYARD_DB_POOL", "true")
 django_asgi_app = get_asgi_application()
 
 # Imported once the apps are loaded.

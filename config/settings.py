@@ -98,6 +98,24 @@ DATABASES = {
         "CONN_MAX_AGE": env_int("DOCKYARD_DB_CONN_MAX_AGE", 60),
     },
 }
+# The web process (config/asgi.py turns this on) shares a pool of PostgreSQL connections among
+# its requests. Under ASGI Django runs each request in a thread of its own, so a connection
+# kept per thread is never reused and stays open after its thread is gone: under concurrent
+# load PostgreSQL soon refuses new clients. Workers keep one connection each (a pool opened
+# before Celery forks its children would be shared by them).
+DB_POOL = env_bool("DOCKYARD_DB_POOL", False)
+if DB_POOL and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django's pool requires it: the pool keeps them
+    DATABASES["default"]["OPTIONS"] = {
+        **DATABASES["default"].get("OPTIONS", {}),
+        "pool": {
+            "min_size": 1,
+            "max_size": env_int("DOCKYARD_DB_POOL_SIZE", 10, minimum=1),
+            # A request waits this long for a free connection before it fails; /healthz too,
+            # when the database is down (the pool logs why it cannot connect).
+            "timeout": 3,
+        },
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

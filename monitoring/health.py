@@ -27,7 +27,9 @@ def database_problem() -> str:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
     except DatabaseError as error:
-        return f"database: {error}"
+        # A pooled connection that cannot be had says only how long it waited: name the
+        # database it waited for.
+        return f"database {connection.settings_dict['NAME']}: {error}"
     return ""
 
 
