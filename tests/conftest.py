@@ -268,6 +268,14 @@ def web_server(django_db_setup: None, django_db_blocker: object) -> Iterator[str
         _wait_until_alone_in_the_database(django_db_blocker)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def database_left_alone_at_the_end(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """The processes tests start (webs with their connection pools, workers) are gone before
+    the suite drops its database, and so are their connections."""
+    yield
+    _wait_until_alone_in_the_database(django_db_blocker)
+
+
 def _wait_until_alone_in_the_database(django_db_blocker: Any) -> None:
     """PostgreSQL may notice a stopped process's connections a moment late; the suite cannot
     drop its database before it has."""

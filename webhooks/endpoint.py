@@ -14,7 +14,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from django.urls import reverse
 from django.utils.datastructures import CaseInsensitiveMapping
 from django.utils.http import parse_header_parameters
@@ -73,10 +73,12 @@ async def webhook_asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> No
         if not message.get("more_body"):
             break
     content_type, _ = parse_header_parameters(headers.get("Content-Type", ""))
-    # One thread for all of this process's webhook database work, as for Django's sync views:
     # SQLite (the default database) takes one writer at a time, and concurrent writers would
-    # only wait on each other in its coarse busy loop.
-    status, answer = await sync_to_async(_answer_in_thread, thread_sensitive=True)(
+    # only wait on each other in its coarse busy loop: one thread does all of this process's
+    # webhook database work. PostgreSQL takes them side by side, each thread with a connection
+    # from the web process's pool.
+    single_writer = connection.vendor == "sqlite"
+    status, answer = await sync_to_async(_answer_in_thread, thread_sensitive=single_writer)(
         reader, headers, bytes(body), content_type
     )
     await _respond(send, status, answer)
