@@ -5,9 +5,12 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from config import process_kind
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-# This process's requests share a pool of database connections (config/settings.py says why).
-os.environ.setdefault("DOCKYARD_DB_POOL", "true")
+# Before the settings load: this process's requests share a pool of database connections
+# (config/settings.py says why).
+process_kind.web = True
 django_asgi_app = get_asgi_application()
 
 # Imported once the apps are loaded.

@@ -3,6 +3,7 @@
 import hashlib
 from pathlib import Path
 
+from config import process_kind
 from config.environment import (
     env_bool,
     env_database,
@@ -98,12 +99,12 @@ DATABASES = {
         "CONN_MAX_AGE": env_int("DOCKYARD_DB_CONN_MAX_AGE", 60),
     },
 }
-# The web process (config/asgi.py turns this on) shares a pool of PostgreSQL connections among
-# its requests. Under ASGI Django runs each request in a thread of its own, so a connection
-# kept per thread is never reused and stays open after its thread is gone: under concurrent
-# load PostgreSQL soon refuses new clients. Workers keep one connection each (a pool opened
-# before Celery forks its children would be shared by them).
-DB_POOL = env_bool("DOCKYARD_DB_POOL", False)
+# The web process (config/asgi.py marks it) shares a pool of PostgreSQL connections among its
+# requests. Under ASGI Django runs each request in a thread of its own, so a connection kept
+# per thread is never reused and stays open after its thread is gone: under concurrent load
+# PostgreSQL soon refuses new clients. Workers keep one connection each (a pool opened before
+# Celery forks its children would be shared by them).
+DB_POOL = process_kind.web
 if DB_POOL and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django's pool requires it: the pool keeps them
     DATABASES["default"]["OPTIONS"] = {
