@@ -263,6 +263,8 @@ def commit_status_report(*, run_id: int, event_id: int) -> None:
 
 def commit_status_give_up(*, run_id: int, event_id: int, error: Exception) -> None:
     """Note that the report of `event_id` ran out of retries, so nobody sends it again."""
+    if not PipelineRun.objects.filter(pk=run_id).exists():
+        return
     CommitStatusReport.objects.get_or_create(run_id=run_id)
     CommitStatusReport.objects.filter(run_id=run_id, gave_up_event_id__lt=event_id).update(
         gave_up_event_id=event_id, last_error=str(error)[:2000]

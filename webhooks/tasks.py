@@ -4,6 +4,7 @@ from typing import Any
 
 from celery import Task, shared_task
 from celery.utils.time import get_exponential_backoff_interval
+from django.core.exceptions import ObjectDoesNotExist
 
 from webhooks.forge_api import ForgeAPIError
 from webhooks.notifications import (
@@ -22,20 +23,22 @@ from webhooks.services import commit_status_give_up, commit_status_report
 def report_commit_status(self: Task, run_id: int, event_id: int) -> None:
     try:
         commit_status_report(run_id=run_id, event_id=event_id)
-    except ForgeAPIError as error:
+    except ObjectDoesNotExist:
+        return  # The run was deleted meanwhile: nothing left to tell.
+    except Exception as error:
+        # The forge down or refusing, and our own database or keys failing for a while, all
+        # pass: retried alike. Marked only once retries run out, so the reaper lets it be.
         if self.request.retries >= self.max_retries:
             commit_status_give_up(run_id=run_id, event_id=event_id, error=error)
-            return
+            if isinstance(error, ForgeAPIError):
+                return
+            raise
         raise self.retry(
             exc=error,
             countdown=get_exponential_backoff_interval(
                 factor=2, retries=self.request.retries, maximum=600, full_jitter=True
             ),
         ) from None
-    except Exception as error:
-        # Not the forge's answer but our own bug or data: sending it again would fail again.
-        commit_status_give_up(run_id=run_id, event_id=event_id, error=error)
-        raise
 
 
 @shared_task(name="webhooks.notify_run")

@@ -1,5 +1,6 @@
 """The reaper, one pass at a time, against the real database and the real broker (Redis)."""
 
+import inspect
 import json
 import uuid
 from collections.abc import Callable, Iterator
@@ -220,15 +221,22 @@ def reporting_run(*states: str, at: Any = None, **project_fields: str) -> tuple[
 def test_a_commit_status_the_broker_lost_is_sent_again_for_the_newest_state_only(
     quiet_broker: redis.Redis, django_capture_on_commit_callbacks: Callable[..., Any]
 ) -> None:
-    run, _ = reporting_run(RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.SUCCEEDED)
+    run, events = reporting_run(RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.SUCCEEDED)
 
     # Not executed: this process's Celery app stays on the suite's broker, not the quiet one
-    # (tests/operations/test_faults.py sees the report reach a forge).
+    # (tests/operations/test_faults.py sees the report reach a forge). What each send would
+    # send is in its closure.
     with django_capture_on_commit_callbacks(execute=False) as sent:
         report = lost_work_reap()
 
     assert report.commit_statuses_resent == [run.pk]
-    assert len(sent) == 1
+    assert [inspect.getclosurevars(send).nonlocals for send in sent] == [
+        {
+            "run_id": run.pk,
+            "event_id": events[-1],
+            "task_id": commit_status_task_id(run_id=run.pk, event_id=events[-1]),
+        }
+    ]
 
 
 @pytest.mark.parametrize(
