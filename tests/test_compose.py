@@ -14,6 +14,11 @@ from config.environment import env_database, env_host_port, env_url
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKER_SOCKET = "/var/run/docker.sock"
+SECRETS = {
+    "DOCKYARD_SECRET_KEY": "k" * 40,
+    "DOCKYARD_POSTGRES_PASSWORD": "p" * 48,
+    "DOCKYARD_REDIS_PASSWORD": "r" * 48,
+}
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +26,7 @@ def compose() -> dict[str, Any]:
     """The configuration as docker-compose resolves it (anchors, variables, defaults)."""
     completed = subprocess.run(
         ["docker-compose", "--file", str(COMPOSE_FILE), "config"],
-        env={**os.environ, "DOCKYARD_SECRET_KEY": "k" * 40},
+        env={**os.environ, **SECRETS},
         capture_output=True,
         text=True,
         timeout=60,
@@ -72,8 +77,9 @@ def test_web_and_worker_settings_are_ones_dockyard_accepts(compose: dict[str, An
         assert len(environment["DOCKYARD_SECRET_KEY"]) >= 32
 
 
-def test_it_refuses_to_start_without_a_secret_key() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "DOCKYARD_SECRET_KEY"}
+@pytest.mark.parametrize("missing", sorted(SECRETS))
+def test_it_refuses_to_start_without_each_of_its_secrets(missing: str) -> None:
+    env = {k: v for k, v in {**os.environ, **SECRETS}.items() if k != missing}
     completed = subprocess.run(
         ["docker-compose", "--file", str(COMPOSE_FILE), "config", "-q"],
         env=env,
@@ -82,7 +88,26 @@ def test_it_refuses_to_start_without_a_secret_key() -> None:
         timeout=60,
     )
     assert completed.returncode != 0
-    assert "DOCKYARD_SECRET_KEY" in completed.stderr
+    assert missing in completed.stderr
+
+
+def test_postgres_and_redis_published_on_loopback_take_the_password_dockyard_uses(
+    compose: dict[str, Any],
+) -> None:
+    # Deployed apps share the host's loopback: the published ports must not be open doors.
+    services = compose["services"]
+    assert (
+        services["postgres"]["environment"]["POSTGRES_PASSWORD"]
+        == SECRETS["DOCKYARD_POSTGRES_PASSWORD"]
+    )
+    command = services["redis"]["command"]
+    assert command[command.index("--requirepass") + 1] == SECRETS["DOCKYARD_REDIS_PASSWORD"]
+    for name in ("web", "worker"):
+        environment = services[name]["environment"]
+        database = env_database("DATABASE_URL", "", environ=environment)
+        assert database["PASSWORD"] == SECRETS["DOCKYARD_POSTGRES_PASSWORD"]
+        redis_url = urlsplit(env_url("REDIS_URL", "", schemes={"redis"}, environ=environment))
+        assert redis_url.password == SECRETS["DOCKYARD_REDIS_PASSWORD"]
 
 
 def test_the_worker_is_on_the_host_network_where_deployed_apps_and_the_proxy_listen(
