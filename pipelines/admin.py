@@ -7,7 +7,18 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from pipelines.models import PipelineRun, Project, ProjectSecret, RunEvent
-from pipelines.repository_urls import RepositoryURLError, repository_key, validate_repository_url
+from pipelines.repository_urls import (
+    RepositoryURLError,
+    repository_key,
+    shown,
+    validate_repository_url,
+)
+from pipelines.services import (
+    ProjectError,
+    forge_repository_from_key,
+    project_settings_check,
+    project_slug_check,
+)
 
 KEEP_HELP = "Never shown. Leave empty to keep the current one."
 
@@ -74,6 +85,14 @@ class ProjectAdminForm(forms.ModelForm):
             raise forms.ValidationError(f"this repository is already project {clash.slug!r}")
         return url
 
+    def clean_slug(self) -> str:
+        slug: str = self.cleaned_data["slug"]
+        try:
+            project_slug_check(slug)
+        except ProjectError as error:
+            raise forms.ValidationError(str(error)) from None
+        return slug
+
     def clean_webhook_secret(self) -> str:
         given: str = self.cleaned_data["webhook_secret"]
         if given:
@@ -88,6 +107,13 @@ class ProjectAdminForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned: dict[str, Any] = super().clean() or {}
+        # The rules the API and addproject apply: a project the admin saves runs the same way.
+        checked = ("test_command", "test_timeout", "branch_filter", "tag_filter", "forge_api_url")
+        if all(name in cleaned for name in checked):
+            try:
+                project_settings_check(**{name: cleaned[name] for name in checked})
+            except ProjectError as error:
+                raise forms.ValidationError(str(error)) from None
         if cleaned.get("clear_forge_token"):
             if self.data.get("forge_token"):
                 self.add_error("clear_forge_token", "either give a new forge token or clear it")
@@ -98,13 +124,20 @@ class ProjectAdminForm(forms.ModelForm):
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
     form = ProjectAdminForm
-    list_display = ["slug", "forge", "repository_url", "default_branch", "created_at"]
+    list_display = ["slug", "forge", "repository", "default_branch", "created_at"]
     search_fields = ["slug", "repository_url"]
     readonly_fields = ["repository_key", "created_at"]
+
+    @admin.display(description="repository", ordering="repository_url")
+    def repository(self, project: Project) -> str:
+        # A token in the URL (https://token@host/...) is not for every page that lists projects.
+        return shown(project.repository_url)
 
     def save_model(self, request: HttpRequest, obj: Project, form: Any, change: bool) -> None:
         # Webhooks find their project by this key: it follows the URL.
         obj.repository_key = repository_key(obj.repository_url)
+        if not obj.forge_repository:
+            obj.forge_repository = forge_repository_from_key(obj.repository_key)
         super().save_model(request, obj, form, change)
 
 

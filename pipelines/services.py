@@ -85,11 +85,7 @@ def project_create(
     forge_token: str = "",
 ) -> Project:
     """Register a repository; a webhook secret is generated when none is given."""
-    if not _SLUG.match(slug) or len(slug) > 63:
-        raise ProjectError(
-            f"slug {slug!r}: use lowercase letters, digits and single '-', '_' or '.' "
-            "between them (at most 63 characters)"
-        )
+    project_slug_check(slug)
     try:
         validate_repository_url(
             repository_url,
@@ -102,16 +98,13 @@ def project_create(
         raise ProjectError(f"forge {forge!r}: use one of {', '.join(Forge.values)}")
     if webhook_secret is not None and len(webhook_secret) < 16:
         raise ProjectError("secret: use at least 16 characters")
-    try:
-        shlex.split(test_command)
-    except ValueError as error:
-        raise ProjectError(f"test command {test_command!r}: {error}") from None
-    if forge_api_url and not forge_api_url.startswith(("https://", "http://")):
-        raise ProjectError(f"forge API URL {forge_api_url!r}: use an http(s) URL")
-    if not parse_globs(branch_filter) or not parse_globs(tag_filter):
-        raise ProjectError("branch and tag filters: give at least one glob ('*' for all)")
-    if test_timeout < 1:
-        raise ProjectError(f"test timeout {test_timeout}: use a number of seconds above 0")
+    project_settings_check(
+        test_command=test_command,
+        test_timeout=test_timeout,
+        branch_filter=branch_filter,
+        tag_filter=tag_filter,
+        forge_api_url=forge_api_url,
+    )
     key = repository_key(repository_url)
     if Project.objects.filter(slug=slug).exists():
         raise ProjectError(f"slug {slug!r}: a project with this slug exists")
@@ -131,12 +124,41 @@ def project_create(
             branch_filter=branch_filter,
             tag_filter=tag_filter,
             forge_api_url=forge_api_url,
-            # github.com/acme/web -> acme/web: how the forge's API names the repository.
-            forge_repository=forge_repository or _forge_path(key),
+            forge_repository=forge_repository or forge_repository_from_key(key),
             forge_token=forge_token,
         )
     except IntegrityError:
         raise ProjectError(f"project {slug!r} or its repository was registered meanwhile") from None
+
+
+def project_slug_check(slug: str) -> None:
+    """Raise ProjectError unless `slug` can name a project (and its registry repository)."""
+    if not _SLUG.match(slug) or len(slug) > 63:
+        raise ProjectError(
+            f"slug {slug!r}: use lowercase letters, digits and single '-', '_' or '.' "
+            "between them (at most 63 characters)"
+        )
+
+
+def project_settings_check(
+    *,
+    test_command: str,
+    test_timeout: int,
+    branch_filter: str,
+    tag_filter: str,
+    forge_api_url: str,
+) -> None:
+    """Raise ProjectError naming the first of these settings a project cannot run with."""
+    try:
+        shlex.split(test_command)
+    except ValueError as error:
+        raise ProjectError(f"test command {test_command!r}: {error}") from None
+    if forge_api_url and not forge_api_url.startswith(("https://", "http://")):
+        raise ProjectError(f"forge API URL {forge_api_url!r}: use an http(s) URL")
+    if not parse_globs(branch_filter) or not parse_globs(tag_filter):
+        raise ProjectError("branch and tag filters: give at least one glob ('*' for all)")
+    if test_timeout < 1:
+        raise ProjectError(f"test timeout {test_timeout}: use a number of seconds above 0")
 
 
 def run_create(
@@ -596,7 +618,8 @@ def commit_status_enqueue(*, run_id: int, event_id: int) -> None:
     )
 
 
-def _forge_path(key: str) -> str:
+def forge_repository_from_key(key: str) -> str:
+    """github.com/acme/web -> acme/web: how the forge's API names the repository."""
     if key.startswith("file://"):
         return ""
     return key.partition("/")[2]

@@ -150,3 +150,35 @@ def test_a_project_added_in_the_admin_without_a_secret_gets_a_random_one(
     assert len(added.webhook_secret) == 48
     assert added.forge_token == ""
     assert added.repository_key == repository_key("https://github.com/acme/docs.git")
+    # Commit statuses go to the repository the URL names, as for a project the API adds.
+    assert added.forge_repository == "acme/docs"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "named"),
+    [
+        ("slug", "Web", "use lowercase letters"),
+        ("test_command", "sh -c 'unbalanced", "test command"),
+        ("forge_api_url", "ftp://forge.example.com", "use an http(s) URL"),
+        ("test_timeout", "0", "use a number of seconds above 0"),
+    ],
+)
+def test_a_setting_the_api_refuses_is_refused_in_the_admin_too(
+    field: str, value: str, named: str, admin_client: Client, project: Project
+) -> None:
+    answer = posted(admin_client, change_url(project), **{field: value})
+
+    assert answer.status_code == 200
+    errors = answer.context["adminform"].form.errors
+    assert named in " ".join(message for messages in errors.values() for message in messages)
+    project.refresh_from_db()
+    assert str(getattr(project, field)) != value
+
+
+def test_the_project_list_hides_credentials_in_repository_urls(admin_client: Client) -> None:
+    make_project(slug="private", repository_url="https://x-token:ghp_s3cr3t@github.com/acme/p.git")
+
+    listing = admin_client.get("/admin/pipelines/project/").content.decode()
+
+    assert "github.com/acme/p.git" in listing
+    assert "ghp_s3cr3t" not in listing
