@@ -2,20 +2,15 @@ import secrets
 from typing import Any
 
 from django import forms
-from django.conf import settings
 from django.contrib import admin
 from django.http import HttpRequest
 
 from pipelines.models import PipelineRun, Project, ProjectSecret, RunEvent
-from pipelines.repository_urls import (
-    RepositoryURLError,
-    repository_key,
-    shown,
-    validate_repository_url,
-)
+from pipelines.repository_urls import repository_key, shown
 from pipelines.services import (
     ProjectError,
     forge_repository_from_key,
+    project_repository_url_check,
     project_settings_check,
     project_slug_check,
 )
@@ -72,12 +67,8 @@ class ProjectAdminForm(forms.ModelForm):
         url: str = self.cleaned_data["repository_url"]
         # The same rules as the API and addproject: the admin is no way around them.
         try:
-            validate_repository_url(
-                url,
-                allow_local=settings.DOCKYARD_ALLOW_LOCAL_REPOSITORIES,
-                allowed_hosts=settings.DOCKYARD_ALLOWED_REPOSITORY_HOSTS,
-            )
-        except RepositoryURLError as error:
+            project_repository_url_check(url)
+        except ProjectError as error:
             raise forms.ValidationError(str(error)) from None
         key = repository_key(url)
         clash = Project.objects.filter(repository_key=key).exclude(pk=self.instance.pk).first()

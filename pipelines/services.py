@@ -86,14 +86,7 @@ def project_create(
 ) -> Project:
     """Register a repository; a webhook secret is generated when none is given."""
     project_slug_check(slug)
-    try:
-        validate_repository_url(
-            repository_url,
-            allow_local=settings.DOCKYARD_ALLOW_LOCAL_REPOSITORIES,
-            allowed_hosts=settings.DOCKYARD_ALLOWED_REPOSITORY_HOSTS,
-        )
-    except RepositoryURLError as error:
-        raise ProjectError(f"repository: {error}") from None
+    project_repository_url_check(repository_url)
     if forge not in Forge.values:
         raise ProjectError(f"forge {forge!r}: use one of {', '.join(Forge.values)}")
     if webhook_secret is not None and len(webhook_secret) < 16:
@@ -138,6 +131,18 @@ def project_slug_check(slug: str) -> None:
             f"slug {slug!r}: use lowercase letters, digits and single '-', '_' or '.' "
             "between them (at most 63 characters)"
         )
+
+
+def project_repository_url_check(url: str) -> None:
+    """Raise ProjectError unless this installation may clone `url` (schemes, hosts, local)."""
+    try:
+        validate_repository_url(
+            url,
+            allow_local=settings.DOCKYARD_ALLOW_LOCAL_REPOSITORIES,
+            allowed_hosts=settings.DOCKYARD_ALLOWED_REPOSITORY_HOSTS,
+        )
+    except RepositoryURLError as error:
+        raise ProjectError(f"repository: {error}") from None
 
 
 def project_settings_check(
