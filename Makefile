@@ -6,10 +6,16 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
+# Dockyard's Redis and registry want logins; scripts/services.sh makes their passwords.
+SECRETS := /var/lib/dockyard/secrets
+SERVICES_ENV := DOCKYARD_REDIS_PASSWORD_FILE=$(SECRETS)/redis-password \
+	DOCKYARD_REGISTRY_USERNAME=dockyard \
+	DOCKYARD_REGISTRY_PASSWORD_FILE=$(SECRETS)/registry-password
+RUN_ENV := REDIS_URL=redis://127.0.0.1:6380/0 $(SERVICES_ENV) DOCKYARD_ALLOW_LOCAL_REPOSITORIES=true
 # The suite's own Redis database, data folder (HAProxy included) and ports, apart from
 # `make up`'s.
 TEST_ENV := DATABASE_URL=postgres://dockyard:dockyard@127.0.0.1:5432/dockyard \
-	REDIS_URL=redis://127.0.0.1:6379/14 \
+	REDIS_URL=redis://127.0.0.1:6380/14 $(SERVICES_ENV) \
 	DOCKYARD_DATA_DIR=$(CURDIR)/data/test \
 	DOCKYARD_FRONTEND_PORTS=19100-19199 \
 	DOCKYARD_SLOT_PORTS=19200-19399 \
@@ -31,13 +37,13 @@ services: system
 	scripts/services.sh
 
 up: $(VENV)/.installed services
-	PORT=$(PORT) scripts/up.sh
+	PORT=$(PORT) $(RUN_ENV) scripts/up.sh
 
 down:
 	scripts/down.sh
 
 demo: up
-	DOCKYARD_ALLOW_LOCAL_REPOSITORIES=true $(PY) manage.py demo --server http://127.0.0.1:$(PORT)
+	$(RUN_ENV) $(PY) manage.py demo --server http://127.0.0.1:$(PORT)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
@@ -49,13 +55,13 @@ test: $(VENV)/.installed services lint
 	$(TEST_ENV) $(VENV)/bin/pytest $(ARGS)
 
 bench-pipeline: up
-	DOCKYARD_ALLOW_LOCAL_REPOSITORIES=true $(PY) bench/pipeline.py
+	$(RUN_ENV) $(PY) bench/pipeline.py
 
 bench-webhooks: up
-	DOCKYARD_ALLOW_LOCAL_REPOSITORIES=true $(PY) bench/webhooks.py
+	$(RUN_ENV) $(PY) bench/webhooks.py
 
 bench-deploy: up
-	DOCKYARD_ALLOW_LOCAL_REPOSITORIES=true $(PY) bench/deploy.py
+	$(RUN_ENV) $(PY) bench/deploy.py
 
 bench-soak: up
-	DOCKYARD_ALLOW_LOCAL_REPOSITORIES=true $(PY) bench/soak.py
+	$(RUN_ENV) $(PY) bench/soak.py

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
@@ -60,7 +61,8 @@ def idempotent(view_method: ViewMethod) -> ViewMethod:
         if response.status_code >= 500:
             record.delete()
         else:
-            record.status_code, record.response = response.status_code, response.data
+            record.status_code = response.status_code
+            record.response = json.dumps(response.data, cls=DjangoJSONEncoder)
             record.save(update_fields=["status_code", "response"])
         return response
 
@@ -80,7 +82,8 @@ def _first_answer(request: Request, key: str, fingerprint: str) -> Response:
         ):
             raise IdempotencyKeyReused()
         if first.status_code is not None:
-            response = Response(first.response, status=first.status_code)
+            answer = json.loads(first.response) if first.response else None
+            response = Response(answer, status=first.status_code)
             response["Idempotent-Replayed"] = "true"
             return response
         if time.monotonic() > deadline:

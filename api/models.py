@@ -3,6 +3,8 @@
 from django.conf import settings
 from django.db import models
 
+from config.encrypted_fields import EncryptedTextField
+
 
 class IdempotentRequest(models.Model):
     """A write made with an Idempotency-Key: a retry with the same key gets this answer back."""
@@ -14,7 +16,9 @@ class IdempotentRequest(models.Model):
     # A hash of the request body: the same key with another request is a client's mistake.
     fingerprint = models.CharField(max_length=64)
     status_code = models.PositiveSmallIntegerField(null=True)
-    response = models.JSONField(null=True)
+    # The answer as JSON, encrypted like every secret: answers carry secrets (a new project's
+    # webhook secret, a rotated one) and are kept for replays.
+    response = EncryptedTextField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -24,6 +24,8 @@ def _link(name: str, *args: object) -> str:
 
 class ProjectSerializer(serializers.ModelSerializer):
     webhook_url = serializers.SerializerMethodField()
+    publish_repositories = serializers.SerializerMethodField()
+    has_repository_credentials = serializers.SerializerMethodField()
 
     class Meta:
         model = Project
@@ -38,12 +40,22 @@ class ProjectSerializer(serializers.ModelSerializer):
             "cancel_superseded",
             "test_command",
             "webhook_url",
+            "publish_repositories",
+            "test_network_allowed",
+            "has_repository_credentials",
             "created_at",
         ]
         read_only_fields = fields
 
     def get_webhook_url(self, project: Project) -> str:
         return _link(f"webhook-{project.forge}")
+
+    def get_publish_repositories(self, project: Project) -> list[str]:
+        return list(project.publish_grants)
+
+    def get_has_repository_credentials(self, project: Project) -> bool:
+        # Whether the repository is cloned with credentials; never what they are.
+        return bool(project.repository_credentials)
 
 
 class ProjectWithSecretSerializer(ProjectSerializer):
@@ -58,12 +70,37 @@ class ProjectWithSecretSerializer(ProjectSerializer):
 
 class ProjectCreateSerializer(serializers.Serializer):
     slug = StrictCharField(max_length=63)
-    repository_url = StrictCharField(max_length=500)
+    repository_url = StrictCharField(
+        max_length=500,
+        help_text="credentials in an https URL are taken out of it and kept apart, encrypted",
+    )
+    repository_credentials = StrictCharField(
+        max_length=1000,
+        default="",
+        allow_blank=True,
+        write_only=True,
+        help_text="user:password (or a token) for an https repository; never shown again",
+    )
     forge = serializers.ChoiceField(choices=Forge.choices, default=Forge.GITHUB)
     default_branch = StrictCharField(max_length=255, default="main")
     test_command = StrictCharField(max_length=1000, default="", allow_blank=True)
     branch_filter = StrictCharField(max_length=500, default="*")
     tag_filter = StrictCharField(max_length=500, default="*")
+
+
+class ProjectPermissionsSerializer(serializers.Serializer):
+    """What an operator grants a project; a field left out stays as it is."""
+
+    publish_repositories = serializers.ListField(
+        child=StrictCharField(max_length=255),
+        required=False,
+        max_length=100,
+        help_text="registry repositories outside <registry>/<slug> the project may publish to",
+    )
+    test_network_allowed = serializers.BooleanField(
+        required=False,
+        help_text="its tests may use the host's network (only where DOCKYARD_TEST_NETWORK=host)",
+    )
 
 
 class StageSerializer(serializers.ModelSerializer):
@@ -164,7 +201,7 @@ class EnvironmentSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_url(self, environment: Environment) -> str:
-        return f"http://127.0.0.1:{environment.frontend_port}/"
+        return environment.frontend_url
 
 
 class DeploymentEventSerializer(serializers.ModelSerializer):

@@ -34,6 +34,7 @@ from pipelines.services import (
     access_project_manage,
     access_run_control,
     project_create,
+    project_permissions_update,
     project_secret_rotate,
     run_cancel,
     run_retry,
@@ -62,6 +63,7 @@ PROJECT_FILTER = OpenApiParameter("project", OpenApiTypes.STR, description="proj
 
 @extend_schema(tags=["projects"])
 class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    http_method_names = ["get", "post", "patch", "head", "options"]
     serializer_class = s.ProjectSerializer
     lookup_field = "slug"
     queryset = Project.objects.all()
@@ -83,8 +85,26 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             test_command=data["test_command"],
             branch_filter=data["branch_filter"],
             tag_filter=data["tag_filter"],
+            repository_credentials=data["repository_credentials"],
         )
         return Response(s.ProjectWithSecretSerializer(project).data, status=201)
+
+    @extend_schema(
+        request=s.ProjectPermissionsSerializer,
+        responses={200: s.ProjectSerializer, **WRITE_ERRORS},
+        parameters=[IDEMPOTENCY_KEY],
+    )
+    @idempotent
+    def partial_update(self, request: Request, slug: str) -> Response:
+        """Grant or take back what the project may do (operators; audited)."""
+        _require(access_project_manage(request.user), "only operators may change a project")
+        data = _valid(s.ProjectPermissionsSerializer, request)
+        project = project_permissions_update(
+            project=self.get_object(),
+            publish_repositories=data.get("publish_repositories"),
+            test_network_allowed=data.get("test_network_allowed"),
+        )
+        return Response(s.ProjectSerializer(project).data)
 
     @extend_schema(
         request=None,

@@ -30,11 +30,17 @@ class AuditAction(models.TextChoices):
     PROJECT_CREATED = "project.created", "project created"
     PROJECT_REPOSITORY_CHANGED = "project.repository", "project repository changed"
     PROJECT_DELETED = "project.deleted", "project deleted"
+    # What the project may do beyond its own namespace and a network-less test.
+    PROJECT_PERMISSIONS_CHANGED = "project.permissions", "project permissions changed"
     # Secrets.
     PROJECT_SECRET_SET = "secret.set", "project secret set"
     PROJECT_SECRET_DELETED = "secret.deleted", "project secret deleted"
     WEBHOOK_SECRET_CHANGED = "webhook_secret.changed", "webhook secret changed"
     FORGE_TOKEN_CHANGED = "forge_token.changed", "forge token changed"
+    REPOSITORY_CREDENTIALS_CHANGED = (
+        "repository_credentials.changed",
+        "repository credentials changed",
+    )
 
 
 class AuditEntry(models.Model):

@@ -35,7 +35,10 @@ ELEVATED_FLAGS = ("is_staff", "is_superuser")
 PROJECT_SECRETS = {
     "webhook_secret": AuditAction.WEBHOOK_SECRET_CHANGED,
     "forge_token": AuditAction.FORGE_TOKEN_CHANGED,
+    "repository_credentials": AuditAction.REPOSITORY_CREDENTIALS_CHANGED,
 }
+# What operators grant a project; an entry says what it was and what it became.
+PROJECT_PERMISSIONS = ("publish_repositories", "test_network_allowed")
 
 # Each audited many-to-many relation: the action, and its field (owner side: the entry's target).
 M2M_RELATIONS: dict[type[models.Model], tuple[AuditAction, Any]] = {
@@ -190,7 +193,7 @@ def chat_identity_unlinked(
 def project_before(sender: type[models.Model], instance: Project, **kwargs: Any) -> None:
     instance._audit_before = (  # type: ignore[attr-defined]
         sender._default_manager.filter(pk=instance.pk)
-        .values("repository_url", *PROJECT_SECRETS)
+        .values("repository_url", *PROJECT_SECRETS, *PROJECT_PERMISSIONS)
         .first()
         if instance.pk is not None and not kwargs.get("raw")
         else None
@@ -226,6 +229,15 @@ def project_after(
                 "from": shown(before["repository_url"]),
                 "to": shown(instance.repository_url),
             },
+        )
+    changed = {
+        field: {"from": before[field], "to": getattr(instance, field)}
+        for field in PROJECT_PERMISSIONS
+        if before[field] != getattr(instance, field)
+    }
+    if changed:
+        audit_record(
+            action=AuditAction.PROJECT_PERMISSIONS_CHANGED, target=instance, detail=changed
         )
     for field, action in PROJECT_SECRETS.items():
         value = getattr(instance, field)

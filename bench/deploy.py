@@ -31,6 +31,8 @@ import django  # noqa: E402
 
 django.setup()
 
+from django.conf import settings  # noqa: E402
+
 from bench.local_forge import commit_all, git, signed_push  # noqa: E402
 from pipelines.models import PipelineRun  # noqa: E402
 from pipelines.services import project_create  # noqa: E402
@@ -47,7 +49,7 @@ COPY busybox /bin/busybox
 RUN ["/bin/busybox", "--install", "-s", "/bin"]
 ENV PATH=/bin
 COPY www/ /app/www/
-CMD ["sh", "-c", "exec httpd -f -p 127.0.0.1:${PORT} -h /app/www"]
+CMD ["sh", "-c", "exec httpd -f -p ${HOST}:${PORT} -h /app/www"]
 """
 SPEC = """\
 images:
@@ -72,7 +74,9 @@ class Load:
         self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(3)]
 
     def run(self) -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        connection = http.client.HTTPConnection(
+            settings.DOCKYARD_APP_ADDRESS, self.port, timeout=10
+        )
         while not self.stop.is_set() and time.monotonic() < self.deadline:
             try:
                 connection.request("GET", "/")
@@ -82,7 +86,9 @@ class Load:
             except (OSError, http.client.HTTPException):
                 ok = False
                 connection.close()
-                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                connection = http.client.HTTPConnection(
+                    settings.DOCKYARD_APP_ADDRESS, self.port, timeout=10
+                )
             with self.lock:
                 self.requests += 1
                 self.failures += 0 if ok else 1
@@ -125,7 +131,7 @@ def wait(deployment: Deployment) -> Deployment:
 
 def serving(port: int, version: str) -> bool:
     try:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        connection = http.client.HTTPConnection(settings.DOCKYARD_APP_ADDRESS, port, timeout=2)
         connection.request("GET", "/")
         return connection.getresponse().read().decode().strip() == version
     except (OSError, http.client.HTTPException):
@@ -154,7 +160,10 @@ def bare_container_start(image: str) -> float:
     name = f"bench-bare-{uuid.uuid4().hex[:8]}"
     started = time.perf_counter()
     subprocess.run(
-        [DOCKER, "run", "-d", "--name", name, "--network", "host", "-e", f"PORT={port}", image],
+        [
+            *(DOCKER, "run", "-d", "--name", name, "--network", "host"),
+            *("-e", "HOST=127.0.0.1", "-e", f"PORT={port}", image),
+        ],
         check=True,
         capture_output=True,
     )

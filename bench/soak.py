@@ -91,7 +91,7 @@ COPY busybox /bin/busybox
 RUN ["/bin/busybox", "--install", "-s", "/bin"]
 ENV PATH=/bin
 COPY www/ /app/www/
-CMD ["sh", "-c", "exec httpd -f -p 127.0.0.1:${PORT} -h /app/www"]
+CMD ["sh", "-c", "exec httpd -f -p ${HOST}:${PORT} -h /app/www"]
 """
 SPEC = """\
 images:
@@ -373,7 +373,9 @@ class FrontendTraffic:
         self.thread = threading.Thread(target=self.run, daemon=True)
 
     def run(self) -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        connection = http.client.HTTPConnection(
+            settings.DOCKYARD_APP_ADDRESS, self.port, timeout=10
+        )
         started = time.monotonic()
         while not self.stopping.is_set():
             failure = ""
@@ -388,7 +390,9 @@ class FrontendTraffic:
             except (OSError, http.client.HTTPException) as error:
                 failure = type(error).__name__
                 connection.close()
-                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                connection = http.client.HTTPConnection(
+                    settings.DOCKYARD_APP_ADDRESS, self.port, timeout=10
+                )
             self.requests += 1
             if failure:
                 self.failures += 1
@@ -455,7 +459,7 @@ def push_and_deploy(project: Project, repo: Path, version: str) -> Cycle:
 def serving(port: int, version: str, *, within: float) -> bool:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        connection = http.client.HTTPConnection(settings.DOCKYARD_APP_ADDRESS, port, timeout=2)
         try:
             connection.request("GET", "/")
             if connection.getresponse().read().decode().strip() == version:

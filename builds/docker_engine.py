@@ -125,6 +125,19 @@ class ContainerSummary:
     labels: dict[str, str]
 
 
+def registry_auth_config(repository: str) -> dict[str, str] | None:
+    """The engine's login for `repository`: Dockyard's registry account, for its registry only
+    (a pull from another registry never carries these credentials)."""
+    registry = repository.partition("/")[0]
+    if not settings.DOCKYARD_REGISTRY_USERNAME or registry != settings.DOCKYARD_REGISTRY:
+        return None
+    return {
+        "username": settings.DOCKYARD_REGISTRY_USERNAME,
+        "password": settings.DOCKYARD_REGISTRY_PASSWORD,
+        "serveraddress": registry,
+    }
+
+
 def build_context_files(context_dir: Path, dockerfile: Path) -> list[str]:
     """The files (relative paths) a build of `dockerfile` in `context_dir` sends to the engine."""
     name, _ = process_dockerfile(str(dockerfile), str(context_dir))
@@ -225,8 +238,15 @@ class DockerEngine:
         return self.image_info(reference) is not None
 
     def pull_image(self, *, repository: str, tag: str, on_output: OutputSink) -> None:
+        """Pull repository:tag, or repository@digest when `tag` is a digest."""
         with self._translated_errors("pull"):
-            for chunk in self._client.api.pull(repository, tag=tag, stream=True, decode=True):
+            for chunk in self._client.api.pull(
+                repository,
+                tag=tag,
+                stream=True,
+                decode=True,
+                auth_config=registry_auth_config(repository),
+            ):
                 if "error" in chunk:
                     raise DockerEngineError(f"pull of {repository}:{tag} failed: {chunk['error']}")
                 status = chunk.get("status", "")
@@ -239,7 +259,13 @@ class DockerEngine:
         digest = None
         with self._translated_errors("push"):
             self._client.images.get(image_id).tag(repository, tag)
-            stream = self._client.api.push(repository, tag=tag, stream=True, decode=True)
+            stream = self._client.api.push(
+                repository,
+                tag=tag,
+                stream=True,
+                decode=True,
+                auth_config=registry_auth_config(repository),
+            )
             for chunk in stream:
                 if "error" in chunk:
                     failure = f"push of {repository}:{tag} failed: {chunk['error']}"
@@ -498,11 +524,17 @@ class DockerEngine:
                 return
 
         watcher = threading.Thread(target=watch, name="container-watch", daemon=True)
+        # Attached before the start, so nothing is missed: stdout and stderr arrive as one
+        # stream in the order the process wrote them. The engine's log stream would not do:
+        # it cuts each stream into lines on its own, so a line half on stdout and half on
+        # stderr comes apart (a secret split that way escaped masking), and a last line
+        # without a newline could be dropped when the container ended.
+        output = container.attach(stdout=True, stderr=True, stream=True, logs=False)
         container.start()
         watcher.start()
         try:
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-            for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
+            for chunk in output:
                 on_output(decoder.decode(chunk))
             on_output(decoder.decode(b"", final=True))
             status = container.wait()

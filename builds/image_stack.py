@@ -21,7 +21,7 @@ from builds.docker_engine import (
     ImageBuildError,
     build_context_files,
 )
-from builds.models import CacheSource, LayerBuild, LayerRole
+from builds.models import BaseLayerRecord, CacheSource, LayerBuild, LayerRole
 from builds.registry import RegistryError, manifest_digest
 from pipelines.execution import StageCancelled, StageFailure
 from pipelines.models import PipelineRun, Project
@@ -126,23 +126,41 @@ def _base_layer(
     )
     repository = f"{settings.DOCKYARD_REGISTRY}/{run.project.slug}/{image.name}"
     cached = f"{repository}:{key}"
-    local = engine.image_info(cached)
-    digest = local.digest_in(repository) if local else None
-    if local and digest:
-        log.line(f"{image.name}: cache hit on this worker ({cached})")
-        return local.id, f"{repository}@{digest}", CacheSource.LOCAL, key
+    recorded = (
+        BaseLayerRecord.objects.filter(project=run.project, repository=repository, cache_key=key)
+        .values_list("digest", flat=True)
+        .first()
+    )
+    if recorded:
+        pinned = f"{repository}@{recorded}"
+        local = engine.image_info(pinned)
+        if local is not None:
+            log.line(f"{image.name}: cache hit on this worker ({pinned})")
+            return local.id, pinned, CacheSource.LOCAL, key
     try:
         digest = manifest_digest(repository, key)
     except RegistryError as error:
         raise StageFailure(f"{image.name}: cannot look up the base cache: {error}") from None
-    if digest:
-        log.line(f"{image.name}: cache hit in the registry ({cached}); pulling")
-        log.stream(lambda: engine.pull_image(repository=repository, tag=key, on_output=log.write))
-        pulled = engine.image_info(cached)
+    if recorded and digest == recorded:
+        log.line(f"{image.name}: cache hit in the registry ({cached}); pulling {recorded}")
+        # By digest: the tag may move between the look-up and the pull.
+        log.stream(
+            lambda: engine.pull_image(repository=repository, tag=recorded, on_output=log.write)
+        )
+        pulled = engine.image_info(pinned)
         if pulled is None:
-            raise StageFailure(f"{image.name}: {cached} vanished right after its pull")
-        return pulled.id, f"{repository}@{digest}", CacheSource.REGISTRY, key
-    log.line(f"{image.name}: cache miss ({key[:16]}); building")
+            raise StageFailure(f"{image.name}: {pinned} is not on the engine after its pull")
+        return pulled.id, pinned, CacheSource.REGISTRY, key
+    if digest:
+        # Someone pushed this tag (another project, another tool, a leftover): the cache
+        # trusts only what Dockyard pushed for this project.
+        log.line(
+            f"{image.name}: {cached} is in the registry as {digest}, not as the digest "
+            f"Dockyard pushed for {run.project.slug} ({recorded or 'none recorded'}); "
+            "not trusted, building"
+        )
+    else:
+        log.line(f"{image.name}: cache miss ({key[:16]}); building")
     image_id = _build(
         run=run, image=image, parent=parent, source=source, tag=cached, log=log, engine=engine
     )
@@ -151,6 +169,9 @@ def _base_layer(
         lambda: engine.push_image(
             image_id=image_id, repository=repository, tag=key, on_output=log.write
         )
+    )
+    BaseLayerRecord.objects.update_or_create(
+        project=run.project, repository=repository, cache_key=key, defaults={"digest": digest}
     )
     return image_id, f"{repository}@{digest}", CacheSource.BUILT, key
 

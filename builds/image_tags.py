@@ -14,6 +14,11 @@ def sanitise_tag(value: str) -> str:
     return tag[:MAX_TAG_LENGTH]
 
 
+def ref_scoped(template: str) -> bool:
+    """Does the template name the ref ({branch}, {tag}), so that each ref has a tag of its own?"""
+    return "{branch}" in template or "{tag}" in template
+
+
 def render_tags(
     templates: tuple[str, ...], *, commit_sha: str, ref: str, run_number: int
 ) -> list[str]:

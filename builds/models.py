@@ -2,7 +2,7 @@
 
 from django.db import models
 
-from pipelines.models import PipelineRun
+from pipelines.models import PipelineRun, Project
 
 
 class LayerRole(models.TextChoices):
@@ -49,3 +49,51 @@ class LayerBuild(models.Model):
         if self.role == LayerRole.APP:
             return None
         return self.source != CacheSource.BUILT
+
+
+class BaseLayerRecord(models.Model):
+    """A base layer Dockyard built and pushed for a project, by cache key: the digest it pushed.
+
+    The base cache trusts these, never a tag alone: anyone who can push to the registry can
+    move a tag, so a tag whose digest differs from the one recorded here is a miss (rebuilt
+    and pushed again), and an image is a local hit only by the recorded digest.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="base_layers")
+    repository = models.CharField(max_length=500)
+    cache_key = models.CharField(max_length=64)
+    digest = models.CharField(max_length=100)
+    pushed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "repository", "cache_key"], name="base_layer_record_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.repository}:{self.cache_key[:12]} = {self.digest}"
+
+
+class RefTag(models.Model):
+    """Which ref a tag rendered from a ref name ({branch}, {tag}) belongs to, per repository.
+
+    Tags are sanitised (feature/login and feature-login both become feature-login), so two
+    refs could meet on one tag; the first to publish under it keeps it, and a later other ref
+    fails its publish stage saying so instead of overwriting it.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="ref_tags")
+    repository = models.CharField(max_length=500)
+    tag = models.CharField(max_length=128)
+    ref = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["repository", "tag"], name="ref_tag_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.repository}:{self.tag} <- {self.ref}"

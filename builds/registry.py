@@ -7,6 +7,7 @@ worker can tell "the registry has this cached base" from "the registry is down".
 from dataclasses import dataclass
 
 import requests
+from django.conf import settings
 
 # A registry answers a manifest HEAD with the digest of the format the client accepts; these
 # are the formats the Docker engine pushes.
@@ -45,11 +46,21 @@ def manifest_digest(repository: str, reference: str) -> str | None:
     name = ImageName.parse(repository)
     url = f"{_base_url(name.registry)}/v2/{name.path}/manifests/{reference}"
     try:
-        response = requests.head(url, headers={"Accept": MANIFEST_TYPES}, timeout=TIMEOUT_SECONDS)
+        response = requests.head(
+            url,
+            headers={"Accept": MANIFEST_TYPES},
+            auth=registry_credentials(name.registry),
+            timeout=TIMEOUT_SECONDS,
+        )
     except requests.RequestException as error:
         raise RegistryError(f"registry {name.registry} unreachable: {error}") from None
     if response.status_code == 404:
         return None
+    if response.status_code == 401:
+        raise RegistryError(
+            f"registry {name.registry} refused Dockyard's login for {repository} (401): check "
+            "DOCKYARD_REGISTRY_USERNAME and DOCKYARD_REGISTRY_PASSWORD"
+        )
     if response.status_code != 200:
         raise RegistryError(
             f"registry {name.registry} answered {response.status_code} for {repository}:{reference}"
@@ -58,6 +69,35 @@ def manifest_digest(repository: str, reference: str) -> str | None:
     if not digest:
         raise RegistryError(f"registry {name.registry} sent no digest for {repository}:{reference}")
     return digest
+
+
+def repository_tags(repository: str) -> list[str]:
+    """The tags the registry holds for `repository` (none when it holds no such repository)."""
+    name = ImageName.parse(repository)
+    url = f"{_base_url(name.registry)}/v2/{name.path}/tags/list"
+    try:
+        response = requests.get(
+            url, auth=registry_credentials(name.registry), timeout=TIMEOUT_SECONDS
+        )
+    except requests.RequestException as error:
+        raise RegistryError(f"registry {name.registry} unreachable: {error}") from None
+    if response.status_code == 404:
+        return []
+    if response.status_code != 200:
+        raise RegistryError(
+            f"registry {name.registry} answered {response.status_code} for {repository}'s tags"
+        )
+    try:
+        return list(response.json().get("tags") or [])
+    except ValueError:
+        raise RegistryError(f"registry {name.registry} sent no tag list for {repository}") from None
+
+
+def registry_credentials(registry: str) -> tuple[str, str] | None:
+    """Dockyard's registry account, for its own registry only."""
+    if not settings.DOCKYARD_REGISTRY_USERNAME or registry != settings.DOCKYARD_REGISTRY:
+        return None
+    return settings.DOCKYARD_REGISTRY_USERNAME, settings.DOCKYARD_REGISTRY_PASSWORD
 
 
 def _base_url(registry: str) -> str:

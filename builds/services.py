@@ -12,13 +12,18 @@ from builds.docker_engine import (
     RegistryUnreachable,
 )
 from builds.image_stack import stack_build
-from builds.image_tags import render_tags
-from builds.models import LayerBuild
+from builds.image_tags import ref_scoped, render_tags
+from builds.models import LayerBuild, RefTag
 from pipelines.execution import StageCancelled, StageFailure
 from pipelines.models import PipelineRun
 from pipelines.selectors import project_secrets
-from pipelines.services import run_record_image
-from pipelines.spec import PipelineSpec, spec_from_dict
+from pipelines.services import project_namespace, project_spec_policy, run_record_image
+from pipelines.spec import (
+    PipelineSpec,
+    policy_refusal_of_test,
+    publish_repository_refusal,
+    spec_from_dict,
+)
 from pipelines.stage_log import StageLog
 from pipelines.workspace import workspace_ensure, workspace_remove
 
@@ -61,6 +66,11 @@ def test_stage(run: PipelineRun, log: StageLog) -> None:
     test = spec.test
     if test is None:
         return
+    # Checked when dockyard.yml was read, and again here: an operator may have lowered a
+    # ceiling or taken the network back since.
+    if (refusal := policy_refusal_of_test(test, project_spec_policy(run.project))) is not None:
+        field, message = refusal
+        raise StageFailure(f"test.{field}: {message}")
     secrets = project_secrets(run.project, test.secrets)
     missing = sorted(set(test.secrets) - set(secrets))
     if missing:
@@ -105,12 +115,20 @@ def test_stage(run: PipelineRun, log: StageLog) -> None:
 def publish_stage(run: PipelineRun, log: StageLog) -> None:
     """The publish stage: push the image under its tags (commit sha, branch, git tag)."""
     spec = _spec(run)
-    repository = spec.publish.repository or f"{settings.DOCKYARD_REGISTRY}/{run.project.slug}"
+    namespace = project_namespace(run.project.slug)
+    repository = spec.publish.repository or namespace
+    # Checked when dockyard.yml was read, and again here: a grant may have been taken back.
+    refusal = publish_repository_refusal(
+        repository, namespace=namespace, grants=run.project.publish_grants
+    )
+    if refusal:
+        raise StageFailure(f"publish.repository: {refusal}")
     tags = render_tags(
         spec.publish.tags, commit_sha=run.commit_sha, ref=run.ref, run_number=run.number
     )
     if not tags:
         raise StageFailure("publish.tags: no template gives a tag for this push")
+    ref_tags_claim(run=run, repository=repository, templates=spec.publish.tags)
     digest = ""
     try:
         with DockerEngine(settings.DOCKER_HOST) as engine:
@@ -131,6 +149,27 @@ def publish_stage(run: PipelineRun, log: StageLog) -> None:
         raise StageFailure(str(error)) from None
     run_record_image(run=run, image_repository=repository, image_digest=digest, published_tags=tags)
     log.line(f"published {repository}@{digest} as {', '.join(tags)}")
+
+
+def ref_tags_claim(*, run: PipelineRun, repository: str, templates: tuple[str, ...]) -> None:
+    """Record that the tags rendered from the run's ref name belong to that ref; a tag another
+    ref already has fails the stage (two names the sanitiser maps onto one tag)."""
+    scoped = render_tags(
+        tuple(template for template in templates if ref_scoped(template)),
+        commit_sha=run.commit_sha,
+        ref=run.ref,
+        run_number=run.number,
+    )
+    for tag in scoped:
+        claim, _ = RefTag.objects.get_or_create(
+            repository=repository, tag=tag, defaults={"project": run.project, "ref": run.ref}
+        )
+        if claim.ref != run.ref:
+            raise StageFailure(
+                f"publish.tags: {repository}:{tag} is the tag of {claim.ref}; {run.ref} would "
+                f"overwrite it (both names become {tag!r} as a tag). Rename the branch or tag, "
+                "or publish without {branch}/{tag} templates"
+            )
 
 
 def _push_with_retries(

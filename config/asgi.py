@@ -16,9 +16,9 @@ django_asgi_app = get_asgi_application()
 # Imported once the apps are loaded.
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
+from config.origins import exact_origin_websockets  # noqa: E402
 from pipelines.routing import websocket_urlpatterns  # noqa: E402
 from webhooks.endpoint import webhook_asgi_app  # noqa: E402
 
@@ -31,11 +31,10 @@ application = ProtocolTypeRouter(
                 re_path(r"", django_asgi_app),  # type: ignore[arg-type]
             ]
         ),
-        # Logged-in browsers of this site only: the session cookie authenticates, the
-        # Origin check keeps other sites' pages from opening the socket with it.
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-        ),
+        # Logged-in browsers of this site only: the session cookie authenticates, the exact
+        # Origin check keeps other pages (another site, another port of this host) from
+        # opening the socket with it.
+        "websocket": exact_origin_websockets(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
 

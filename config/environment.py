@@ -4,13 +4,14 @@ Every reader raises ImproperlyConfigured so that start-up stops before a worker 
 process runs with a half-understood configuration.
 """
 
+import ipaddress
 import os
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import dj_database_url
 from cryptography.fernet import Fernet
@@ -242,3 +243,109 @@ def env_port_range(name: str, default: str, environ: Mapping[str, str] | None = 
     ):
         raise ImproperlyConfigured(f"{name}={value!r} is not a port range like 9100-9199")
     return range(int(first), int(last) + 1)
+
+
+def env_choice(
+    name: str, default: str, choices: tuple[str, ...], environ: Mapping[str, str] | None = None
+) -> str:
+    value = env_str(name, default, environ).strip().lower()
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name}={value!r}: use one of {', '.join(choices)}")
+    return value
+
+
+_SIZE = re.compile(r"^(?P<amount>\d+)(?P<unit>[kmg]?)b?$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def env_size(name: str, default: str, environ: Mapping[str, str] | None = None) -> int:
+    """A size in bytes written as dockyard.yml writes memory: 512m, 4g, 1073741824."""
+    value = env_str(name, default, environ).strip()
+    match = _SIZE.match(value)
+    if not match or int(match["amount"]) == 0:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a size: write e.g. 512m or 4g")
+    return int(match["amount"]) * _SIZE_UNITS[match["unit"].lower()]
+
+
+def url_origin(url: str) -> str:
+    """scheme://host[:port] of a URL, the default port left out, as browsers send Origin."""
+    parts = urlsplit(url)
+    default_port = {"http": 80, "https": 443}.get(parts.scheme)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port
+    return f"{parts.scheme}://{host}" + (f":{port}" if port and port != default_port else "")
+
+
+def env_origins(name: str, environ: Mapping[str, str] | None = None) -> list[str]:
+    """Exact browser origins (scheme://host[:port], no path), commas or spaces between."""
+    value = _raw(name, environ)
+    if value is None:
+        return []
+    origins = []
+    for item in re.split(r"[\s,]+", value.strip()):
+        if not item:
+            continue
+        parts = urlsplit(item)
+        if (
+            parts.scheme not in {"http", "https"}
+            or not parts.hostname
+            or parts.path
+            not in {
+                "",
+                "/",
+            }
+        ):
+            raise ImproperlyConfigured(
+                f"{name}: {item!r} is not an origin; write scheme://host[:port], e.g. "
+                "https://dockyard.example.com"
+            )
+        origins.append(url_origin(item))
+    return origins
+
+
+def env_ip_address(name: str, default: str, environ: Mapping[str, str] | None = None) -> str:
+    value = env_str(name, default, environ).strip()
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r} is not an IP address") from None
+
+
+def url_with_password(url: str, password: str) -> str:
+    """`url` (redis://host:6379/0) carrying `password`, unless it already carries one."""
+    if not password:
+        return url
+    parts = urlsplit(url)
+    if parts.password is not None or parts.scheme == "unix":
+        return url
+    user = parts.username or ""
+    return parts._replace(netloc=f"{user}:{quote(password, safe='')}@{parts.netloc}").geturl()
+
+
+def env_file_defaults(path: Path, environ: MutableMapping[str, str] | None = None) -> list[str]:
+    """Take NAME=value lines of `path` as defaults for variables the environment does not set.
+
+    `make up` writes one into the data folder (dockyard.env: which Redis, which secret files),
+    so that `manage.py deploy ...` typed later in a shell talks to the same services. Returns
+    the names it set. Blank lines and # comments are skipped; a malformed line is an error.
+    """
+    target = os.environ if environ is None else environ
+    if not path.is_file():
+        return []
+    taken = []
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, separator, value = line.partition("=")
+        if not separator or not re.fullmatch(r"[A-Z][A-Z0-9_]*", name):
+            raise ImproperlyConfigured(f"{path}:{number}: expected NAME=value")
+        # Set in the environment, directly or as NAME_FILE (or NAME for a NAME_FILE line): it wins.
+        variable = name.removesuffix("_FILE")
+        if variable in target or f"{variable}_FILE" in target:
+            continue
+        target[name] = value
+        taken.append(name)
+    return taken

@@ -1,28 +1,41 @@
 """Dockyard's one settings module: whatever differs between installs comes from the environment."""
 
 import hashlib
+import os
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
 
 from config import process_kind
 from config.environment import (
     env_bool,
+    env_choice,
     env_database,
     env_fernet_keys,
+    env_file_defaults,
     env_float,
     env_host_patterns,
     env_host_port,
     env_int,
+    env_ip_address,
     env_list,
+    env_origins,
     env_path,
     env_port_range,
+    env_size,
     env_str,
     env_url,
     secret_key,
+    url_origin,
+    url_with_password,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = env_path("DOCKYARD_DATA_DIR", BASE_DIR / "data")
 DATA_DIR.mkdir(parents=True, exist_ok=True)
+# What `make up` ran with (scripts/up.sh writes it): the environment still wins.
+env_file_defaults(DATA_DIR / "dockyard.env")
 
 DEBUG = env_bool("DOCKYARD_DEBUG", False)
 SECRET_KEY = secret_key("DOCKYARD_SECRET_KEY", DATA_DIR)
@@ -33,7 +46,12 @@ DOCKYARD_ENCRYPTION_KEYS = env_fernet_keys("DOCKYARD_ENCRYPTION_KEYS")
 ALLOWED_HOSTS = env_list("DOCKYARD_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 # Where forges and browsers reach this server; used in the webhook URLs we print and in links.
 PUBLIC_URL = env_url("DOCKYARD_PUBLIC_URL", "http://127.0.0.1:8000", schemes={"http", "https"})
-CSRF_TRUSTED_ORIGINS = [PUBLIC_URL]
+# Browsers may send unsafe requests and open WebSockets only from these exact origins (scheme,
+# host and port): a page of a deployed app on another port of the same host is another origin,
+# though the browser hands it the same cookies.
+DOCKYARD_PUBLIC_URL_ALIASES = env_origins("DOCKYARD_PUBLIC_URL_ALIASES")
+TRUSTED_ORIGINS = [url_origin(PUBLIC_URL), *DOCKYARD_PUBLIC_URL_ALIASES]
+CSRF_TRUSTED_ORIGINS = TRUSTED_ORIGINS
 
 INSTALLED_APPS = [
     "daphne",
@@ -71,6 +89,11 @@ MIDDLEWARE = [
     "audit.middleware.request_actor_middleware",
     "config.request_mode.sync_request_stack",
 ]
+# Before CSRF: an unsafe request from another origin is refused whatever token it carries.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.middleware.csrf.CsrfViewMiddleware"),
+    "config.origins.exact_origin_middleware",
+)
 
 ROOT_URLCONF = "config.urls"
 ASGI_APPLICATION = "config.asgi.application"
@@ -175,7 +198,12 @@ DOCKYARD_METRICS_TOKEN = env_str("DOCKYARD_METRICS_TOKEN", "")
 # Chat-ops from Slack: the app's signing secret (Basic Information > Signing Secret).
 DOCKYARD_SLACK_SIGNING_SECRET = env_str("DOCKYARD_SLACK_SIGNING_SECRET", "")
 
-REDIS_URL = env_url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes={"redis", "rediss", "unix"})
+# Redis is the broker: whoever writes to it runs tasks as Dockyard. Its password comes apart
+# from the URL, so that it can be a secret file (DOCKYARD_REDIS_PASSWORD_FILE).
+REDIS_URL = url_with_password(
+    env_url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes={"redis", "rediss", "unix"}),
+    env_str("DOCKYARD_REDIS_PASSWORD", ""),
+)
 
 CHANNEL_LAYERS = {
     "default": {
@@ -212,6 +240,13 @@ DOCKER_HOST = env_url(
     "DOCKER_HOST", "unix:///var/run/docker.sock", schemes={"unix", "tcp", "ssh", "http", "https"}
 )
 DOCKYARD_REGISTRY = env_host_port("DOCKYARD_REGISTRY", "127.0.0.1:5000")
+# The registry's account: pushes, pulls and cache look-ups all log in with it.
+DOCKYARD_REGISTRY_USERNAME = env_str("DOCKYARD_REGISTRY_USERNAME", "")
+DOCKYARD_REGISTRY_PASSWORD = env_str("DOCKYARD_REGISTRY_PASSWORD", "")
+if bool(DOCKYARD_REGISTRY_USERNAME) != bool(DOCKYARD_REGISTRY_PASSWORD):
+    raise ImproperlyConfigured(
+        "set both DOCKYARD_REGISTRY_USERNAME and DOCKYARD_REGISTRY_PASSWORD, or neither"
+    )
 # A push that cannot reach the registry is tried this many times in all, waiting BACKOFF
 # seconds after the first failure, doubling each time (at most 30 s between tries).
 DOCKYARD_PUSH_ATTEMPTS = env_int("DOCKYARD_PUSH_ATTEMPTS", 5, minimum=1)
@@ -223,8 +258,27 @@ DOCKYARD_ALLOW_LOCAL_REPOSITORIES = env_bool("DOCKYARD_ALLOW_LOCAL_REPOSITORIES"
 # pointed at any other, whatever a project or a webhook says.
 DOCKYARD_ALLOWED_REPOSITORY_HOSTS = env_host_patterns("DOCKYARD_ALLOWED_REPOSITORY_HOSTS", ["*"])
 DOCKYARD_MIRRORS_DIR = DATA_DIR / "mirrors"
-# The HAProxy Dockyard runs: one frontend on 127.0.0.1 per environment, from the first range;
-# the containers of each environment's two slots listen on ports from the second.
+# Test containers have no network unless an operator gives one: "host" lets a project whose
+# operator allowed it (Project.test_network_allowed) run its tests on the host's network,
+# where everything listening on the host's addresses is in reach.
+DOCKYARD_TEST_NETWORK = env_choice("DOCKYARD_TEST_NETWORK", "none", ("none", "host"))
+# Ceilings on what a dockyard.yml may ask for its test container; above one, config fails.
+DOCKYARD_TEST_MAX_MEMORY = env_size("DOCKYARD_TEST_MAX_MEMORY", "4g")
+DOCKYARD_TEST_MAX_PIDS = env_int("DOCKYARD_TEST_MAX_PIDS", 4096, minimum=16)
+DOCKYARD_TEST_MAX_CPUS = env_float(
+    "DOCKYARD_TEST_MAX_CPUS", float(os.cpu_count() or 1), minimum=0.01
+)
+DOCKYARD_TEST_MAX_TIMEOUT = env_int("DOCKYARD_TEST_MAX_TIMEOUT", 24 * 3600, minimum=1)
+# Deployed apps listen on this address, never on the UI's host: a browser sends a host's
+# cookies to every port of it, so an app on the UI's host would receive the UI's session.
+DOCKYARD_APP_ADDRESS = env_ip_address("DOCKYARD_APP_ADDRESS", "127.0.0.2")
+if urlsplit(PUBLIC_URL).hostname == DOCKYARD_APP_ADDRESS:
+    raise ImproperlyConfigured(
+        f"DOCKYARD_APP_ADDRESS={DOCKYARD_APP_ADDRESS} is the host of DOCKYARD_PUBLIC_URL: "
+        "browsers would hand every deployed app the UI's cookies; give apps another address"
+    )
+# The HAProxy Dockyard runs: one frontend on DOCKYARD_APP_ADDRESS per environment, from the
+# first range; the containers of each environment's two slots listen on ports from the second.
 DOCKYARD_PROXY_DIR = DATA_DIR / "haproxy"
 DOCKYARD_FRONTEND_PORTS = env_port_range("DOCKYARD_FRONTEND_PORTS", "9100-9199")
 DOCKYARD_SLOT_PORTS = env_port_range("DOCKYARD_SLOT_PORTS", "9200-9399")

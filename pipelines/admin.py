@@ -6,10 +6,11 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from pipelines.models import PipelineRun, Project, ProjectSecret, RunEvent
-from pipelines.repository_urls import repository_key, shown
+from pipelines.repository_urls import repository_key, shown, split_credentials
 from pipelines.services import (
     ProjectError,
     forge_repository_from_key,
+    project_publish_repositories_check,
     project_repository_url_check,
     project_settings_check,
     project_slug_check,
@@ -42,6 +43,16 @@ class ProjectAdminForm(forms.ModelForm):
     clear_forge_token = forms.BooleanField(
         required=False, help_text="Remove the forge token: no more commit statuses."
     )
+    repository_credentials = WriteOnlySecretField(
+        required=False,
+        max_length=1000,
+        help_text=KEEP_HELP
+        + " user:password (or a token) for an https repository; credentials typed into the "
+        "URL are moved here.",
+    )
+    clear_repository_credentials = forms.BooleanField(
+        required=False, help_text="Clone the repository without credentials."
+    )
 
     class Meta:
         model = Project
@@ -61,6 +72,9 @@ class ProjectAdminForm(forms.ModelForm):
             "forge_api_url",
             "forge_repository",
             "forge_token",
+            "repository_credentials",
+            "publish_repositories",
+            "test_network_allowed",
         ]
 
     def clean_repository_url(self) -> str:
@@ -74,6 +88,8 @@ class ProjectAdminForm(forms.ModelForm):
         clash = Project.objects.filter(repository_key=key).exclude(pk=self.instance.pk).first()
         if clash is not None:
             raise forms.ValidationError(f"this repository is already project {clash.slug!r}")
+        # Kept apart from the URL (clean() moves them), so no page that shows it shows them.
+        url, self._credentials_in_url = split_credentials(url)
         return url
 
     def clean_slug(self) -> str:
@@ -89,6 +105,17 @@ class ProjectAdminForm(forms.ModelForm):
         if given:
             return given
         return self.instance.webhook_secret if self.instance.pk else secrets.token_hex(24)
+
+    def clean_publish_repositories(self) -> str:
+        text: str = self.cleaned_data["publish_repositories"]
+        try:
+            return "\n".join(
+                project_publish_repositories_check(
+                    text.splitlines(), slug=self.data.get("slug") or self.instance.slug
+                )
+            )
+        except ProjectError as error:
+            raise forms.ValidationError(str(error)) from None
 
     def clean_forge_token(self) -> str:
         given: str = self.cleaned_data["forge_token"]
@@ -109,6 +136,17 @@ class ProjectAdminForm(forms.ModelForm):
             if self.data.get("forge_token"):
                 self.add_error("clear_forge_token", "either give a new forge token or clear it")
             cleaned["forge_token"] = ""
+        typed = self.data.get("repository_credentials") or getattr(self, "_credentials_in_url", "")
+        if cleaned.get("clear_repository_credentials"):
+            if typed:
+                self.add_error(
+                    "clear_repository_credentials", "either give credentials or clear them"
+                )
+            cleaned["repository_credentials"] = ""
+        elif typed:
+            cleaned["repository_credentials"] = typed
+        else:
+            cleaned["repository_credentials"] = self.instance.repository_credentials
         return cleaned
 
 

@@ -6,6 +6,7 @@ from pipelines.execution import StageFailure
 from pipelines.models import PipelineRun, Project
 from pipelines.services import (
     project_base_dependencies_set,
+    project_spec_policy,
     run_record_spec,
     stage_skip,
 )
@@ -15,6 +16,7 @@ from pipelines.spec import (
     SpecError,
     default_spec,
     parse_spec,
+    policy_refusal_of_test,
     spec_to_dict,
 )
 from pipelines.stage_log import StageLog
@@ -28,12 +30,13 @@ MAX_SPEC_BYTES = 256 * 1024
 def config_stage(run: PipelineRun, log: StageLog) -> None:
     """Parse the run's dockyard.yml (or take the defaults) and store it on the run."""
     source = workspace_ensure(run, log)
+    policy = project_spec_policy(run.project)
     path = source / SPEC_FILE
     if path.is_file():
         if path.stat().st_size > MAX_SPEC_BYTES:
             raise StageFailure(f"{SPEC_FILE} is larger than {MAX_SPEC_BYTES // 1024} KiB")
         try:
-            spec = parse_spec(path.read_text(encoding="utf-8"))
+            spec = parse_spec(path.read_text(encoding="utf-8"), policy=policy)
         except UnicodeDecodeError:
             raise StageFailure(f"{SPEC_FILE} is not UTF-8 text") from None
         except SpecError as error:
@@ -45,6 +48,9 @@ def config_stage(run: PipelineRun, log: StageLog) -> None:
             test_timeout=run.project.test_timeout,
         )
         log.line(f"no {SPEC_FILE}: building ./Dockerfile ({_describe(spec)})")
+        if spec.test is not None and (refusal := policy_refusal_of_test(spec.test, policy)):
+            field, message = refusal
+            raise StageFailure(f"project {run.project.slug}: test {field}: {message}")
     bases = _base_projects(run.project, spec)
     run_record_spec(run=run, spec=spec_to_dict(spec))
     if spec.test is None:

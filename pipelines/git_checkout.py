@@ -26,6 +26,11 @@ _GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/true", "SSH_ASKPASS
 # (runs a command) or fd::, and file only where local repositories are allowed.
 _REMOTE_PROTOCOLS = ("https", "http", "ssh", "git")
 GIT_TIMEOUT_SECONDS = 600
+# Asked by git for credentials ("get"), it prints the ones in its environment.
+_CREDENTIAL_HELPER = (
+    '!f() { test "$1" = get && printf "username=%s\\npassword=%s\\n" '
+    '"$DOCKYARD_GIT_USERNAME" "$DOCKYARD_GIT_PASSWORD"; }; f'
+)
 _COMMIT_SHA = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 # What a branch or tag name may be here: no "..", no option-like or control characters.
 _FULL_REF = re.compile(r"^refs/(?:heads|tags)/(?!.*\.\.)[A-Za-z0-9._/-]+$")
@@ -42,11 +47,16 @@ class CommitInfo:
     author: str
 
 
-def mirror_fetch(*, url: str, mirror_dir: Path, commit_sha: str) -> None:
-    """Make sure `mirror_dir` is a mirror of `url` that holds `commit_sha`."""
+def mirror_fetch(*, url: str, mirror_dir: Path, commit_sha: str, credentials: str = "") -> None:
+    """Make sure `mirror_dir` is a mirror of `url` that holds `commit_sha`.
+
+    `credentials` ("user:password", or a token) are handed to git for this command only,
+    through a credential helper reading the environment: never in the URL, the mirror's
+    config or git's command line.
+    """
     if not _COMMIT_SHA.match(commit_sha):
         raise GitCheckoutError(f"{commit_sha!r} is not a full commit id")
-    with _mirror(url, mirror_dir) as repo:
+    with _mirror(url, mirror_dir, credentials) as repo:
         try:
             if not _has_commit(repo, commit_sha):
                 repo.git.fetch("--prune", "origin", kill_after_timeout=GIT_TIMEOUT_SECONDS)
@@ -61,11 +71,11 @@ def mirror_fetch(*, url: str, mirror_dir: Path, commit_sha: str) -> None:
             raise GitCheckoutError(f"fetching {shown(url)} failed: {_describe(error)}") from None
 
 
-def ref_head(*, url: str, mirror_dir: Path, ref: str) -> str:
+def ref_head(*, url: str, mirror_dir: Path, ref: str, credentials: str = "") -> str:
     """The commit a full ref (refs/heads/main, refs/tags/v1) of `url` points at now."""
     if not _FULL_REF.match(ref):
         raise GitCheckoutError(f"{ref!r} is not a branch or tag ref")
-    with _mirror(url, mirror_dir) as repo:
+    with _mirror(url, mirror_dir, credentials) as repo:
         try:
             repo.git.fetch("--prune", "origin", kill_after_timeout=GIT_TIMEOUT_SECONDS)
             return str(repo.git.rev_parse("--verify", "--end-of-options", f"{ref}^{{commit}}"))
@@ -74,7 +84,7 @@ def ref_head(*, url: str, mirror_dir: Path, ref: str) -> str:
 
 
 @contextmanager
-def _mirror(url: str, mirror_dir: Path) -> Iterator[git.Repo]:
+def _mirror(url: str, mirror_dir: Path, credentials: str) -> Iterator[git.Repo]:
     """The mirror of `url`, cloned when absent; held under an exclusive lock.
 
     The URL is checked here again, right before git sees it: whatever stored it (an old
@@ -88,7 +98,7 @@ def _mirror(url: str, mirror_dir: Path) -> Iterator[git.Repo]:
         )
     except RepositoryURLError as error:
         raise GitCheckoutError(f"refusing to fetch: {error}") from None
-    env = _git_env()
+    env = _git_env(credentials)
     mirror_dir.parent.mkdir(parents=True, exist_ok=True)
     with _locked(mirror_dir, exclusive=True):
         try:
@@ -145,11 +155,25 @@ def export_commit(*, mirror_dir: Path, commit_sha: str, destination: Path) -> Co
     return info
 
 
-def _git_env() -> dict[str, str]:
+def _git_env(credentials: str) -> dict[str, str]:
     protocols = list(_REMOTE_PROTOCOLS)
     if settings.DOCKYARD_ALLOW_LOCAL_REPOSITORIES:
         protocols.append("file")
-    return {**_GIT_ENV, "GIT_ALLOW_PROTOCOL": ":".join(protocols)}
+    username, _, password = credentials.partition(":")
+    return {
+        **_GIT_ENV,
+        "GIT_ALLOW_PROTOCOL": ":".join(protocols),
+        # Configuration through the environment (git >= 2.31): the first entry empties the
+        # list of helpers (none of the machine's own), the second answers from two variables
+        # of this command's environment. Without credentials it answers nothing.
+        "GIT_CONFIG_COUNT": "2",
+        "GIT_CONFIG_KEY_0": "credential.helper",
+        "GIT_CONFIG_VALUE_0": "",
+        "GIT_CONFIG_KEY_1": "credential.helper",
+        "GIT_CONFIG_VALUE_1": _CREDENTIAL_HELPER if credentials else "",
+        "DOCKYARD_GIT_USERNAME": username,
+        "DOCKYARD_GIT_PASSWORD": password,
+    }
 
 
 def _symbolic_links(tar: tarfile.TarFile) -> set[PurePosixPath]:

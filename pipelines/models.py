@@ -55,6 +55,21 @@ class Project(models.Model):
     forge_api_url = models.CharField(max_length=500, blank=True)
     forge_repository = models.CharField(max_length=300, blank=True)
     forge_token = EncryptedTextField(max_length=500, blank=True)
+    # Credentials for the repository, kept apart from its URL so that no page, log or API
+    # answer that shows the URL shows them: "user:password" (or a token as the user).
+    repository_credentials = EncryptedTextField(max_length=1000, blank=True)
+    # What operators allow the project beyond its own namespace and a network-less test.
+    # Registry repositories outside <registry>/<slug> it may publish to, one per line.
+    publish_repositories = models.TextField(
+        blank=True,
+        help_text="Registry repositories outside this project's own namespace "
+        "(<registry>/<slug>) that it may publish to, one per line.",
+    )
+    test_network_allowed = models.BooleanField(
+        default=False,
+        help_text="Its tests may run on the host's network (only where DOCKYARD_TEST_NETWORK "
+        "is host): everything listening on the host's addresses is then in their reach.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -62,6 +77,12 @@ class Project(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+    @property
+    def publish_grants(self) -> tuple[str, ...]:
+        return tuple(
+            line.strip() for line in self.publish_repositories.splitlines() if line.strip()
+        )
 
 
 class ProjectSecret(models.Model):

@@ -7,7 +7,7 @@ scp-like `git@host:owner/name.git`, the legacy git:// URL); all of them map to t
 import re
 from collections.abc import Sequence
 from fnmatch import fnmatchcase
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 REMOTE_SCHEMES = frozenset({"https", "http", "ssh", "git"})
 HOSTS_SETTING = "DOCKYARD_ALLOWED_REPOSITORY_HOSTS"
@@ -58,6 +58,11 @@ def validate_repository_url(
         if not parts.hostname:
             raise RepositoryURLError(f"repository URL {shown(url)!r} names no host")
         host, user = parts.hostname, parts.username or ""
+        if parts.scheme in {"ssh", "git"} and parts.password is not None:
+            raise RepositoryURLError(
+                f"repository URL {shown(url)!r} carries a password: git over ssh takes a key "
+                "(the worker's ssh key), not a password"
+            )
     else:
         match = _SCP_LIKE.match(url)
         if not match:
@@ -96,6 +101,23 @@ def shown(url: str) -> str:
     elif parts.password is not None:
         userinfo = f"{parts.username}:***"
     return parts._replace(netloc=f"{userinfo}@{host}").geturl()
+
+
+def split_credentials(url: str) -> tuple[str, str]:
+    """(the URL without credentials, the credentials) of an http(s) URL.
+
+    `https://user:token@host/x.git` gives `https://host/x.git` and "user:token"; a lone user
+    part (GitHub takes a token as the user name) is a credential too. Other URLs come back as
+    they are, with "": an ssh user is an account name, and ssh passwords are refused by
+    validate_repository_url.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"}:
+        return url, ""
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if not at:
+        return url, ""
+    return parts._replace(netloc=host).geturl(), unquote(userinfo)
 
 
 def repository_key(url: str) -> str:

@@ -30,7 +30,14 @@ from pipelines.models import (
     Stage,
     Trigger,
 )
-from pipelines.repository_urls import RepositoryURLError, repository_key, validate_repository_url
+from pipelines.ref_names import ref_name_problem
+from pipelines.repository_urls import (
+    RepositoryURLError,
+    repository_key,
+    split_credentials,
+    validate_repository_url,
+)
+from pipelines.spec import SpecPolicy, publish_repository_refusal, repository_name_problem
 from pipelines.states import (
     RUN_FINAL_STATES,
     STAGE_FINAL_STATES,
@@ -83,10 +90,17 @@ def project_create(
     forge_api_url: str = "",
     forge_repository: str = "",
     forge_token: str = "",
+    repository_credentials: str = "",
 ) -> Project:
-    """Register a repository; a webhook secret is generated when none is given."""
+    """Register a repository; a webhook secret is generated when none is given.
+
+    Credentials in an http(s) URL are taken out of it and kept apart, encrypted: the URL is
+    shown on pages and in the API, they never are.
+    """
     project_slug_check(slug)
     project_repository_url_check(repository_url)
+    repository_url, in_url = split_credentials(repository_url)
+    repository_credentials = repository_credentials or in_url
     if forge not in Forge.values:
         raise ProjectError(f"forge {forge!r}: use one of {', '.join(Forge.values)}")
     if webhook_secret is not None and len(webhook_secret) < 16:
@@ -119,6 +133,7 @@ def project_create(
             forge_api_url=forge_api_url,
             forge_repository=forge_repository or forge_repository_from_key(key),
             forge_token=forge_token,
+            repository_credentials=repository_credentials,
         )
     except IntegrityError:
         raise ProjectError(f"project {slug!r} or its repository was registered meanwhile") from None
@@ -181,6 +196,8 @@ def run_create(
     """Queue a run of `commit_sha`; its first stage is enqueued once the transaction commits."""
     if not _COMMIT_SHA.match(commit_sha):
         raise ValueError(f"commit {commit_sha!r} is not a full hexadecimal commit id")
+    if (problem := ref_name_problem(ref)) is not None:
+        raise ValueError(f"ref {ref!r} {problem}")
     if trigger not in Trigger.values:
         raise ValueError(f"unknown trigger {trigger!r}")
     with transaction.atomic():
@@ -232,10 +249,15 @@ def run_trigger(
     full_ref = ref if ref.startswith("refs/") else f"refs/heads/{ref}"
     if not full_ref.startswith(("refs/heads/", "refs/tags/")):
         raise ProjectError(f"ref {ref!r}: name a branch or a tag")
+    if (problem := ref_name_problem(full_ref)) is not None:
+        raise ProjectError(f"ref {ref!r}: {problem}")
     if not commit_sha:
         try:
             commit_sha = ref_head(
-                url=project.repository_url, mirror_dir=mirror_dir(project), ref=full_ref
+                url=project.repository_url,
+                mirror_dir=mirror_dir(project),
+                ref=full_ref,
+                credentials=project.repository_credentials,
             )
         except GitCheckoutError as error:
             if not full_ref.startswith("refs/heads/") or ref.startswith("refs/"):
@@ -244,7 +266,10 @@ def run_trigger(
             full_ref = f"refs/tags/{ref}"
             try:
                 commit_sha = ref_head(
-                    url=project.repository_url, mirror_dir=mirror_dir(project), ref=full_ref
+                    url=project.repository_url,
+                    mirror_dir=mirror_dir(project),
+                    ref=full_ref,
+                    credentials=project.repository_credentials,
                 )
             except GitCheckoutError:
                 raise ProjectError(
@@ -315,6 +340,76 @@ def project_settings_update(
     for name, value in fields.items():
         setattr(project, name, value)
     return project
+
+
+def project_permissions_update(
+    *,
+    project: Project,
+    publish_repositories: list[str] | None = None,
+    test_network_allowed: bool | None = None,
+) -> Project:
+    """Grant or take back what a project may do beyond its own namespace and a network-less
+    test; None leaves a setting as it is. Audited (audit.signals) with what it was and became.
+    """
+    fields: list[str] = []
+    if publish_repositories is not None:
+        project.publish_repositories = "\n".join(
+            project_publish_repositories_check(publish_repositories, slug=project.slug)
+        )
+        fields.append("publish_repositories")
+    if test_network_allowed is not None:
+        project.test_network_allowed = test_network_allowed
+        fields.append("test_network_allowed")
+    if fields:
+        project.save(update_fields=fields)
+    return project
+
+
+def project_publish_repositories_check(repositories: list[str], *, slug: str) -> list[str]:
+    """The repositories, cleaned and without duplicates; ProjectError names a bad one."""
+    cleaned: list[str] = []
+    for repository in (item.strip() for item in repositories):
+        if not repository or repository in cleaned:
+            continue
+        if (problem := repository_name_problem(repository)) is not None:
+            raise ProjectError(f"publish repositories: {problem}")
+        if publish_repository_refusal(repository, namespace=project_namespace(slug)) is None:
+            raise ProjectError(
+                f"publish repositories: {repository!r} is inside the project's own namespace; "
+                "it needs no grant"
+            )
+        cleaned.append(repository)
+    return cleaned
+
+
+def project_namespace(slug: str) -> str:
+    """Where a project publishes without any grant: <registry>/<slug> and below."""
+    return f"{settings.DOCKYARD_REGISTRY}/{slug}"
+
+
+def project_spec_policy(project: Project) -> SpecPolicy:
+    """What this installation lets the project's dockyard.yml ask for."""
+    if settings.DOCKYARD_TEST_NETWORK != "host":
+        network_refusal: str | None = (
+            "true is refused: this installation runs tests without a network "
+            "(DOCKYARD_TEST_NETWORK=none; an operator may set it to host and allow the project)"
+        )
+    elif not project.test_network_allowed:
+        network_refusal = (
+            f"true is refused: project {project.slug} may not run tests on the host's network "
+            "(an operator allows it on the project: 'test network allowed')"
+        )
+    else:
+        network_refusal = None
+    return SpecPolicy(
+        max_memory_bytes=settings.DOCKYARD_TEST_MAX_MEMORY,
+        max_pids=settings.DOCKYARD_TEST_MAX_PIDS,
+        max_cpus=settings.DOCKYARD_TEST_MAX_CPUS,
+        max_timeout=settings.DOCKYARD_TEST_MAX_TIMEOUT,
+        network_refusal=network_refusal,
+        publish_namespace=project_namespace(project.slug),
+        publish_grants=project.publish_grants,
+    )
 
 
 def project_secret_rotate(*, project: Project, actor: Actor | None = None) -> Project:
@@ -520,6 +615,7 @@ def dependents_rebuild(*, base_run_id: int) -> list[PipelineRun]:
                 url=project.repository_url,
                 mirror_dir=mirror_dir(project),
                 ref=f"refs/heads/{project.default_branch}",
+                credentials=project.repository_credentials,
             )
         except GitCheckoutError:
             logger.exception("cannot find the head of %s to rebuild it on %s", project, base_run)

@@ -172,10 +172,34 @@ class PipelineSpec:
         raise KeyError(name)
 
 
-def parse_spec(text: str, *, filename: str = SPEC_FILE) -> PipelineSpec:
-    """Parse the text of a `dockyard.yml`; SpecError names the line and key of any problem."""
+@dataclass(frozen=True)
+class SpecPolicy:
+    """What this installation lets one project's `dockyard.yml` ask for; operators decide it.
+
+    A file asking for more fails at config, its error naming the setting that refused it.
+    """
+
+    max_memory_bytes: int
+    max_pids: int
+    max_cpus: float
+    max_timeout: int
+    # None when the project's tests may have the host's network, else why they may not.
+    network_refusal: str | None
+    # The project publishes under "<registry>/<slug>" and below it, and into these repositories
+    # an operator granted it; never into another project's namespace.
+    publish_namespace: str
+    publish_grants: tuple[str, ...] = ()
+
+
+def parse_spec(
+    text: str, *, filename: str = SPEC_FILE, policy: SpecPolicy | None = None
+) -> PipelineSpec:
+    """Parse the text of a `dockyard.yml`; SpecError names the line and key of any problem.
+
+    With a policy, what the file asks for beyond it is refused the same way.
+    """
     try:
-        return _pipeline(_compose(text))
+        return _pipeline(_compose(text), policy)
     except SpecError as error:
         if filename == SPEC_FILE:
             raise
@@ -491,15 +515,15 @@ def _describe(node: yaml.Node | None) -> str:
 # --- Sections ---------------------------------------------------------------------------------
 
 
-def _pipeline(root: _Located) -> PipelineSpec:
+def _pipeline(root: _Located, policy: SpecPolicy | None) -> PipelineSpec:
     if root.node is None:
         raise SpecError("required", key="images")
     sections = _entries(root, TOP_LEVEL_KEYS)
     images = _images(_required(sections, "images", root))
     names = [image.name for image in images]
-    test = _test(sections["test"], names) if "test" in sections else None
+    test = _test(sections["test"], names, policy) if "test" in sections else None
     # Without a publish section the image is still published, with the default tags.
-    publish = _publish(sections.get("publish", _Located(None, "publish", root.line)), names)
+    publish = _publish(sections.get("publish", _Located(None, "publish", root.line)), names, policy)
     deploy = _deploy(sections["deploy"]) if "deploy" in sections else None
     return PipelineSpec(images=images, test=test, publish=publish, deploy=deploy)
 
@@ -599,12 +623,12 @@ def _variable_value(located: _Located) -> str:
     return str(node.value)
 
 
-def _test(located: _Located, image_names: list[str]) -> TestSpec:
+def _test(located: _Located, image_names: list[str], policy: SpecPolicy | None) -> TestSpec:
     fields = _entries(located, TEST_KEYS)
     env = _variables(fields["env"]) if "env" in fields else ()
     env_names = {name for name, _ in env}
     secrets = _secrets(fields["secrets"], env_names) if "secrets" in fields else ()
-    return TestSpec(
+    test = TestSpec(
         image=_image_name(fields, image_names),
         command=_command(_required(fields, "command", located)),
         timeout=(
@@ -620,6 +644,72 @@ def _test(located: _Located, image_names: list[str]) -> TestSpec:
         user=_user(fields["user"]) if "user" in fields else None,
         network=_boolean(fields["network"]) if "network" in fields else False,
     )
+    if policy is not None and (refusal := policy_refusal_of_test(test, policy)):
+        field, message = refusal
+        raise fields.get(field, _Located(None, f"{located.key}.{field}", located.line)).error(
+            message
+        )
+    return test
+
+
+def policy_refusal_of_test(test: TestSpec, policy: SpecPolicy) -> tuple[str, str] | None:
+    """(the test field, why) when `test` asks for more than `policy` allows, else None.
+
+    Checked when dockyard.yml is read (with its line) and again before the test runs.
+    """
+    if test.memory_bytes > policy.max_memory_bytes:
+        return "memory", (
+            f"{format_bytes(test.memory_bytes)} is above this installation's ceiling of "
+            f"{format_bytes(policy.max_memory_bytes)} (DOCKYARD_TEST_MAX_MEMORY)"
+        )
+    if test.pids > policy.max_pids:
+        return "pids", (
+            f"{test.pids} is above this installation's ceiling of {policy.max_pids} "
+            "(DOCKYARD_TEST_MAX_PIDS)"
+        )
+    if test.cpus > policy.max_cpus:
+        return "cpus", (
+            f"{test.cpus:g} is above this installation's ceiling of {policy.max_cpus:g} "
+            "(DOCKYARD_TEST_MAX_CPUS)"
+        )
+    if test.timeout > policy.max_timeout:
+        return "timeout", (
+            f"{test.timeout}s is above this installation's ceiling of {policy.max_timeout}s "
+            "(DOCKYARD_TEST_MAX_TIMEOUT)"
+        )
+    if test.network and policy.network_refusal is not None:
+        return "network", policy.network_refusal
+    return None
+
+
+def publish_repository_refusal(
+    repository: str, *, namespace: str, grants: tuple[str, ...] = ()
+) -> str | None:
+    """Why a project whose namespace is `namespace` may not push to `repository`, or None.
+
+    Its namespace is `<registry>/<slug>` and every repository below it; outside it, only the
+    repositories an operator granted the project. Registry host names compare lowercased.
+    """
+    wanted = repository.lower()
+    own = namespace.lower()
+    if wanted == own or wanted.startswith(own + "/"):
+        return None
+    if wanted in {grant.lower() for grant in grants}:
+        return None
+    return (
+        f"{repository!r} is outside this project's namespace {namespace} (and its "
+        "sub-repositories); an operator may grant the project another repository"
+    )
+
+
+def format_bytes(size: int) -> str:
+    """A size as dockyard.yml writes it: 512m, 4g, 1536k."""
+    for unit, factor in (("g", 1024**3), ("m", 1024**2), ("k", 1024)):
+        if size >= factor and size % factor == 0:
+            return f"{size // factor}{unit}"
+    if size >= 1024**2:
+        return f"{size / 1024**2:.1f}m"
+    return str(size)
 
 
 def _image_name(fields: dict[str, _Located], image_names: list[str]) -> str:
@@ -702,23 +792,37 @@ def _user(located: _Located) -> str:
     return user
 
 
-def _publish(located: _Located, image_names: list[str]) -> PublishSpec:
+def _publish(located: _Located, image_names: list[str], policy: SpecPolicy | None) -> PublishSpec:
     fields = _entries(located, PUBLISH_KEYS)
+    repository = _repository(fields["repository"]) if "repository" in fields else None
+    if policy is not None and repository is not None:
+        refusal = publish_repository_refusal(
+            repository, namespace=policy.publish_namespace, grants=policy.publish_grants
+        )
+        if refusal:
+            raise fields["repository"].error(refusal)
     return PublishSpec(
         image=_image_name(fields, image_names),
-        repository=_repository(fields["repository"]) if "repository" in fields else None,
+        repository=repository,
         tags=_tags(fields["tags"]) if "tags" in fields else DEFAULT_TAGS,
     )
 
 
 def _repository(located: _Located) -> str:
     repository = _non_empty_string(located)
+    if (problem := repository_name_problem(repository)) is not None:
+        raise located.error(problem)
+    return repository
+
+
+def repository_name_problem(repository: str) -> str | None:
+    """Why `repository` cannot name an image repository to push to, or None."""
     if len(repository) > MAX_REPOSITORY_LENGTH or not _REPOSITORY.match(repository):
-        raise located.error(
+        return (
             f"{repository!r} is not a lowercase image repository without a tag"
             " (e.g. registry.example.com/team/app)"
         )
-    return repository
+    return None
 
 
 def _tags(located: _Located) -> tuple[str, ...]:

@@ -38,7 +38,12 @@ def workspace_ensure(run: PipelineRun, log: StageLog) -> Path:
     mirror = mirror_dir(run.project)
     log.line(f"fetching {shown(run.project.repository_url)}")
     try:
-        mirror_fetch(url=run.project.repository_url, mirror_dir=mirror, commit_sha=run.commit_sha)
+        mirror_fetch(
+            url=run.project.repository_url,
+            mirror_dir=mirror,
+            commit_sha=run.commit_sha,
+            credentials=run.project.repository_credentials,
+        )
         commit = export_commit(mirror_dir=mirror, commit_sha=run.commit_sha, destination=source)
     except GitCheckoutError as error:
         raise StageFailure(str(error)) from None

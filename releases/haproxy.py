@@ -26,15 +26,17 @@ class ProxyError(Exception):
 @dataclass(frozen=True)
 class ProxyServer:
     name: str
+    address: str
     port: int
     enabled: bool
 
 
 @dataclass(frozen=True)
 class ProxyBackend:
-    """One environment: a frontend on 127.0.0.1:frontend_port and its two slots."""
+    """One environment: a frontend on address:frontend_port and its two slots."""
 
     name: str
+    address: str
     frontend_port: int
     servers: tuple[ProxyServer, ...]
 
@@ -67,14 +69,14 @@ def render_config(backends: list[ProxyBackend], *, admin_socket: Path) -> str:
         lines += [
             "",
             f"frontend fe_{backend.name}",
-            f"    bind 127.0.0.1:{backend.frontend_port}",
+            f"    bind {backend.address}:{backend.frontend_port}",
             f"    default_backend {backend.name}",
             "",
             f"backend {backend.name}",
         ]
         for server in backend.servers:
             state = "" if server.enabled else " disabled"
-            lines.append(f"    server {server.name} 127.0.0.1:{server.port}{state}")
+            lines.append(f"    server {server.name} {server.address}:{server.port}{state}")
     return "\n".join(lines) + "\n"
 
 
@@ -125,11 +127,20 @@ class HAProxy:
             else:
                 self._write_checked(config)
 
-    def set_server(self, backend: str, server: str, *, port: int | None = None, state: str) -> None:
-        """Runtime API: point `server` at 127.0.0.1:port and set it ready, drain or maint."""
-        if port is not None:
+    def set_server(
+        self,
+        backend: str,
+        server: str,
+        *,
+        address: str | None = None,
+        port: int | None = None,
+        state: str,
+    ) -> None:
+        """Runtime API: point `server` at address:port (when given) and set it ready, drain or
+        maint."""
+        if address is not None and port is not None:
             self._expect_ok(
-                self.command(f"set server {backend}/{server} addr 127.0.0.1 port {port}"),
+                self.command(f"set server {backend}/{server} addr {address} port {port}"),
                 "set addr",
             )
         self._expect_ok(self.command(f"set server {backend}/{server} state {state}"), state)

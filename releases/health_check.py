@@ -14,9 +14,11 @@ class Probe:
     detail: str
 
 
-def probe(*, port: int, path: str, host: str = "", timeout_seconds: float = 2.0) -> Probe:
-    """GET http://127.0.0.1:port/path; 2xx and 3xx are healthy."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_seconds)
+def probe(
+    *, address: str, port: int, path: str, host: str = "", timeout_seconds: float = 2.0
+) -> Probe:
+    """GET http://address:port/path; 2xx and 3xx are healthy."""
+    connection = http.client.HTTPConnection(address, port, timeout=timeout_seconds)
     try:
         connection.request("GET", path, headers={"Host": host} if host else {})
         response = connection.getresponse()

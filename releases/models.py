@@ -40,8 +40,8 @@ class Environment(models.Model):
     position = models.PositiveSmallIntegerField(default=0)
     # Where the app runs; the local engine by default.
     docker_host = models.CharField(max_length=300, blank=True)
-    # HAProxy listens here (127.0.0.1) for this environment; the two slots' containers listen
-    # on their own ports and the proxy sends traffic to the live one.
+    # HAProxy listens here (on DOCKYARD_APP_ADDRESS) for this environment; the two slots'
+    # containers listen on their own ports and the proxy sends traffic to the live one.
     frontend_port = models.PositiveIntegerField(unique=True)
     blue_port = models.PositiveIntegerField(unique=True)
     green_port = models.PositiveIntegerField(unique=True)
@@ -73,6 +73,15 @@ class Environment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.project.slug}/{self.name}"
+
+    @property
+    def address(self) -> str:
+        """Where the environment's frontend and slots listen: never the UI's host name."""
+        return str(settings.DOCKYARD_APP_ADDRESS)
+
+    @property
+    def frontend_url(self) -> str:
+        return f"http://{self.address}:{self.frontend_port}/"
 
     @property
     def proxy_backend(self) -> str:

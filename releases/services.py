@@ -71,10 +71,12 @@ def proxy_backends() -> list[ProxyBackend]:
     return [
         ProxyBackend(
             name=environment.proxy_backend,
+            address=environment.address,
             frontend_port=environment.frontend_port,
             servers=tuple(
                 ProxyServer(
                     name=slot,
+                    address=environment.address,
                     port=environment.slot_port(slot),
                     enabled=environment.live_slot == slot,
                 )
@@ -406,6 +408,7 @@ def proxy_servers_align() -> None:
                 haproxy.set_server(
                     environment.proxy_backend,
                     slot,
+                    address=environment.address,
                     port=environment.slot_port(slot),
                     state=wanted,
                 )
@@ -519,7 +522,12 @@ def _step_start(deployment: Deployment, engine: DockerEngine) -> None:
                 f"-r{deployment.release.number}"
             ),
             # The app listens where the slot says: host networking leaves no port mapping.
-            environment={**deployment.variables, **secrets, "PORT": str(port), "HOST": "127.0.0.1"},
+            environment={
+                **deployment.variables,
+                **secrets,
+                "PORT": str(port),
+                "HOST": environment.address,
+            },
             labels={
                 "dockyard.project": environment.project.slug,
                 "dockyard.environment": environment.name,
@@ -533,7 +541,7 @@ def _step_start(deployment: Deployment, engine: DockerEngine) -> None:
     deployment_transition(
         deployment=deployment,
         to=DeploymentStatus.CHECKING,
-        detail=f"container {deployment.container_id[:12]} on 127.0.0.1:"
+        detail=f"container {deployment.container_id[:12]} on {environment.address}:"
         f"{environment.slot_port(deployment.slot)}",
     )
 
@@ -544,7 +552,12 @@ def _step_check(deployment: Deployment, engine: DockerEngine) -> None:
     deadline = time.monotonic() + environment.health_timeout_seconds
     last = "no answer yet"
     while True:
-        result = probe(port=port, path=environment.health_path, host=environment.health_host)
+        result = probe(
+            address=environment.address,
+            port=port,
+            path=environment.health_path,
+            host=environment.health_host,
+        )
         if result.healthy:
             deployment_transition(
                 deployment=deployment, to=DeploymentStatus.SWITCHING, detail=result.detail
@@ -569,7 +582,9 @@ def _step_switch(deployment: Deployment, engine: DockerEngine) -> None:
     environment = Environment.objects.get(pk=deployment.environment_id)
     backend, new, old = environment.proxy_backend, deployment.slot, environment.live_slot
     haproxy = proxy()
-    haproxy.set_server(backend, new, port=environment.slot_port(new), state="ready")
+    haproxy.set_server(
+        backend, new, address=environment.address, port=environment.slot_port(new), state="ready"
+    )
     if old and old != new:
         haproxy.set_server(backend, old, state="drain")
     Environment.objects.filter(pk=environment.pk).update(

@@ -5,7 +5,9 @@ set -euo pipefail
 need=()
 have_package() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
-for package in docker.io docker-registry busybox-static git curl docker-compose haproxy chromium; do
+# apache2-utils: htpasswd, for the registry's login.
+for package in docker.io docker-registry busybox-static git curl docker-compose haproxy chromium \
+  apache2-utils; do
   have_package "$package" || need+=("$package")
 done
 # PostgreSQL and Redis may be installed some other way; only add Debian's when absent.

@@ -8,10 +8,31 @@ export DOCKYARD_DATA_DIR=${DOCKYARD_DATA_DIR:-$PWD/data}
 export DOCKYARD_PUBLIC_URL=${DOCKYARD_PUBLIC_URL:-http://127.0.0.1:$PORT}
 # `make up` is the developer's and the demo's server: it builds repositories from this disk.
 export DOCKYARD_ALLOW_LOCAL_REPOSITORIES=${DOCKYARD_ALLOW_LOCAL_REPOSITORIES:-true}
+# Dockyard's own Redis and the registry's login (scripts/services.sh makes both).
+SECRETS=${DOCKYARD_SECRETS_DIR:-/var/lib/dockyard/secrets}
+export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6380/0}
+if [ -z "${DOCKYARD_REDIS_PASSWORD:-}" ]; then
+  export DOCKYARD_REDIS_PASSWORD_FILE=${DOCKYARD_REDIS_PASSWORD_FILE:-$SECRETS/redis-password}
+fi
+export DOCKYARD_REGISTRY_USERNAME=${DOCKYARD_REGISTRY_USERNAME:-dockyard}
+if [ -z "${DOCKYARD_REGISTRY_PASSWORD:-}" ]; then
+  export DOCKYARD_REGISTRY_PASSWORD_FILE=${DOCKYARD_REGISTRY_PASSWORD_FILE:-$SECRETS/registry-password}
+fi
 RUN_DIR=$DOCKYARD_DATA_DIR/run
 LOG_DIR=$DOCKYARD_DATA_DIR/log
 mkdir -p "$RUN_DIR" "$LOG_DIR"
 venv=$PWD/.venv/bin
+
+# What this install runs with, for every manage.py typed later in a shell (config/settings.py
+# reads it; the environment still wins). Names of files and addresses only, no secret.
+{
+  echo "# Written by scripts/up.sh ($(date -u +%Y-%m-%dT%H:%M:%SZ))."
+  for name in REDIS_URL DOCKYARD_REDIS_PASSWORD_FILE DOCKYARD_REGISTRY_USERNAME \
+    DOCKYARD_REGISTRY_PASSWORD_FILE DOCKYARD_PUBLIC_URL DOCKYARD_ALLOW_LOCAL_REPOSITORIES; do
+    if [ -n "${!name:-}" ]; then echo "$name=${!name}"; fi
+  done
+} >"$DOCKYARD_DATA_DIR/dockyard.env"
+chmod 600 "$DOCKYARD_DATA_DIR/dockyard.env"
 
 alive() { [ -f "$RUN_DIR/$1.pid" ] && kill -0 "$(cat "$RUN_DIR/$1.pid")" 2>/dev/null; }
 

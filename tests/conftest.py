@@ -183,12 +183,21 @@ def registry_url() -> str:
     return f"http://{settings.DOCKYARD_REGISTRY}"
 
 
+def registry_login() -> tuple[str, str] | None:
+    """The registry's account, as Dockyard is configured with it (the registry wants one)."""
+    if not settings.DOCKYARD_REGISTRY_USERNAME:
+        return None
+    return settings.DOCKYARD_REGISTRY_USERNAME, settings.DOCKYARD_REGISTRY_PASSWORD
+
+
 @pytest.fixture
 def registry_tags(registry_url: str) -> Callable[[str], list[str]]:
     """Ask the registry itself: GET /v2/<name>/tags/list."""
 
     def tags(name: str) -> list[str]:
-        response = requests.get(f"{registry_url}/v2/{name}/tags/list", timeout=10)
+        response = requests.get(
+            f"{registry_url}/v2/{name}/tags/list", auth=registry_login(), timeout=10
+        )
         if response.status_code == 404:
             return []
         response.raise_for_status()

@@ -156,7 +156,7 @@ ENV PATH=/bin
 COPY www/ /app/www/
 # Listens where Dockyard says: host networking, one port per slot.
 CMD ["sh", "-c", \
-     "echo listening on 127.0.0.1:${PORT}; exec httpd -f -v -p 127.0.0.1:${PORT} -h /app/www"]
+     "echo listening on ${HOST}:${PORT}; exec httpd -f -v -p ${HOST}:${PORT} -h /app/www"]
 """
 WEB_APP_SPEC = """\
 images:

@@ -14,12 +14,19 @@ class LoadResult:
 
 
 class LoadGenerator:
-    """Threads sending GETs to 127.0.0.1:port until stopped, or until their bounds run out."""
+    """Threads sending GETs to address:port until stopped, or until their bounds run out."""
 
     def __init__(
-        self, port: int, *, threads: int = 3, max_seconds: float = 120, max_requests: int = 100_000
+        self,
+        port: int,
+        *,
+        address: str,
+        threads: int = 3,
+        max_seconds: float = 120,
+        max_requests: int = 100_000,
     ) -> None:
         self.port = port
+        self.address = address
         self.result = LoadResult()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -38,7 +45,7 @@ class LoadGenerator:
             thread.join()
 
     def _run(self) -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        connection = http.client.HTTPConnection(self.address, self.port, timeout=10)
         while not self._stop.is_set() and time.monotonic() < self._deadline:
             with self._lock:
                 if self.result.requests >= self._max_requests:
@@ -56,7 +63,7 @@ class LoadGenerator:
             except (OSError, http.client.HTTPException) as error:
                 self._fail(f"{type(error).__name__}: {error}")
                 connection.close()
-                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                connection = http.client.HTTPConnection(self.address, self.port, timeout=10)
             time.sleep(0.005)
         connection.close()
 

@@ -18,7 +18,10 @@ SECRETS = {
     "DOCKYARD_SECRET_KEY": "k" * 40,
     "DOCKYARD_POSTGRES_PASSWORD": "p" * 48,
     "DOCKYARD_REDIS_PASSWORD": "r" * 48,
+    "DOCKYARD_REGISTRY_PASSWORD": "g" * 48,
 }
+# Runs once and exits: no healthcheck, no restart.
+ONE_SHOT = {"registry-login"}
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +39,20 @@ def compose() -> dict[str, Any]:
 
 
 def test_it_runs_the_whole_stack(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"postgres", "redis", "registry", "web", "worker"}
+    assert set(compose["services"]) == {
+        "postgres",
+        "redis",
+        "registry-login",
+        "registry",
+        "web",
+        "worker",
+    }
 
 
 def test_every_service_has_a_healthcheck(compose: dict[str, Any]) -> None:
     for name, service in compose["services"].items():
-        assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+        if name not in ONE_SHOT:
+            assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
 
 
 def test_only_the_worker_mounts_the_docker_socket(compose: dict[str, Any]) -> None:
@@ -139,3 +150,21 @@ def test_the_worker_reaches_postgres_and_redis_where_they_are_published_on_loopb
     ]:
         published = {published_on(mapping) for mapping in services[name]["ports"]}
         assert (host, port) in published, f"the worker looks for {name} at {host}:{port}"
+
+
+def test_the_registry_wants_the_login_web_and_worker_are_given(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    registry = services["registry"]["environment"]
+    assert registry["REGISTRY_AUTH"] == "htpasswd"
+    login = services["registry-login"]
+    assert (
+        login["environment"]["DOCKYARD_REGISTRY_PASSWORD"] == SECRETS["DOCKYARD_REGISTRY_PASSWORD"]
+    )
+    assert "htpasswd -Bbn dockyard" in " ".join(login["command"])
+    assert services["registry"]["depends_on"]["registry-login"]["condition"] == (
+        "service_completed_successfully"
+    )
+    for name in ("web", "worker"):
+        environment = services[name]["environment"]
+        assert environment["DOCKYARD_REGISTRY_USERNAME"] == "dockyard"
+        assert environment["DOCKYARD_REGISTRY_PASSWORD"] == SECRETS["DOCKYARD_REGISTRY_PASSWORD"]

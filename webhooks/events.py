@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pipelines.ref_names import ref_name_problem
+
 RefKind = Literal["branch", "tag"]
 PullRequestAction = Literal["opened", "synchronize", "reopened"]
 
@@ -130,6 +132,18 @@ def required_text(payload: Mapping[str, Any], path: str, *, payload_name: str) -
     value = payload_value(payload, path)
     if not isinstance(value, str) or not value:
         raise PayloadError(f"{payload_name} has no {path!r}")
+    return value
+
+
+def required_ref(
+    payload: Mapping[str, Any], path: str, *, payload_name: str, prefix: str = ""
+) -> str:
+    """The ref name at `path` (with `prefix` before it to make a full ref, for forges that send
+    short branch names); a PayloadError naming `path` when git would refuse the name."""
+    value = required_text(payload, path, payload_name=payload_name)
+    problem = ref_name_problem(prefix + value)
+    if problem is not None:
+        raise PayloadError(f"{path} {value!r} {problem}")
     return value
 
 

@@ -19,6 +19,7 @@ from webhooks.events import (
     ref_kind_and_name,
     required_commit_sha,
     required_number,
+    required_ref,
     required_text,
 )
 
@@ -89,7 +90,7 @@ def github_event(event: str, payload: Mapping[str, Any]) -> ForgeEvent:
 
 
 def _push(payload: Mapping[str, Any]) -> ForgeEvent:
-    ref = required_text(payload, "ref", payload_name=_PUSH_PAYLOAD)
+    ref = required_ref(payload, "ref", payload_name=_PUSH_PAYLOAD)
     after = required_text(payload, "after", payload_name=_PUSH_PAYLOAD)
     kind_and_name = ref_kind_and_name(ref)
     if kind_and_name is None:
@@ -138,14 +139,20 @@ def _pull_request(payload: Mapping[str, Any]) -> ForgeEvent:
     return PullRequest(
         number=number,
         action=normalised_action,
-        head_ref=required_text(
-            payload, "pull_request.head.ref", payload_name=_PULL_REQUEST_PAYLOAD
+        head_ref=required_ref(
+            payload,
+            "pull_request.head.ref",
+            payload_name=_PULL_REQUEST_PAYLOAD,
+            prefix="refs/heads/",
         ),
         head_sha=required_commit_sha(
             payload, "pull_request.head.sha", payload_name=_PULL_REQUEST_PAYLOAD
         ),
-        base_ref=required_text(
-            payload, "pull_request.base.ref", payload_name=_PULL_REQUEST_PAYLOAD
+        base_ref=required_ref(
+            payload,
+            "pull_request.base.ref",
+            payload_name=_PULL_REQUEST_PAYLOAD,
+            prefix="refs/heads/",
         ),
         clone_url=clone_url,
         title=optional_text(payload, "pull_request.title"),

@@ -16,6 +16,7 @@ from webhooks.events import (
     ref_kind_and_name,
     required_commit_sha,
     required_number,
+    required_ref,
     required_text,
 )
 
@@ -95,7 +96,7 @@ def gitlab_event(event_header: str, payload: Mapping[str, Any]) -> ForgeEvent:
 
 
 def _push(payload: Mapping[str, Any]) -> ForgeEvent:
-    ref = required_text(payload, "ref", payload_name=_PUSH_PAYLOAD)
+    ref = required_ref(payload, "ref", payload_name=_PUSH_PAYLOAD)
     after = required_text(payload, "after", payload_name=_PUSH_PAYLOAD)
     kind_and_name = ref_kind_and_name(ref)
     if kind_and_name is None:
@@ -155,14 +156,20 @@ def _merge_request(payload: Mapping[str, Any]) -> ForgeEvent:
     return PullRequest(
         number=number,
         action=normalised_action,
-        head_ref=required_text(
-            payload, "object_attributes.source_branch", payload_name=_MERGE_REQUEST_PAYLOAD
+        head_ref=required_ref(
+            payload,
+            "object_attributes.source_branch",
+            payload_name=_MERGE_REQUEST_PAYLOAD,
+            prefix="refs/heads/",
         ),
         head_sha=required_commit_sha(
             payload, "object_attributes.last_commit.id", payload_name=_MERGE_REQUEST_PAYLOAD
         ),
-        base_ref=required_text(
-            payload, "object_attributes.target_branch", payload_name=_MERGE_REQUEST_PAYLOAD
+        base_ref=required_ref(
+            payload,
+            "object_attributes.target_branch",
+            payload_name=_MERGE_REQUEST_PAYLOAD,
+            prefix="refs/heads/",
         ),
         # The source project's, which is a fork when the merge request comes from one.
         clone_url=required_text(

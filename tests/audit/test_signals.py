@@ -299,6 +299,7 @@ def test_adding_a_project_through_the_api_is_audited_with_who_and_no_secret() ->
         "forge": "github",
         "webhook_secret": True,
         "forge_token": False,
+        "repository_credentials": False,
     }
     assert added.json()["webhook_secret"] not in str(list(AuditEntry.objects.values()))
 
@@ -318,6 +319,8 @@ def test_pointing_a_project_at_another_repository_and_deleting_it_in_the_admin_a
     [(actor, label, detail)] = entries("project.repository")
     assert (actor, label) == ("admin:root", "web")
     assert detail["from"] == "https://github.com/acme/web.git"
-    assert detail["to"].endswith("@git.example.com/acme/web.git")
+    # The credentials typed into the URL were moved out of it, kept apart and audited as such.
+    assert detail["to"] == "https://git.example.com/acme/web.git"
+    assert entries("repository_credentials.changed") == [("admin:root", "web", {"set": True})]
     assert entries("project.deleted") == [("admin:root", "web", {"repository": detail["to"]})]
     assert "hunter2-token" not in str(list(AuditEntry.objects.values()))

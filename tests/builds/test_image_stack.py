@@ -3,6 +3,7 @@
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 
 import docker
@@ -113,9 +114,12 @@ def test_a_worker_without_the_base_takes_it_from_the_registry(
     project = make_project(repository_url=repo.url)
     first = pushed_run(project, repo.commit("first"))
     base = LayerBuild.objects.get(run=first, name="base")
-    # As if the next run landed on another worker: this engine no longer knows the base's
-    # cache tag (the app image built on it keeps its layers alive).
+    # As if the next run landed on another worker: this engine no longer knows the base, by
+    # its cache tag or by its digest (the app image built on it keeps its layers alive).
     docker_client.images.remove(f"{base.reference.partition('@')[0]}:{base.cache_key}")
+    with suppress(docker.errors.ImageNotFound):  # went with its last tag
+        docker_client.images.remove(base.reference)
+    assert not [i for i in docker_client.images.list() if base.reference in i.attrs["RepoDigests"]]
 
     repo.write("app/version.txt", "2\n")
     second = pushed_run(project, repo.commit("change"))

@@ -7,7 +7,9 @@ import pytest
 import requests
 
 from pipelines.models import PipelineRun
+from pipelines.services import project_permissions_update
 from pipelines.states import RunStatus
+from tests.conftest import registry_login
 from tests.factories import busybox_app_repo, make_project
 
 pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
@@ -17,7 +19,10 @@ MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
 
 def registry_digest(registry_url: str, name: str, tag: str) -> str:
     response = requests.head(
-        f"{registry_url}/v2/{name}/manifests/{tag}", headers={"Accept": MANIFEST_V2}, timeout=10
+        f"{registry_url}/v2/{name}/manifests/{tag}",
+        headers={"Accept": MANIFEST_V2},
+        auth=registry_login(),
+        timeout=10,
     )
     response.raise_for_status()
     return response.headers["Docker-Content-Digest"]
@@ -60,7 +65,7 @@ def test_a_tag_push_is_tagged_with_the_git_tag(
     assert set(registry_tags(project.slug)) == {sha, "v1.2.0"}
 
 
-def test_tag_templates_from_dockyard_yml_and_another_repository(
+def test_tag_templates_from_dockyard_yml_and_a_repository_an_operator_granted(
     tmp_path: Path,
     celery_worker: str,
     pushed_run: Callable[..., PipelineRun],
@@ -69,6 +74,7 @@ def test_tag_templates_from_dockyard_yml_and_another_repository(
     repo = busybox_app_repo(tmp_path / "repo")
     project = make_project(repository_url=repo.url)
     repository = f"127.0.0.1:5000/acme/{project.slug}-web"
+    project_permissions_update(project=project, publish_repositories=[repository])
     repo.write(
         "dockyard.yml",
         f"images:\n  app: {{}}\npublish:\n  repository: {repository}\n"

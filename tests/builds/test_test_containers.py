@@ -1,11 +1,14 @@
 """Test containers are throwaway and locked down; hostile ones fail cleanly, the host stays fine."""
 
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import docker
 import pytest
+from django.conf import settings
 
 from pipelines.models import PipelineRun
 from pipelines.selectors import stage_log_text
@@ -68,16 +71,58 @@ test -e /var/run/docker.sock && echo "socket: present" || echo "socket: absent"
     assert "socket: absent" in log
 
 
-def test_network_egress_is_refused_and_the_run_fails(
+def test_by_default_a_test_reaches_nothing_on_the_host_neither_the_ui_nor_registry_nor_redis(
     tmp_path: Path, worker: str, pushed_run: Callable[..., PipelineRun]
 ) -> None:
-    script = """\
-if wget -q -T 3 -O /dev/null http://127.0.0.1:5000/v2/; then echo "egress: reached"; exit 0; fi
-echo "egress: refused"; exit 1
-"""
-    run, log = run_test_script(tmp_path, pushed_run, script)
+    redis_port = urlsplit(settings.REDIS_URL).port
+    # The UI as a browser would find it; the registry; the broker; all listening on the host.
+    with socket.socket() as ui:
+        ui.bind(("127.0.0.1", 0))
+        ui.listen()
+        ports = [8000, ui.getsockname()[1], 5000, redis_port]
+        script = "".join(
+            f"if timeout 3 nc 127.0.0.1 {port} </dev/null; then echo '{port}: reached'; "
+            f"else echo '{port}: refused'; fi\n"
+            for port in ports
+        )
+        run, log = run_test_script(tmp_path, pushed_run, script)
+    assert run.status == RunStatus.SUCCEEDED, run.failure_reason
+    for port in ports:
+        assert f"{port}: refused" in log and f"{port}: reached" not in log, log
+
+
+def test_a_test_asking_for_a_network_fails_at_config_naming_the_setting(
+    tmp_path: Path, worker: str, pushed_run: Callable[..., PipelineRun]
+) -> None:
+    run, _ = run_test_script(tmp_path, pushed_run, "true\n", network="true")
     assert run.status == RunStatus.FAILED
-    assert "egress: refused" in log and "egress: reached" not in log
+    assert run.failed_stage == "config"
+    assert run.failure_reason == (
+        "dockyard.yml:5: test.network: true is refused: this installation runs tests without a "
+        "network (DOCKYARD_TEST_NETWORK=none; an operator may set it to host and allow the "
+        "project)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("request_", "ceiling"),
+    [
+        ({"pids": "4000000"}, "4000000 is above this installation's ceiling of 4096"),
+        ({"memory": "99999999g"}, "99999999g is above this installation's ceiling of 4g"),
+    ],
+)
+def test_resources_above_the_ceilings_fail_at_config_naming_the_ceiling(
+    tmp_path: Path,
+    worker: str,
+    pushed_run: Callable[..., PipelineRun],
+    request_: dict[str, str],
+    ceiling: str,
+) -> None:
+    run, _ = run_test_script(tmp_path, pushed_run, "true\n", **request_)
+    assert run.status == RunStatus.FAILED
+    assert run.failed_stage == "config"
+    assert ceiling in run.failure_reason
+    assert "DOCKYARD_TEST_MAX_" in run.failure_reason
 
 
 def test_a_fork_bomb_is_held_by_the_pids_limit_and_killed_at_its_timeout(
@@ -129,6 +174,25 @@ printf 'value-1234 was split\\n'
     assert "token is ••••••" in log
     assert "•••••• was split" in log
     assert secret not in log and "s3cr3t" not in log
+
+
+def test_a_secret_split_across_stdout_and_stderr_is_masked_and_no_output_is_lost(
+    tmp_path: Path, worker: str, pushed_run: Callable[..., PipelineRun]
+) -> None:
+    secret = "s3cr3t-value-1234"
+    script = """\
+printf 's3cr3t-'
+sleep 0.5
+printf 'value-1234 crossed streams\\n' >&2
+printf 'a last line on stderr, without a newline' >&2
+"""
+    run, log = run_test_script(
+        tmp_path, pushed_run, script, project_secrets={"API_TOKEN": secret}, secrets="[API_TOKEN]"
+    )
+    assert run.status == RunStatus.SUCCEEDED, run.failure_reason
+    assert "•••••• crossed streams" in log
+    assert "s3cr3t" not in log and "value-1234" not in log
+    assert "a last line on stderr, without a newline" in log
 
 
 def test_a_secret_the_project_does_not_have_fails_the_test_stage_naming_it(

@@ -8,7 +8,17 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from config.environment import env_bool, env_database, env_host_port, env_int, env_url
+from config.environment import (
+    env_bool,
+    env_database,
+    env_file_defaults,
+    env_host_port,
+    env_int,
+    env_origins,
+    env_url,
+    url_origin,
+    url_with_password,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,15 +48,43 @@ ROOT = Path(__file__).resolve().parents[2]
             "relative/data",
             "DOCKYARD_DATA_DIR='relative/data' must be an absolute path",
         ),
+        (
+            # The UI is on http://127.0.0.1:8000 by default: apps must live elsewhere.
+            "DOCKYARD_APP_ADDRESS",
+            "127.0.0.1",
+            "DOCKYARD_APP_ADDRESS=127.0.0.1 is the host of DOCKYARD_PUBLIC_URL",
+        ),
+        ("DOCKYARD_APP_ADDRESS", "apps.local", "DOCKYARD_APP_ADDRESS='apps.local' is not an IP"),
+        (
+            "DOCKYARD_TEST_NETWORK",
+            "bridge",
+            "DOCKYARD_TEST_NETWORK='bridge': use one of none, host",
+        ),
+        ("DOCKYARD_TEST_MAX_MEMORY", "lots", "DOCKYARD_TEST_MAX_MEMORY='lots' is not a size"),
+        (
+            "DOCKYARD_PUBLIC_URL_ALIASES",
+            "https://ui.example.com/path",
+            "DOCKYARD_PUBLIC_URL_ALIASES: 'https://ui.example.com/path' is not an origin",
+        ),
+        (
+            "DOCKYARD_REGISTRY_USERNAME",
+            "dockyard-only",
+            "set both DOCKYARD_REGISTRY_USERNAME and DOCKYARD_REGISTRY_PASSWORD, or neither",
+        ),
     ],
 )
 def test_manage_py_refuses_to_start_and_names_the_variable(
     variable: str, value: str, message: str
 ) -> None:
+    environment = {**os.environ, variable: value}
+    # Given as a file elsewhere in the suite; one of the two names at a time.
+    environment.pop(f"{variable}_FILE", None)
+    if variable == "DOCKYARD_REGISTRY_USERNAME":
+        environment.pop("DOCKYARD_REGISTRY_PASSWORD_FILE", None)
     completed = subprocess.run(
         [sys.executable, "manage.py", "check"],
         cwd=ROOT,
-        env={**os.environ, variable: value},
+        env=environment,
         capture_output=True,
         text=True,
         timeout=60,
@@ -86,3 +124,37 @@ def test_numbers_and_urls_are_checked() -> None:
     with pytest.raises(ImproperlyConfigured, match="U='https://' names no host"):
         env_url("U", "", schemes={"https"}, environ={"U": "https://"})
     assert env_bool("B", False, environ={"B": "Yes"}) is True
+
+
+def test_origins_are_normalised_as_browsers_send_them() -> None:
+    environ = {"ALIASES": "https://UI.example.com:443, http://127.0.0.1:8080/ https://[::1]:8443"}
+    assert env_origins("ALIASES", environ) == [
+        "https://ui.example.com",
+        "http://127.0.0.1:8080",
+        "https://[::1]:8443",
+    ]
+    assert url_origin("http://127.0.0.1:80/runs/") == "http://127.0.0.1"
+
+
+def test_a_redis_password_goes_into_the_url_unless_it_carries_one() -> None:
+    assert url_with_password("redis://127.0.0.1:6380/0", "p@ss/w") == (
+        "redis://:p%40ss%2Fw@127.0.0.1:6380/0"
+    )
+    assert url_with_password("redis://:own@h:1/0", "other") == "redis://:own@h:1/0"
+    assert url_with_password("redis://h:1/0", "") == "redis://h:1/0"
+
+
+def test_an_env_file_fills_in_what_the_environment_does_not_set(tmp_path: Path) -> None:
+    env_file = tmp_path / "dockyard.env"
+    env_file.write_text(
+        "# written by up.sh\nREDIS_URL=redis://127.0.0.1:6380/0\n\n"
+        "DOCKYARD_REDIS_PASSWORD_FILE=/secrets/redis\nDOCKYARD_REGISTRY_PASSWORD_FILE=/x\n"
+    )
+    environ = {"REDIS_URL": "redis://elsewhere:1/0", "DOCKYARD_REGISTRY_PASSWORD": "typed"}
+    taken = env_file_defaults(env_file, environ)
+    assert taken == ["DOCKYARD_REDIS_PASSWORD_FILE"]
+    assert environ["REDIS_URL"] == "redis://elsewhere:1/0"
+    assert "DOCKYARD_REGISTRY_PASSWORD_FILE" not in environ
+    env_file.write_text("not a setting\n")
+    with pytest.raises(ImproperlyConfigured, match=r"dockyard\.env:1: expected NAME=value"):
+        env_file_defaults(env_file, {})

@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -34,7 +35,8 @@ def redis_database_nobody_uses() -> str:
     finally:
         client.close()
     free = next(db for db in reversed(range(databases)) if db not in in_use)
-    return f"redis://127.0.0.1:6379/{free}"
+    # The same server (and password) as the suite's, another database.
+    return urlsplit(settings.REDIS_URL)._replace(path=f"/{free}").geturl()
 
 
 def test_healthz_answers_ok_when_the_database_and_redis_answer(client: Client, db: None) -> None:

@@ -16,14 +16,18 @@ import uuid
 from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import requests
+from django.conf import settings
 
 from pipelines.models import PipelineRun, Project
 from tests.conftest import ROOT, suite_database_url
 from tests.factories import github_headers, github_push_body
 
 START_TIMEOUT = 60
+# Dockyard's Redis wants a password; each process of a stack finds it in its settings.
+REDIS_PASSWORD = unquote(urlsplit(settings.REDIS_URL).password or "")
 # Quick enough that a lost worker is noticed in seconds, slow enough that a busy one never is.
 FAST_HOUSEKEEPING = {
     "DOCKYARD_HEARTBEAT_SECONDS": "0.5",
@@ -111,16 +115,15 @@ class FaultStack:
     # Redis ---------------------------------------------------------------------------------
 
     def start_redis(self) -> None:
-        # As the machine runs Redis: nothing kept on disk, so a restart loses every message.
+        # As scripts/services.sh runs Redis: nothing kept on disk, so a restart loses every
+        # message; and a password, the one the suite's settings give every process.
+        config = self.folder / "redis.conf"
+        config.write_text(
+            f'port {self.redis_port}\nbind 127.0.0.1\nsave ""\nappendonly no\n'
+            f"dir {self.folder}\n" + (f"requirepass {REDIS_PASSWORD}\n" if REDIS_PASSWORD else "")
+        )
         self.redis = Process(
-            "redis",
-            [
-                "redis-server",
-                *("--port", str(self.redis_port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no", "--dir", str(self.folder)),
-            ],
-            self.env,
-            self.folder / "redis.log",
+            "redis", ["redis-server", str(config)], self.env, self.folder / "redis.log"
         )
         self.redis.wait_until(lambda: self._answers(self.redis_port), "reachable")
 
@@ -252,6 +255,7 @@ class FaultStack:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1) as connection:
                 connection.sendall(b"PING\r\n")
-                return connection.recv(16).startswith(b"+PONG")
+                # Up, and (with a password) asking for it first.
+                return connection.recv(16).startswith((b"+PONG", b"-NOAUTH"))
         except OSError:
             return False

@@ -286,7 +286,7 @@ RUN ["/bin/busybox", "--install", "-s", "/bin"]
 ENV PATH=/bin
 COPY www/ /app/www/
 # Takes a few seconds to answer its health check: long enough to lose a worker meanwhile.
-CMD ["sh", "-c", "sleep 4; exec httpd -f -p 127.0.0.1:${PORT} -h /app/www"]
+CMD ["sh", "-c", "sleep 4; exec httpd -f -p ${HOST}:${PORT} -h /app/www"]
 """
 STAGING_ONLY_SPEC = """\
 images:
@@ -310,7 +310,7 @@ def slow_start_app(path: Path, version: str) -> tuple[GitRepo, str]:
 
 def served_by(environment: Environment) -> str:
     try:
-        answer = requests.get(f"http://127.0.0.1:{environment.frontend_port}/", timeout=2)
+        answer = requests.get(environment.frontend_url, timeout=2)
     except requests.ConnectionError:
         return "(nothing listens)"
     return answer.text.strip() if answer.ok else f"(HTTP {answer.status_code})"
@@ -439,7 +439,13 @@ def test_a_deployment_abandoned_between_two_proxy_commands_leaves_the_proxy_as_t
         heartbeat_at=timezone.now() - timedelta(minutes=10),
     )
     haproxy = proxy()
-    haproxy.set_server(staging.proxy_backend, idle, port=staging.slot_port(idle), state="ready")
+    haproxy.set_server(
+        staging.proxy_backend,
+        idle,
+        address=staging.address,
+        port=staging.slot_port(idle),
+        state="ready",
+    )
     haproxy.set_server(staging.proxy_backend, live, state="drain")
 
     report = lost_work_reap()

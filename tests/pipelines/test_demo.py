@@ -30,6 +30,6 @@ def test_the_demo_pushes_over_http_and_ends_with_the_image_in_the_registry(
     assert "ok: the index page greets its visitors" in printed
     assert f"image:    {run.image_reference}" in printed
     staging = Environment.objects.get(project__slug="demo-app", name="staging")
-    assert f"staging:  release 1 serves http://127.0.0.1:{staging.frontend_port}/" in printed
-    served = requests.get(f"http://127.0.0.1:{staging.frontend_port}/", timeout=5).text
+    assert f"staging:  release 1 serves {staging.frontend_url}" in printed
+    served = requests.get(staging.frontend_url, timeout=5).text
     assert "Hello from Dockyard" in served

@@ -11,6 +11,7 @@ from django.test import Client
 from pipelines.models import PipelineRun, Project
 from pipelines.selectors import stage_log_text
 from pipelines.states import RunStatus, StageStatus
+from tests.conftest import registry_login
 from tests.factories import busybox_app_repo, github_headers, github_push_body, make_project
 
 pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
@@ -61,6 +62,7 @@ def test_a_signed_push_publishes_an_image_tagged_with_the_commit_sha(
     manifest = requests.head(
         f"{registry_url}/v2/{project.slug}/manifests/{sha}",
         headers={"Accept": MANIFEST_V2},
+        auth=registry_login(),
         timeout=10,
     )
     assert manifest.headers["Docker-Content-Digest"] == run.image_digest

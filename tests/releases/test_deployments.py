@@ -43,7 +43,7 @@ def wait_for_deployment(deployment: Deployment, timeout: float = 120) -> Deploym
 
 
 def served(environment: Environment) -> str:
-    return requests.get(f"http://127.0.0.1:{environment.frontend_port}/", timeout=5).text.strip()
+    return requests.get(environment.frontend_url, timeout=5).text.strip()
 
 
 class App:
@@ -92,7 +92,7 @@ def test_a_release_goes_to_staging_by_itself_then_is_promoted_to_production(app:
     second = app.release("v2")
     app.auto_deployment(second)
     assert (served(staging), served(production)) == ("v2", "v1")
-    with LoadGenerator(production.frontend_port) as load:
+    with LoadGenerator(production.frontend_port, address=production.address) as load:
         time.sleep(0.3)
         promotion = wait_for_deployment(deployment_request(environment=production, release=second))
         time.sleep(0.3)
@@ -111,7 +111,7 @@ def test_a_release_that_fails_its_health_check_never_takes_traffic(
     # An operator's edit (admin): give up on an unhealthy release sooner than the default.
     Environment.objects.filter(project=app.project).update(health_timeout_seconds=4)
     staging = app.environment("staging")
-    with LoadGenerator(staging.frontend_port) as load:
+    with LoadGenerator(staging.frontend_port, address=staging.address) as load:
         broken = app.release("v2-broken", healthy=False)
         failed = app.auto_deployment(broken)
     assert failed.status == DeploymentStatus.FAILED
@@ -140,7 +140,7 @@ def test_rollback_serves_the_previous_version_again_from_its_kept_container(app:
     app.auto_deployment(app.release("v2"))
     assert served(staging) == "v2"
 
-    with LoadGenerator(staging.frontend_port) as load:
+    with LoadGenerator(staging.frontend_port, address=staging.address) as load:
         rollback = wait_for_deployment(environment_rollback(environment=staging))
 
     assert rollback.status == DeploymentStatus.SUCCEEDED, rollback.failure_reason
@@ -236,7 +236,7 @@ def test_the_environment_page_shows_who_deployed_what_from_which(app: App, clien
 
     page = client.get(f"/projects/{app.project.slug}/environments/production/").content.decode()
 
-    assert f"127.0.0.1:{production.frontend_port}" in page
+    assert production.frontend_url in page
     assert "release 1" in page and "ada" in page and "succeeded" in page
     assert "draining" in page  # the recorded steps
 

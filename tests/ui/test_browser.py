@@ -7,9 +7,11 @@ import json
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
+from django.conf import settings
 from django.contrib.auth.models import User
 from playwright.sync_api import Page, expect
 
@@ -65,8 +67,8 @@ def wait_for_staging(release_number: int, project: Project) -> None:
 
 
 def served(project: Project, environment: str) -> str:
-    port = Environment.objects.get(project=project, name=environment).frontend_port
-    return requests.get(f"http://127.0.0.1:{port}/", timeout=5).text.strip()
+    url = Environment.objects.get(project=project, name=environment).frontend_url
+    return requests.get(url, timeout=5).text.strip()
 
 
 def test_a_release_manager_watches_a_build_promotes_and_rolls_back_in_the_browser(
@@ -126,3 +128,23 @@ def promote(page: Page, environment_url: str, *, release: int) -> None:
     # The page follows the deployment live and settles on its outcome.
     expect(page.locator("#current-release")).to_have_text(f"release {release}", timeout=60_000)
     shot(page, f"03-promoted-release-{release}")
+
+
+def test_the_browser_hands_deployed_apps_none_of_the_uis_cookies(
+    page: Page, web_server: str
+) -> None:
+    """Cookies are per host, not per port: apps listen on DOCKYARD_APP_ADDRESS, another host."""
+    User.objects.create_user("ada", password=PASSWORD)
+    page.goto(f"{web_server}/")
+    page.fill("input[name=username]", "ada")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    expect(page.locator("h1")).to_have_text("Dashboard")
+    app = f"http://{settings.DOCKYARD_APP_ADDRESS}:{urlsplit(web_server).port}/"
+    same_host_other_port = web_server.replace(str(urlsplit(web_server).port), "9100")
+
+    ui_cookies = {cookie["name"] for cookie in page.context.cookies(web_server)}
+    assert {"sessionid", "csrftoken"} <= ui_cookies
+    # What the browser would send an app on the UI's host (the trap), and on the apps' host.
+    assert {c["name"] for c in page.context.cookies(same_host_other_port)} == ui_cookies
+    assert page.context.cookies(app) == []

@@ -120,6 +120,27 @@ def test_a_push_without_a_ref_is_a_400_naming_it(client: Client, sample_app: Pro
     assert Delivery.objects.count() == 0
 
 
+@pytest.mark.parametrize(
+    ("ref", "problem"),
+    [
+        ("refs/heads/../../x", "contains '..'"),
+        ("refs/heads/-fx:y", "contains ':', which git refuses in a ref name"),
+        ("refs/heads/-fx", "names '-fx', which starts with '-'"),
+        ("refs/tags/v1.lock", "has a component ending with '.lock' ('v1.lock')"),
+    ],
+)
+def test_a_push_of_a_ref_git_refuses_is_a_400_naming_the_field(
+    client: Client, sample_app: Project, ref: str, problem: str
+) -> None:
+    payload = json.loads(fixture_bytes("github-push.json"))
+    payload["ref"] = ref
+    body = json.dumps(payload).encode()
+    response = post(client, body, github_headers(secret=SECRET, body=body))
+    assert response.status_code == 400
+    assert response.json()["error"] == f"malformed body: ref {ref!r} {problem}"
+    assert (Delivery.objects.count(), PipelineRun.objects.count()) == (0, 0)
+
+
 def test_an_unknown_repository_is_a_404_naming_it(client: Client) -> None:
     body = fixture_bytes("github-push.json")
     response = post(client, body, github_headers(secret=SECRET, body=body))

@@ -23,6 +23,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from builds.registry import RegistryError, repository_tags
 from pipelines.models import LogChunk, PipelineRun, Project
 from pipelines.services import project_create
 from pipelines.states import RUN_FINAL_STATES, RunStatus
@@ -41,7 +42,7 @@ ENV PATH=/bin
 WORKDIR /app
 COPY app/ /app/
 # Deployed, the app listens where Dockyard says (each slot has its own port).
-CMD ["sh", "-c", "exec httpd -f -p 127.0.0.1:${PORT:-8000} -h /app/www"]
+CMD ["sh", "-c", "exec httpd -f -p ${HOST:-127.0.0.2}:${PORT:-8000} -h /app/www"]
 """
 DOCKYARD_YML = """\
 images:
@@ -98,10 +99,10 @@ class Command(BaseCommand):
             raise CommandError(f"the registry does not list {run.commit_sha}")
         deployment = self._staging_deployment(run)
         staging = deployment.environment
-        served = urlopen(f"http://127.0.0.1:{staging.frontend_port}/", timeout=10).read().decode()
+        served = urlopen(staging.frontend_url, timeout=10).read().decode()
         self.stdout.write(
             f"staging:  release {deployment.release.number} serves "
-            f"http://127.0.0.1:{staging.frontend_port}/ -> {served.strip()}"
+            f"{staging.frontend_url} -> {served.strip()}"
         )
         self.stdout.write(
             f"promote:  python manage.py deploy {project.slug} production "
@@ -226,10 +227,10 @@ class Command(BaseCommand):
         raise CommandError("the release did not reach staging in time")
 
     def _registry_tags(self, name: str) -> list[str]:
-        url = f"http://{settings.DOCKYARD_REGISTRY}/v2/{name}/tags/list"
-        with urlopen(url, timeout=10) as response:
-            tags: list[str] = json.load(response).get("tags") or []
-        return tags
+        try:
+            return repository_tags(f"{settings.DOCKYARD_REGISTRY}/{name}")
+        except RegistryError as error:
+            raise CommandError(str(error)) from None
 
 
 def _git(repository: Path, *args: str) -> str:

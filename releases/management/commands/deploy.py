@@ -57,5 +57,5 @@ class Command(BaseCommand):
         self.stdout.write(
             f"deployment {deployment.pk}: {deployment.kind} of release "
             f"{deployment.release.number} to {environment.name} queued "
-            f"(serving on http://127.0.0.1:{environment.frontend_port}/)"
+            f"(serving on {environment.frontend_url})"
         )
