@@ -22,8 +22,8 @@ from rest_framework.authtoken.models import Token, TokenProxy
 from api.models import ChatIdentity
 from audit.models import AuditAction
 from audit.services import audit_record
+from infrastructure.repository_urls import shown
 from pipelines.models import Project, ProjectSecret
-from pipelines.repository_urls import shown
 from releases.models import Environment
 
 User = get_user_model()

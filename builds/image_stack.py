@@ -15,14 +15,14 @@ from pathlib import Path
 from django.conf import settings
 
 from builds.cache_keys import ContextFile, base_layer_cache_key
-from builds.docker_engine import (
+from builds.models import BaseLayerRecord, CacheSource, LayerBuild, LayerRole
+from infrastructure.docker_engine import (
     BuildStopped,
     DockerEngine,
     ImageBuildError,
     build_context_files,
 )
-from builds.models import BaseLayerRecord, CacheSource, LayerBuild, LayerRole
-from builds.registry import RegistryError, manifest_digest
+from infrastructure.registry import RegistryError, manifest_digest
 from pipelines.execution import StageCancelled, StageFailure
 from pipelines.models import PipelineRun, Project
 from pipelines.selectors import latest_published_run

@@ -5,15 +5,15 @@ from functools import partial
 
 from django.conf import settings
 
-from builds.docker_engine import (
+from builds.image_stack import stack_build
+from builds.image_tags import ref_scoped, render_tags
+from builds.models import LayerBuild, RefTag
+from infrastructure.docker_engine import (
     ContainerLimits,
     DockerEngine,
     DockerEngineError,
     RegistryUnreachable,
 )
-from builds.image_stack import stack_build
-from builds.image_tags import ref_scoped, render_tags
-from builds.models import LayerBuild, RefTag
 from pipelines.execution import StageCancelled, StageFailure
 from pipelines.models import PipelineRun
 from pipelines.selectors import project_secrets

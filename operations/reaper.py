@@ -15,7 +15,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from operations.broker import BrokerError, held_task_ids
+from infrastructure.broker import BrokerError, held_task_ids
 from pipelines.models import PipelineRun, RunEvent, Stage
 from pipelines.services import (
     commit_status_enqueue,

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from builds.docker_engine import DockerEngine
+from infrastructure.docker_engine import DockerEngine
 from pipelines.models import PipelineRun
 from pipelines.states import RUN_FINAL_STATES
 from releases.models import Deployment

@@ -17,7 +17,8 @@ from django.db.models import Exists, F, OuterRef, Q, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
-from builds.docker_engine import (
+from builds.models import LayerBuild, LayerRole
+from infrastructure.docker_engine import (
     MANAGED_LABEL,
     ContainerSummary,
     DockerEngine,
@@ -25,7 +26,6 @@ from builds.docker_engine import (
     ImageInUse,
     LocalImage,
 )
-from builds.models import LayerBuild, LayerRole
 from pipelines.models import LogChunk, PipelineRun, Project
 from pipelines.selectors import latest_published_run
 from pipelines.states import RUN_FINAL_STATES

@@ -5,8 +5,8 @@ from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
+from infrastructure.repository_urls import repository_key, shown, split_credentials
 from pipelines.models import PipelineRun, Project, ProjectSecret, RunEvent
-from pipelines.repository_urls import repository_key, shown, split_credentials
 from pipelines.services import (
     ProjectError,
     forge_repository_from_key,

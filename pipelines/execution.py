@@ -11,8 +11,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from builds.docker_engine import DockerEngine, DockerEngineError
-from operations.heartbeats import heartbeat, worker_name
+from infrastructure.docker_engine import DockerEngine, DockerEngineError
+from infrastructure.heartbeats import heartbeat, worker_name
 from pipelines.models import PipelineRun, Stage
 from pipelines.selectors import project_secret_values, run_is_cancelled
 from pipelines.services import run_advance, run_fail, run_transition, stage_transition

@@ -1,20 +1,12 @@
 """Live run updates for browsers: log chunks and status changes, sent to the run's group.
 
-`run_event_publish` is the one place that talks to the channel layer (async_to_sync, as the
-Channels docs do from sync code). The database holds everything a browser needs; a lost live
-message only means a browser catches up on its next reconnect, so a failure here is logged,
-never raised into a build.
+The database holds everything a browser needs; these are nudges (infrastructure.channel_layer).
 """
 
-import logging
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
-
+from infrastructure.channel_layer import group_publish
 from pipelines.models import LogChunk, PipelineRun
-
-logger = logging.getLogger(__name__)
 
 
 def run_group(run_id: int) -> str:
@@ -23,13 +15,7 @@ def run_group(run_id: int) -> str:
 
 
 def run_event_publish(run_id: int, event: dict[str, Any]) -> None:
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    try:
-        async_to_sync(layer.group_send)(run_group(run_id), {"type": "run.event", "event": event})
-    except Exception:
-        logger.warning("could not publish a live update of run %s", run_id, exc_info=True)
+    group_publish(run_group(run_id), event)
 
 
 def log_event(chunk: LogChunk, stage_name: str) -> dict[str, Any]:

@@ -6,8 +6,8 @@ from typing import Any
 
 from django.db.models import QuerySet
 
+from infrastructure.repository_urls import repository_key
 from pipelines.models import BaseDependency, LogChunk, PipelineRun, Project, ProjectSecret, Stage
-from pipelines.repository_urls import repository_key
 from pipelines.states import RunStatus
 from releases.selectors import project_environments
 

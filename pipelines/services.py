@@ -17,7 +17,13 @@ from audit.actors import Actor
 from audit.models import AuditAction
 from audit.services import audit_record
 from config.celery import app as celery_app
-from pipelines.git_checkout import GitCheckoutError, ref_head
+from infrastructure.git_checkout import GitCheckoutError, ref_head
+from infrastructure.repository_urls import (
+    RepositoryURLError,
+    repository_key,
+    split_credentials,
+    validate_repository_url,
+)
 from pipelines.live_updates import run_status_publish
 from pipelines.models import (
     BaseDependency,
@@ -31,12 +37,6 @@ from pipelines.models import (
     Trigger,
 )
 from pipelines.ref_names import ref_name_problem
-from pipelines.repository_urls import (
-    RepositoryURLError,
-    repository_key,
-    split_credentials,
-    validate_repository_url,
-)
 from pipelines.spec import SpecPolicy, publish_repository_refusal, repository_name_problem
 from pipelines.states import (
     RUN_FINAL_STATES,

@@ -5,10 +5,10 @@ from pathlib import Path
 
 from django.conf import settings
 
+from infrastructure.git_checkout import GitCheckoutError, export_commit, mirror_fetch
+from infrastructure.repository_urls import shown
 from pipelines.execution import StageFailure
-from pipelines.git_checkout import GitCheckoutError, export_commit, mirror_fetch
 from pipelines.models import PipelineRun
-from pipelines.repository_urls import shown
 from pipelines.services import mirror_dir
 from pipelines.stage_log import StageLog
 

@@ -15,16 +15,16 @@ from django.utils import timezone
 from audit.actors import Actor, current_actor
 from audit.models import AuditAction
 from audit.services import audit_record
-from builds.docker_engine import DockerEngine, DockerEngineError
 from config.celery import app as celery_app
-from operations.heartbeats import heartbeat, heartbeat_is_fresh, worker_name
+from infrastructure.docker_engine import DockerEngine, DockerEngineError
+from infrastructure.haproxy import HAProxy, ProxyBackend, ProxyError, ProxyServer
+from infrastructure.health_check import probe
+from infrastructure.heartbeats import heartbeat, heartbeat_is_fresh, worker_name
 from pipelines.models import PipelineRun, Project, RunKind
 from pipelines.selectors import project_secrets
 from pipelines.spec import DeploySpec, spec_from_dict
 from pipelines.states import RunStatus
 from pipelines.trigger_rules import name_matches, parse_globs
-from releases.haproxy import HAProxy, ProxyBackend, ProxyError, ProxyServer
-from releases.health_check import probe
 from releases.models import Deployment, DeploymentEvent, Environment, Release
 from releases.selectors import rollback_target
 from releases.states import (

@@ -18,9 +18,9 @@ from django.conf import settings
 from django.test import Client
 
 from config.celery import app as celery_app
+from infrastructure.haproxy import HAProxy
 from pipelines.models import PipelineRun, Project
 from pipelines.states import RUN_FINAL_STATES
-from releases.haproxy import HAProxy
 from tests.factories import github_headers, github_push_body
 
 ROOT = Path(__file__).resolve().parent.parent

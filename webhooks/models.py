@@ -4,8 +4,8 @@ from django.core.validators import URLValidator
 from django.db import models
 
 from config.encrypted_fields import EncryptedTextField
+from infrastructure.outgoing_webhooks import endpoint_shown
 from pipelines.models import Forge, PipelineRun, Project
-from webhooks.outgoing import endpoint_shown
 
 
 class Delivery(models.Model):

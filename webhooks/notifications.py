@@ -6,12 +6,12 @@ from django.conf import settings
 from django.urls import reverse
 
 from config.celery import app as celery_app
+from infrastructure.outgoing_webhooks import notification_post
 from pipelines.models import PipelineRun
 from pipelines.states import RUN_FINAL_STATES
 from releases.models import Deployment
 from releases.states import DEPLOYMENT_FINAL_STATES, DeploymentKind
 from webhooks.models import NotificationEndpoint
-from webhooks.outgoing import notification_post
 
 SEND_TASK = "webhooks.notify"
 RUN_ICONS = {"succeeded": "✅", "failed": "❌", "cancelled": "⏹"}

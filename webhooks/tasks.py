@@ -6,13 +6,13 @@ from celery import Task, shared_task
 from celery.utils.time import get_exponential_backoff_interval
 from django.core.exceptions import ObjectDoesNotExist
 
-from webhooks.forge_api import ForgeAPIError
+from infrastructure.forge_api import ForgeAPIError
+from infrastructure.outgoing_webhooks import OutgoingWebhookError
 from webhooks.notifications import (
     notification_send,
     notifications_for_deployment,
     notifications_for_run,
 )
-from webhooks.outgoing import OutgoingWebhookError
 from webhooks.services import commit_status_give_up, commit_status_report
 
 

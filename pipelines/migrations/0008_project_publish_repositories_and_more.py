@@ -8,7 +8,7 @@ import config.encrypted_fields
 
 
 def credentials_out_of_urls(apps, schema_editor):
-    # As pipelines.repository_urls.split_credentials does, written out here so that this
+    # As infrastructure.repository_urls.split_credentials does, written out here so that this
     # migration keeps meaning what it meant when later code changes.
     Project = apps.get_model("pipelines", "Project")
     for project in Project.objects.all():

@@ -13,7 +13,7 @@ import docker
 import pytest
 from django.conf import settings
 
-from builds.docker_engine import DockerEngine, ImageBuildError
+from infrastructure.docker_engine import DockerEngine, ImageBuildError
 from pipelines.models import PipelineRun
 from pipelines.states import RunStatus
 from tests.factories import GitRepo, busybox_app_repo, escaping_link, make_project

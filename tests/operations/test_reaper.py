@@ -11,7 +11,7 @@ import pytest
 import redis
 from django.utils import timezone
 
-from operations.broker import held_task_ids
+from infrastructure.broker import held_task_ids
 from operations.reaper import QUEUES, lost_work_reap
 from pipelines.models import PipelineRun, Project, RunEvent, Stage
 from pipelines.services import commit_status_task_id

@@ -16,8 +16,8 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django.utils import timezone
 
-from builds.docker_engine import DockerEngine
 from builds.models import CacheSource, LayerBuild, LayerRole
+from infrastructure.docker_engine import DockerEngine
 from operations.retention import retention_prune
 from pipelines.models import LogChunk, PipelineRun, Project, RunEvent
 from pipelines.services import run_create, run_record_image, run_transition

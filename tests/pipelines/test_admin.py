@@ -7,8 +7,8 @@ from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import User
 from django.test import Client, override_settings
 
+from infrastructure.repository_urls import repository_key
 from pipelines.models import Project
-from pipelines.repository_urls import repository_key
 from tests.admin_pages import admin_form_data
 from tests.factories import make_project
 

@@ -16,9 +16,9 @@ from django.contrib.auth.models import User
 from django.test import Client, override_settings
 from rest_framework.test import APIClient
 
-from pipelines.git_checkout import GitCheckoutError, export_commit, mirror_fetch
+from infrastructure.git_checkout import GitCheckoutError, export_commit, mirror_fetch
+from infrastructure.repository_urls import repository_key
 from pipelines.models import PipelineRun, Project
-from pipelines.repository_urls import repository_key
 from pipelines.services import ProjectError, mirror_dir, project_create
 from pipelines.states import RunStatus, StageName
 from pipelines.tasks import checkout

@@ -23,7 +23,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from builds.registry import RegistryError, repository_tags
+from infrastructure.registry import RegistryError, repository_tags
 from pipelines.models import LogChunk, PipelineRun, Project
 from pipelines.services import project_create
 from pipelines.states import RUN_FINAL_STATES, RunStatus

@@ -5,7 +5,7 @@ import uuid
 import pytest
 from django.conf import settings
 
-from builds.registry import ImageName, RegistryError, manifest_digest
+from infrastructure.registry import ImageName, RegistryError, manifest_digest
 
 pytestmark = pytest.mark.docker
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.git_checkout import GitCheckoutError, export_commit, mirror_fetch
+from infrastructure.git_checkout import GitCheckoutError, export_commit, mirror_fetch
 from tests.factories import GitRepo
 
 

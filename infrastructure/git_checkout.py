@@ -18,7 +18,7 @@ import git
 from django.conf import settings
 from git.exc import GitError
 
-from pipelines.repository_urls import RepositoryURLError, shown, validate_repository_url
+from infrastructure.repository_urls import RepositoryURLError, shown, validate_repository_url
 
 # Never wait for a password on a terminal that nobody watches.
 _GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/true", "SSH_ASKPASS": "/bin/true"}

@@ -1,6 +1,6 @@
 import pytest
 
-from pipelines.repository_urls import (
+from infrastructure.repository_urls import (
     RepositoryURLError,
     repository_key,
     shown,

@@ -7,7 +7,7 @@ import docker
 import pytest
 from django.conf import settings
 
-from builds.docker_engine import (
+from infrastructure.docker_engine import (
     ContainerLimits,
     DockerEngine,
     ImageBuildError,
