@@ -219,15 +219,9 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
+# Which task goes on which queue, and which queues a worker consumes: infrastructure.dispatch
+# (config/celery.py reads it).
 CELERY_TASK_DEFAULT_QUEUE = "builds"
-CELERY_TASK_ROUTES = {
-    "pipelines.*": {"queue": "builds"},
-    "builds.*": {"queue": "builds"},
-    # Reports to forges are small and must not wait behind a long build.
-    "webhooks.*": {"queue": "notify"},
-    # Deployments run on workers next to the proxy and the environments' engines.
-    "releases.*": {"queue": "deploys"},
-}
 # Redis redelivers a task that is not acknowledged within this time, even to a second worker
 # while the first still runs it: keep it well above the longest stage.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 6 * 3600}

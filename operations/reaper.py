@@ -16,6 +16,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from infrastructure.broker import BrokerError, held_task_ids
+from infrastructure.dispatch import QUEUES
 from pipelines.models import PipelineRun, RunEvent, Stage
 from pipelines.services import (
     commit_status_enqueue,
@@ -32,7 +33,6 @@ from webhooks.selectors import commit_statuses_unreported
 
 logger = logging.getLogger(__name__)
 
-QUEUES = ("builds", "deploys", "notify")
 # A lost commit status is sent again while it is news; a run's state from days ago is on
 # its page, and looking further back would scan every run ever made.
 COMMIT_STATUS_RESEND_WITHIN = timedelta(days=1)

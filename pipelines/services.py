@@ -16,7 +16,7 @@ from django.utils import timezone
 from audit.actors import Actor
 from audit.models import AuditAction
 from audit.services import audit_record
-from config.celery import app as celery_app
+from infrastructure import dispatch
 from infrastructure.git_checkout import GitCheckoutError, ref_head
 from infrastructure.repository_urls import (
     RepositoryURLError,
@@ -51,20 +51,6 @@ from pipelines.states import (
 from pipelines.trigger_rules import parse_globs
 
 logger = logging.getLogger(__name__)
-
-# Each stage is one Celery task; the end of one stage enqueues the next by name.
-STAGE_TASKS: dict[str, str] = {
-    StageName.CHECKOUT: "pipelines.checkout",
-    StageName.CONFIG: "pipelines.config",
-    StageName.BUILD: "builds.build",
-    StageName.TEST: "builds.test",
-    StageName.PUBLISH: "builds.publish",
-}
-RUN_CLEANUP_TASK = "builds.cleanup_run"
-DEPENDENTS_TASK = "pipelines.rebuild_dependents"
-COMMIT_STATUS_TASK = "webhooks.report_commit_status"
-RELEASE_TASK = "releases.release_from_run"
-NOTIFY_RUN_TASK = "webhooks.notify_run"
 
 # A project's slug becomes a registry repository name, so it follows those rules too.
 _SLUG = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
@@ -469,11 +455,11 @@ def run_transition(*, run: PipelineRun, to: str, reason: str = "") -> PipelineRu
         _publish_status_on_commit(locked.pk)
         if to in RUN_FINAL_STATES and locked.started_at is not None:
             # A run that never started left nothing on any worker to clean up.
-            transaction.on_commit(lambda: celery_app.send_task(RUN_CLEANUP_TASK, args=[locked.pk]))
+            dispatch.queue_run_cleanup(run_id=locked.pk)
         never_started_cancel = to == RunStatus.CANCELLED and locked.started_at is None
         if to in RUN_FINAL_STATES and not never_started_cancel:
             # A run cancelled before it started (superseded by a newer push) is not news.
-            transaction.on_commit(lambda: celery_app.send_task(NOTIFY_RUN_TASK, args=[locked.pk]))
+            dispatch.queue_run_notifications(run_id=locked.pk)
     run.status, run.started_at, run.finished_at = (
         locked.status,
         locked.started_at,
@@ -655,9 +641,9 @@ def run_advance(*, run: PipelineRun) -> None:
     elif run.status not in RUN_FINAL_STATES:
         run_transition(run=run, to=RunStatus.SUCCEEDED)
         run_id = run.pk
-        transaction.on_commit(lambda: celery_app.send_task(DEPENDENTS_TASK, args=[run_id]))
+        dispatch.queue_dependents_rebuild(run_id=run_id)
         if run.deployable:
-            transaction.on_commit(lambda: celery_app.send_task(RELEASE_TASK, args=[run_id]))
+            dispatch.queue_release_from_run(run_id=run_id)
 
 
 def run_fail(*, run: PipelineRun, stage: Stage, reason: str) -> None:
@@ -714,9 +700,7 @@ def commit_status_task_id(*, run_id: int, event_id: int) -> str:
 def commit_status_enqueue(*, run_id: int, event_id: int) -> None:
     """Send the report of the run's state as of `event_id` once the transaction commits."""
     task_id = commit_status_task_id(run_id=run_id, event_id=event_id)
-    transaction.on_commit(
-        lambda: celery_app.send_task(COMMIT_STATUS_TASK, args=[run_id, event_id], task_id=task_id)
-    )
+    dispatch.queue_commit_status_report(run_id=run_id, event_id=event_id, task_id=task_id)
 
 
 def forge_repository_from_key(key: str) -> str:
@@ -732,9 +716,8 @@ def stage_enqueue(run: PipelineRun, stage_name: str) -> None:
     The id lets the reaper ask the broker whether the message is still there (a Redis
     restart loses it) and tell a stale delivery from the one that owns the stage.
     """
-    task_name = STAGE_TASKS[stage_name]
     run_id, task_id = run.pk, str(uuid.uuid4())
     Stage.objects.filter(run_id=run_id, name=stage_name).update(
         task_id=task_id, queued_at=timezone.now(), heartbeat_at=None
     )
-    transaction.on_commit(lambda: celery_app.send_task(task_name, args=[run_id], task_id=task_id))
+    dispatch.queue_stage(stage_name=stage_name, run_id=run_id, task_id=task_id)

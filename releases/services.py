@@ -15,7 +15,7 @@ from django.utils import timezone
 from audit.actors import Actor, current_actor
 from audit.models import AuditAction
 from audit.services import audit_record
-from config.celery import app as celery_app
+from infrastructure import dispatch
 from infrastructure.docker_engine import DockerEngine, DockerEngineError
 from infrastructure.haproxy import HAProxy, ProxyBackend, ProxyError, ProxyServer
 from infrastructure.health_check import probe
@@ -38,8 +38,6 @@ from releases.states import (
 
 logger = logging.getLogger(__name__)
 
-DEPLOY_TASK = "releases.deploy"
-NOTIFY_DEPLOYMENT_TASK = "webhooks.notify_deployment"
 CONTAINER_LOG_LINES = 40
 DEPLOYMENT_AUDIT_ACTIONS = {
     DeploymentKind.DEPLOY: AuditAction.DEPLOY,
@@ -294,9 +292,7 @@ def deployment_enqueue(deployment: Deployment) -> None:
     Deployment.objects.filter(pk=deployment_id).update(
         task_id=task_id, queued_at=timezone.now(), heartbeat_at=None
     )
-    transaction.on_commit(
-        lambda: celery_app.send_task(DEPLOY_TASK, args=[deployment_id], task_id=task_id)
-    )
+    dispatch.queue_deployment(deployment_id=deployment_id, task_id=task_id)
 
 
 def deployment_execute(*, deployment_id: int, task_id: str = "") -> Deployment | None:
@@ -464,10 +460,7 @@ def deployment_transition(*, deployment: Deployment, to: str, detail: str = "") 
         locked.status = to
         if to in DEPLOYMENT_FINAL_STATES:
             locked.finished_at = timezone.now()
-            deployment_id = locked.pk
-            transaction.on_commit(
-                lambda: celery_app.send_task(NOTIFY_DEPLOYMENT_TASK, args=[deployment_id])
-            )
+            dispatch.queue_deployment_notifications(deployment_id=locked.pk)
         locked.save(update_fields=["status", "finished_at"])
     deployment.status, deployment.finished_at = locked.status, locked.finished_at
     return deployment

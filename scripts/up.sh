@@ -65,7 +65,8 @@ wait_for() {  # wait_for NAME SECONDS COMMAND...
 "$venv/python" manage.py collectstatic --noinput >/dev/null
 
 start web "$venv/daphne" -b 127.0.0.1 -p "$PORT" config.asgi:application
-start worker "$venv/celery" -A config worker --queues builds,notify,deploys --concurrency 2 \
+# Every queue (infrastructure.dispatch.QUEUES): this one worker builds, deploys and notifies.
+start worker "$venv/celery" -A config worker --concurrency 2 \
   --hostname "dockyard@%h" --loglevel INFO
 
 wait_for web 30 curl -sf "http://127.0.0.1:$PORT/healthz"

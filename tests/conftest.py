@@ -18,6 +18,7 @@ from django.conf import settings
 from django.test import Client
 
 from config.celery import app as celery_app
+from infrastructure.dispatch import QUEUES
 from infrastructure.haproxy import HAProxy
 from pipelines.models import PipelineRun, Project
 from pipelines.states import RUN_FINAL_STATES
@@ -26,7 +27,6 @@ from tests.factories import github_headers, github_push_body
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 WORKER_START_TIMEOUT = 60
-WORKER_QUEUES = ("builds", "notify", "deploys")
 # The suite's own containers: a `make up` (or another suite) on the same engine keeps its own.
 OUR_CONTAINERS = f"dockyard.managed={settings.DOCKYARD_INSTANCE}"
 
@@ -47,7 +47,7 @@ def celery_worker(django_db_setup: None, django_db_blocker: object) -> Iterator[
     name = f"test-{uuid.uuid4().hex[:8]}@localhost"
     # Messages left by an earlier session (its runs are gone) would only be noise.
     with celery_app.connection_for_write() as connection:
-        for queue in WORKER_QUEUES:
+        for queue in QUEUES:
             connection.default_channel.queue_purge(queue)
     log_path = settings.DATA_DIR / "log" / "test-worker.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -62,8 +62,6 @@ def celery_worker(django_db_setup: None, django_db_blocker: object) -> Iterator[
                 "worker",
                 "--pool",
                 "solo",
-                "--queues",
-                ",".join(WORKER_QUEUES),
                 "--hostname",
                 name,
                 "--without-gossip",

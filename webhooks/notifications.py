@@ -5,7 +5,7 @@ from typing import Any
 from django.conf import settings
 from django.urls import reverse
 
-from config.celery import app as celery_app
+from infrastructure import dispatch
 from infrastructure.outgoing_webhooks import notification_post
 from pipelines.models import PipelineRun
 from pipelines.states import RUN_FINAL_STATES
@@ -13,7 +13,6 @@ from releases.models import Deployment
 from releases.states import DEPLOYMENT_FINAL_STATES, DeploymentKind
 from webhooks.models import NotificationEndpoint
 
-SEND_TASK = "webhooks.notify"
 RUN_ICONS = {"succeeded": "✅", "failed": "❌", "cancelled": "⏹"}
 
 
@@ -102,6 +101,6 @@ def _queue(endpoints: Any, payload: dict[str, Any]) -> int:
     count = 0
     for endpoint_id in endpoints.filter(active=True).values_list("pk", flat=True):
         # One task per endpoint: a failing endpoint is retried alone, the others are not held up.
-        celery_app.send_task(SEND_TASK, args=[endpoint_id, payload])
+        dispatch.queue_notification(endpoint_id=endpoint_id, payload=payload)
         count += 1
     return count

@@ -6,6 +6,7 @@ from celery import Task, shared_task
 from celery.utils.time import get_exponential_backoff_interval
 from django.core.exceptions import ObjectDoesNotExist
 
+from infrastructure import dispatch
 from infrastructure.forge_api import ForgeAPIError
 from infrastructure.outgoing_webhooks import OutgoingWebhookError
 from webhooks.notifications import (
@@ -19,7 +20,7 @@ from webhooks.services import commit_status_give_up, commit_status_report
 # A forge that is down never fails a run: the report is retried with growing pauses, then
 # given up and marked so (the run's page stays the source of truth). Retries keep the task
 # id, which is how the reaper asks the broker whether a report is still on its way.
-@shared_task(bind=True, name="webhooks.report_commit_status", max_retries=10)
+@shared_task(bind=True, name=dispatch.COMMIT_STATUS_REPORT.name, max_retries=10)
 def report_commit_status(self: Task, run_id: int, event_id: int) -> None:
     try:
         commit_status_report(run_id=run_id, event_id=event_id)
@@ -41,19 +42,19 @@ def report_commit_status(self: Task, run_id: int, event_id: int) -> None:
         ) from None
 
 
-@shared_task(name="webhooks.notify_run")
+@shared_task(name=dispatch.RUN_NOTIFY.name)
 def notify_run(run_id: int) -> None:
     notifications_for_run(run_id=run_id)
 
 
-@shared_task(name="webhooks.notify_deployment")
+@shared_task(name=dispatch.DEPLOYMENT_NOTIFY.name)
 def notify_deployment(deployment_id: int) -> None:
     notifications_for_deployment(deployment_id=deployment_id)
 
 
 # A chat endpoint that is down never affects a run or a deployment: retried, then dropped.
 @shared_task(
-    name="webhooks.notify",
+    name=dispatch.NOTIFICATION_SEND.name,
     autoretry_for=(OutgoingWebhookError,),
     retry_backoff=2,
     retry_backoff_max=600,

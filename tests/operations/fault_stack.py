@@ -214,7 +214,7 @@ class FaultStack:
                 sys.executable,
                 *("-m", "celery", "-A", "config", "worker"),
                 *("--pool", "prefork", "--concurrency", "2"),
-                *("--queues", "builds,notify,deploys", "--hostname", name),
+                *("--hostname", name),
                 *("--without-gossip", "--without-mingle", "--loglevel", "INFO"),
             ],
             self.env,

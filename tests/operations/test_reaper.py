@@ -1,6 +1,5 @@
 """The reaper, one pass at a time, against the real database and the real broker (Redis)."""
 
-import inspect
 import json
 import uuid
 from collections.abc import Callable, Iterator
@@ -11,8 +10,10 @@ import pytest
 import redis
 from django.utils import timezone
 
+from config.celery import app as celery_app
 from infrastructure.broker import held_task_ids
-from operations.reaper import QUEUES, lost_work_reap
+from infrastructure.dispatch import QUEUES
+from operations.reaper import lost_work_reap
 from pipelines.models import PipelineRun, Project, RunEvent, Stage
 from pipelines.services import commit_status_task_id
 from pipelines.states import RunStatus, StageStatus
@@ -219,23 +220,31 @@ def reporting_run(*states: str, at: Any = None, **project_fields: str) -> tuple[
 
 
 def test_a_commit_status_the_broker_lost_is_sent_again_for_the_newest_state_only(
-    quiet_broker: redis.Redis, django_capture_on_commit_callbacks: Callable[..., Any]
+    quiet_broker: redis.Redis,
+    django_capture_on_commit_callbacks: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     run, events = reporting_run(RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.SUCCEEDED)
+    # Recorded, not sent: this process's Celery app stays on the suite's broker, not the quiet
+    # one (tests/operations/test_faults.py sees the report reach a forge).
+    sent: list[tuple[str, list[object], str | None, str]] = []
+    monkeypatch.setattr(
+        celery_app,
+        "send_task",
+        lambda name, args, task_id, queue: sent.append((name, args, task_id, queue)),
+    )
 
-    # Not executed: this process's Celery app stays on the suite's broker, not the quiet one
-    # (tests/operations/test_faults.py sees the report reach a forge). What each send would
-    # send is in its closure.
-    with django_capture_on_commit_callbacks(execute=False) as sent:
+    with django_capture_on_commit_callbacks(execute=True):
         report = lost_work_reap()
 
     assert report.commit_statuses_resent == [run.pk]
-    assert [inspect.getclosurevars(send).nonlocals for send in sent] == [
-        {
-            "run_id": run.pk,
-            "event_id": events[-1],
-            "task_id": commit_status_task_id(run_id=run.pk, event_id=events[-1]),
-        }
+    assert sent == [
+        (
+            "webhooks.report_commit_status",
+            [run.pk, events[-1]],
+            commit_status_task_id(run_id=run.pk, event_id=events[-1]),
+            "notify",
+        )
     ]
 
 
