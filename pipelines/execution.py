@@ -9,10 +9,9 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
 from infrastructure.docker_engine import DockerEngine, DockerEngineError
-from infrastructure.heartbeats import heartbeat, worker_name
+from infrastructure.durable_jobs import Take, job_heartbeat, job_out_of_attempts, job_take
 from pipelines.models import PipelineRun, Stage
 from pipelines.selectors import project_secret_values, run_is_cancelled
 from pipelines.services import run_advance, run_fail, run_transition, stage_transition
@@ -45,7 +44,7 @@ def stage_execute(*, run_id: int, stage_name: str, task_id: str, body: StageBody
     if claim is None:
         return
     run, stage = claim.run, claim.stage
-    if stage.attempts > settings.DOCKYARD_ATTEMPTS:
+    if job_out_of_attempts(stage):
         # Each earlier start lost its worker mid-stage (killed, out of memory, machine gone).
         with transaction.atomic():
             locked_run = PipelineRun.objects.select_for_update(of=("self",)).get(pk=run.pk)
@@ -63,7 +62,7 @@ def stage_execute(*, run_id: int, stage_name: str, task_id: str, body: StageBody
         should_stop=lambda: run_is_cancelled(run.pk),
     )
     try:
-        with heartbeat(Stage, stage.pk):
+        with job_heartbeat(stage):
             body(run, log)
     except StageCancelled:
         # The cancel has already settled the stage; should it not have, the stage fails.
@@ -101,10 +100,14 @@ def _stage_claim(*, run_id: int, stage_name: str, task_id: str) -> _Claim | None
             return None
         if stage.status != StageStatus.PENDING and stage.status != StageStatus.RUNNING:
             return None
+        if stage.status == StageStatus.RUNNING and stage.task_id != task_id:
+            # Another task owns it (the reaper sent a new one, or this is a stale copy).
+            logger.info("stage %s of run %s is already running; duplicate", stage_name, run_id)
+            return None
+        if job_take(stage, task_id=task_id) == Take.DUPLICATE:
+            logger.info("stage %s of run %s is carried by another worker", stage_name, run_id)
+            return None
         if stage.status == StageStatus.RUNNING:
-            if stage.task_id != task_id:
-                logger.info("stage %s of run %s is already running; duplicate", stage_name, run_id)
-                return None
             stage_transition(
                 stage=stage,
                 to=StageStatus.PENDING,
@@ -113,9 +116,6 @@ def _stage_claim(*, run_id: int, stage_name: str, task_id: str) -> _Claim | None
         if run.status == RunStatus.QUEUED:
             run_transition(run=run, to=RunStatus.RUNNING)
         stage_transition(stage=stage, to=StageStatus.RUNNING, task_id=task_id)
-        stage.attempts += 1
-        stage.heartbeat_at, stage.worker = timezone.now(), worker_name()
-        stage.save(update_fields=["attempts", "heartbeat_at", "worker"])
         return _Claim(run=run, stage=stage)
 
 

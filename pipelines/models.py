@@ -8,6 +8,7 @@ from django.db import models
 from django.db.models import Q
 
 from config.encrypted_fields import EncryptedTextField
+from infrastructure.durable_jobs import DurableJob
 from pipelines.states import RunStatus, StageName, StageStatus
 
 
@@ -174,7 +175,10 @@ class PipelineRun(models.Model):
         return self.kind != RunKind.PULL_REQUEST
 
 
-class Stage(models.Model):
+class Stage(DurableJob):
+    """One stage of a run: a durable job (infrastructure.durable_jobs) whose lost worker means
+    starting the stage again."""
+
     run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="stages")
     name = models.CharField(max_length=16, choices=StageName.choices)
     position = models.PositiveSmallIntegerField()
@@ -183,20 +187,6 @@ class Stage(models.Model):
     )
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    # The Celery task sent for the stage (while pending), then the one that claimed it. A
-    # redelivery of that same task means its worker died mid-stage; another task id means a
-    # duplicate message, which must not run it twice.
-    task_id = models.CharField(max_length=255, blank=True)
-    # When the stage's task was (last) sent: a pending stage whose message the broker lost
-    # (Redis restarted) is sent again once this is old enough.
-    queued_at = models.DateTimeField(null=True, blank=True)
-    # Refreshed by the worker while the stage runs; a stale one means the worker is gone and
-    # the reaper (operations.reaper) settles the stage.
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
-    worker = models.CharField(max_length=255, blank=True)
-    # How many times a worker has started the stage: bounded, so a stage that keeps killing
-    # its worker fails instead of looping.
-    attempts = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
         ordering = ["run", "position"]

@@ -4,7 +4,6 @@ import logging
 import re
 import secrets
 import shlex
-import uuid
 from pathlib import Path
 
 from django.conf import settings
@@ -17,6 +16,7 @@ from audit.actors import Actor
 from audit.models import AuditAction
 from audit.services import audit_record
 from infrastructure import dispatch
+from infrastructure.durable_jobs import job_enqueue
 from infrastructure.git_checkout import GitCheckoutError, ref_head
 from infrastructure.repository_urls import (
     RepositoryURLError,
@@ -716,8 +716,10 @@ def stage_enqueue(run: PipelineRun, stage_name: str) -> None:
     The id lets the reaper ask the broker whether the message is still there (a Redis
     restart loses it) and tell a stale delivery from the one that owns the stage.
     """
-    run_id, task_id = run.pk, str(uuid.uuid4())
-    Stage.objects.filter(run_id=run_id, name=stage_name).update(
-        task_id=task_id, queued_at=timezone.now(), heartbeat_at=None
+    run_id = run.pk
+    job_enqueue(
+        Stage.objects.get(run_id=run_id, name=stage_name),
+        send=lambda task_id: dispatch.queue_stage(
+            stage_name=stage_name, run_id=run_id, task_id=task_id
+        ),
     )
-    dispatch.queue_stage(stage_name=stage_name, run_id=run_id, task_id=task_id)

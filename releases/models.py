@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from infrastructure.durable_jobs import DurableJob
 from pipelines.models import PipelineRun, Project
 from releases.states import DEPLOYMENT_FINAL_STATES, DeploymentKind, DeploymentStatus, Slot
 
@@ -91,7 +92,10 @@ class Environment(models.Model):
         return self.blue_port if slot == Slot.BLUE else self.green_port
 
 
-class Deployment(models.Model):
+class Deployment(DurableJob):
+    """A move of an environment to a release: a durable job (infrastructure.durable_jobs) whose
+    lost worker means resuming at the step it was in."""
+
     environment = models.ForeignKey(
         Environment, on_delete=models.CASCADE, related_name="deployments"
     )
@@ -114,13 +118,6 @@ class Deployment(models.Model):
     reused_container = models.BooleanField(default=False)
     failure_reason = models.TextField(blank=True)
     container_log = models.TextField(blank=True)
-    # As on a Stage: the task sent for it (then the one carrying it out), when it was sent,
-    # the carrying worker's heartbeat, and how many workers have taken it up.
-    task_id = models.CharField(max_length=255, blank=True)
-    queued_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
-    worker = models.CharField(max_length=255, blank=True)
-    attempts = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -17,9 +17,15 @@ from audit.models import AuditAction
 from audit.services import audit_record
 from infrastructure import dispatch
 from infrastructure.docker_engine import DockerEngine, DockerEngineError
+from infrastructure.durable_jobs import (
+    Take,
+    job_enqueue,
+    job_heartbeat,
+    job_out_of_attempts,
+    job_take,
+)
 from infrastructure.haproxy import HAProxy, ProxyBackend, ProxyError, ProxyServer
 from infrastructure.health_check import probe
-from infrastructure.heartbeats import heartbeat, heartbeat_is_fresh, worker_name
 from pipelines.models import PipelineRun, Project, RunKind
 from pipelines.selectors import project_secrets
 from pipelines.spec import DeploySpec, spec_from_dict
@@ -287,12 +293,15 @@ def access_environment_deploy(user: User, environment: Environment) -> bool:
 
 
 def deployment_enqueue(deployment: Deployment) -> None:
-    """Send the deployment's task once the transaction commits, noting its id and when."""
-    deployment_id, task_id = deployment.pk, str(uuid.uuid4())
-    Deployment.objects.filter(pk=deployment_id).update(
-        task_id=task_id, queued_at=timezone.now(), heartbeat_at=None
+    """Send the deployment's task once the transaction commits (a durable job: its id and
+    when it went are noted, so a lost message is found and sent again)."""
+    deployment_id = deployment.pk
+    job_enqueue(
+        deployment,
+        send=lambda task_id: dispatch.queue_deployment(
+            deployment_id=deployment_id, task_id=task_id
+        ),
     )
-    dispatch.queue_deployment(deployment_id=deployment_id, task_id=task_id)
 
 
 def deployment_execute(*, deployment_id: int, task_id: str = "") -> Deployment | None:
@@ -304,12 +313,12 @@ def deployment_execute(*, deployment_id: int, task_id: str = "") -> Deployment |
     deployment = _deployment_claim(deployment_id, task_id or str(uuid.uuid4()))
     if deployment is None:
         return None
-    if deployment.attempts > settings.DOCKYARD_ATTEMPTS:
+    if job_out_of_attempts(deployment):
         return deployment_abandon(
             deployment=deployment,
             reason=f"its worker was lost {deployment.attempts - 1} times; not trying again",
         )
-    with heartbeat(Deployment, deployment.pk):
+    with job_heartbeat(deployment):
         return _deployment_steps(deployment)
 
 
@@ -323,12 +332,9 @@ def _deployment_claim(deployment_id: int, task_id: str) -> Deployment | None:
         )
         if deployment is None or deployment.status in DEPLOYMENT_FINAL_STATES:
             return None
-        if deployment.task_id != task_id and heartbeat_is_fresh(deployment.heartbeat_at):
-            logger.info("deployment %s is carried by %s; duplicate", deployment.pk, task_id)
+        if job_take(deployment, task_id=task_id) == Take.DUPLICATE:
+            logger.info("deployment %s is carried by another worker; duplicate", deployment.pk)
             return None
-        deployment.task_id, deployment.worker = task_id, worker_name()
-        deployment.heartbeat_at, deployment.attempts = timezone.now(), deployment.attempts + 1
-        deployment.save(update_fields=["task_id", "worker", "heartbeat_at", "attempts"])
     return deployment
 
 

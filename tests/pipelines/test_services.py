@@ -1,10 +1,12 @@
 """Projects, runs and the stage runner, against the real database."""
 
+import inspect
 from collections.abc import Callable
 
 import pytest
 from django.test import override_settings
 
+from infrastructure import dispatch
 from pipelines.execution import StageFailure, stage_execute
 from pipelines.models import PipelineRun, RunEvent
 from pipelines.selectors import stage_log_text
@@ -24,8 +26,13 @@ SHA = "a" * 40
 
 
 def stage_tasks(callbacks: list[Callable[[], object]]) -> list[Callable[[], object]]:
-    """The on-commit callbacks that enqueue a stage (others publish live status)."""
-    return [callback for callback in callbacks if "stage_enqueue" in callback.__qualname__]
+    """The on-commit callbacks that send a stage's task (others publish live status)."""
+    stage_routes = list(dispatch.STAGE_ROUTES.values())
+    return [
+        callback
+        for callback in callbacks
+        if inspect.getclosurevars(callback).nonlocals.get("route") in stage_routes
+    ]
 
 
 def queue_run(test_command: str = "sh test.sh") -> PipelineRun:
