@@ -25,11 +25,12 @@ from api.chatops_commands import (
 from api.models import ChatIdentity
 from api.slack_signature import SlackSignatureError, slack_request_verify
 from audit.actors import Actor, chat_actor
-from pipelines.models import PipelineRun, Project
+from pipelines.models import PipelineRun
+from projects.models import Project
+from releases.access import can_deploy_to
 from releases.models import Environment, Release
 from releases.services import (
     DeploymentRefused,
-    access_environment_deploy,
     deployment_request,
     environment_promote,
     environment_rollback,
@@ -197,7 +198,7 @@ def _environment(project: Project, name: str, user: User) -> Environment:
     environment = Environment.objects.filter(project=project, name=name).first()
     if environment is None:
         raise _Refused(f"{project.slug} has no environment {name!r}")
-    if not access_environment_deploy(user, environment):
+    if not can_deploy_to(user, environment):
         raise _Refused(f"you may not deploy {project.slug} to {name} (link your chat account?)")
     return environment
 

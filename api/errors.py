@@ -9,8 +9,8 @@ from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
-from pipelines.services import ProjectError
 from pipelines.states import IllegalTransition
+from projects.services import ProjectError
 from releases.services import DeploymentRefused
 
 # The domain's refusals and the HTTP answers they become.

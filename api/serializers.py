@@ -5,7 +5,8 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from audit.models import AuditEntry
-from pipelines.models import Forge, LogChunk, PipelineRun, Project, Stage
+from pipelines.models import LogChunk, PipelineRun, Stage
+from projects.models import Forge, Project
 from releases.models import Deployment, DeploymentEvent, Environment, Release
 
 

@@ -15,7 +15,6 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, viewsets
 from rest_framework.authtoken.models import Token
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import AllowAny, IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -28,22 +27,21 @@ from api.tokens import api_token_issue
 from audit.actors import Actor, request_actor
 from audit.models import AuditAction, AuditEntry
 from audit.selectors import audit_entries
-from pipelines.models import LogChunk, PipelineRun, Project
+from pipelines.access import require_run_controller
+from pipelines.models import LogChunk, PipelineRun
 from pipelines.selectors import run_list
 from pipelines.services import (
-    access_project_manage,
-    access_run_control,
-    project_create,
-    project_permissions_update,
-    project_secret_rotate,
     run_cancel,
     run_retry,
     run_trigger,
 )
+from projects.access import require_project_manager
+from projects.models import Project
+from projects.services import project_create, project_permissions_update, project_secret_rotate
+from releases.access import require_deployer
 from releases.models import Deployment, Environment, Release
 from releases.selectors import environment_history
 from releases.services import (
-    access_environment_deploy,
     deployment_request,
     environment_promote,
     environment_rollback,
@@ -75,7 +73,7 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     )
     @idempotent
     def create(self, request: Request) -> Response:
-        _require(access_project_manage(request.user), "only operators may add projects")
+        require_project_manager(request.user, to="add projects")
         data = _valid(s.ProjectCreateSerializer, request)
         project = project_create(
             slug=data["slug"],
@@ -97,7 +95,7 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     @idempotent
     def partial_update(self, request: Request, slug: str) -> Response:
         """Grant or take back what the project may do (operators; audited)."""
-        _require(access_project_manage(request.user), "only operators may change a project")
+        require_project_manager(request.user, to="change a project")
         data = _valid(s.ProjectPermissionsSerializer, request)
         project = project_permissions_update(
             project=self.get_object(),
@@ -114,7 +112,7 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     @action(detail=True, methods=["post"], url_path="rotate-secret")
     @idempotent
     def rotate_secret(self, request: Request, slug: str) -> Response:
-        _require(access_project_manage(request.user), "only operators may rotate secrets")
+        require_project_manager(request.user, to="rotate secrets")
         project = project_secret_rotate(project=self.get_object(), actor=request_actor(request))
         return Response(s.ProjectWithSecretSerializer(project).data)
 
@@ -149,7 +147,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     def create(self, request: Request) -> Response:
         data = _valid(s.RunTriggerSerializer, request)
         project = get_object_or_404(Project, slug=data["project"])
-        _require(access_run_control(request.user, project), "only operators may start runs")
+        require_run_controller(request.user, to="start runs")
         run = run_trigger(project=project, ref=data["ref"], commit_sha=data.get("commit_sha", ""))
         return Response(s.RunSerializer(run).data, status=201)
 
@@ -160,7 +158,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     @idempotent
     def cancel(self, request: Request, pk: str) -> Response:
         run = self.get_object()
-        _require(access_run_control(request.user, run.project), "only operators may cancel runs")
+        require_run_controller(request.user, to="cancel runs")
         who = request.user.get_username()
         run_cancel(run=run, reason=f"cancelled by {who} through the API")
         run.refresh_from_db()
@@ -173,7 +171,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     @idempotent
     def retry(self, request: Request, pk: str) -> Response:
         run = self.get_object()
-        _require(access_run_control(request.user, run.project), "only operators may retry runs")
+        require_run_controller(request.user, to="retry runs")
         return Response(s.RunSerializer(run_retry(run=run)).data, status=201)
 
     @extend_schema(
@@ -236,10 +234,7 @@ class EnvironmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
     @idempotent
     def deploy(self, request: Request, pk: str) -> Response:
         environment = self.get_object()
-        _require(
-            access_environment_deploy(request.user, environment),
-            f"you may not deploy to {environment.name}",
-        )
+        require_deployer(request.user, environment)
         number = _valid(s.DeployRequestSerializer, request)["release"]
         release = get_object_or_404(Release, project=environment.project, number=number)
         deployment = deployment_request(
@@ -265,10 +260,7 @@ class EnvironmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
             if number
             else None
         )
-        _require(
-            access_environment_deploy(request.user, environment),
-            f"you may not deploy to {environment.name}",
-        )
+        require_deployer(request.user, environment)
         deployment = environment_promote(
             environment=environment,
             release=release,
@@ -286,10 +278,7 @@ class EnvironmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
     @idempotent
     def rollback(self, request: Request, pk: str) -> Response:
         environment = self.get_object()
-        _require(
-            access_environment_deploy(request.user, environment),
-            f"you may not deploy to {environment.name}",
-        )
+        require_deployer(request.user, environment)
         deployment = environment_rollback(
             environment=environment, user=request.user, actor=request_actor(request)
         )
@@ -386,11 +375,6 @@ class SlackCommandView(APIView):
             now=time.time(),
         )
         return Response(answer.payload, status=answer.status)
-
-
-def _require(allowed: bool, message: str) -> None:
-    if not allowed:
-        raise PermissionDenied(message)
 
 
 def _valid(serializer_class: type[Any], request: Request) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Changes the admin (or a shell) makes through Django's own machinery, into the audit log.
 
-Who may deploy where, a user's staff/superuser/active flags, groups and permissions, API tokens
-and chat links are edited by Django's admin, DRF's token command and our management commands,
+A user's staff/superuser/active flags, groups and permissions, and API tokens are edited by
+Django's admin, DRF's token command and our management commands,
 none of which goes through a service of ours: signals are the one place all of them pass. The
 receivers only work out what changed and hand it to audit_record; the actor comes from the
 context the request (or command) set.
@@ -19,30 +19,18 @@ from django.db.models.signals import m2m_changed, post_delete, post_save, pre_sa
 from django.dispatch import receiver
 from rest_framework.authtoken.models import Token, TokenProxy
 
-from api.models import ChatIdentity
 from audit.models import AuditAction
 from audit.services import audit_record
-from infrastructure.repository_urls import shown
-from pipelines.models import Project, ProjectSecret
-from releases.models import Environment
 
 User = get_user_model()
 
 USER_FLAGS = ("is_staff", "is_superuser", "is_active")
 # Flags worth an entry when a user is created with them: every new user is active.
 ELEVATED_FLAGS = ("is_staff", "is_superuser")
-# Changed through Project.save() (the admin, the API, addproject).
-PROJECT_SECRETS = {
-    "webhook_secret": AuditAction.WEBHOOK_SECRET_CHANGED,
-    "forge_token": AuditAction.FORGE_TOKEN_CHANGED,
-    "repository_credentials": AuditAction.REPOSITORY_CREDENTIALS_CHANGED,
-}
-# What operators grant a project; an entry says what it was and what it became.
-PROJECT_PERMISSIONS = ("publish_repositories", "test_network_allowed")
 
 # Each audited many-to-many relation: the action, and its field (owner side: the entry's target).
+# Apps add theirs with audit_many_to_many (releases: who may deploy to an environment).
 M2M_RELATIONS: dict[type[models.Model], tuple[AuditAction, Any]] = {
-    Environment.deployers.through: (AuditAction.DEPLOYERS_CHANGED, Environment.deployers.field),
     User.groups.through: (AuditAction.USER_GROUPS_CHANGED, User.groups.field),
     User.user_permissions.through: (
         AuditAction.USER_PERMISSIONS_CHANGED,
@@ -95,10 +83,16 @@ def m2m_relation_changed(
         )
 
 
-for through in M2M_RELATIONS:
+def audit_many_to_many(through: type[models.Model], action: AuditAction, field: Any) -> None:
+    """Record every change of the many-to-many relation `through` (owner side: `field`)."""
+    M2M_RELATIONS[through] = (action, field)
     m2m_changed.connect(
         m2m_relation_changed, sender=through, dispatch_uid=f"audit.m2m.{through._meta.label}"
     )
+
+
+for _through, (_action, _field) in list(M2M_RELATIONS.items()):
+    audit_many_to_many(_through, _action, _field)
 
 
 @receiver(pre_save, sender=User, dispatch_uid="audit.user_flags_before")
@@ -151,116 +145,3 @@ def token_issued(sender: type[models.Model], instance: Token, created: bool, **k
 @receiver(post_delete, sender=Token, dispatch_uid="audit.token_revoked")
 def token_revoked(sender: type[models.Model], instance: Token, **kwargs: Any) -> None:
     audit_record(action=AuditAction.API_TOKEN_REVOKED, target=instance.user)
-
-
-@receiver(pre_save, sender=ChatIdentity, dispatch_uid="audit.chat_identity_before")
-def chat_identity_before(sender: type[models.Model], instance: ChatIdentity, **kwargs: Any) -> None:
-    previous = (
-        sender._default_manager.filter(pk=instance.pk).select_related("user").first()
-        if instance.pk is not None
-        else None
-    )
-    instance._audit_previous_user = previous.user if previous is not None else None  # type: ignore[attr-defined]
-
-
-@receiver(post_save, sender=ChatIdentity, dispatch_uid="audit.chat_identity_linked")
-def chat_identity_linked(sender: type[models.Model], instance: ChatIdentity, **kwargs: Any) -> None:
-    previous = getattr(instance, "_audit_previous_user", None)
-    if kwargs.get("raw") or (previous is not None and previous.pk == instance.user_id):
-        return
-    account = {"provider": instance.provider, "external_id": instance.external_id}
-    if previous is not None:
-        audit_record(
-            action=AuditAction.CHAT_IDENTITY_UNLINKED,
-            target=previous,
-            detail={**account, "now_linked_to": instance.user.get_username()},
-        )
-    audit_record(action=AuditAction.CHAT_IDENTITY_LINKED, target=instance.user, detail=account)
-
-
-@receiver(post_delete, sender=ChatIdentity, dispatch_uid="audit.chat_identity_unlinked")
-def chat_identity_unlinked(
-    sender: type[models.Model], instance: ChatIdentity, **kwargs: Any
-) -> None:
-    audit_record(
-        action=AuditAction.CHAT_IDENTITY_UNLINKED,
-        target=instance.user,
-        detail={"provider": instance.provider, "external_id": instance.external_id},
-    )
-
-
-@receiver(pre_save, sender=Project, dispatch_uid="audit.project_before")
-def project_before(sender: type[models.Model], instance: Project, **kwargs: Any) -> None:
-    instance._audit_before = (  # type: ignore[attr-defined]
-        sender._default_manager.filter(pk=instance.pk)
-        .values("repository_url", *PROJECT_SECRETS, *PROJECT_PERMISSIONS)
-        .first()
-        if instance.pk is not None and not kwargs.get("raw")
-        else None
-    )
-
-
-@receiver(post_save, sender=Project, dispatch_uid="audit.project_after")
-def project_after(
-    sender: type[models.Model], instance: Project, created: bool, **kwargs: Any
-) -> None:
-    if kwargs.get("raw"):
-        return
-    if created:
-        audit_record(
-            action=AuditAction.PROJECT_CREATED,
-            target=instance,
-            detail={
-                "repository": shown(instance.repository_url),
-                "forge": instance.forge,
-                # Whether each secret is set; never its value.
-                **{field: bool(getattr(instance, field)) for field in PROJECT_SECRETS},
-            },
-        )
-        return
-    before = getattr(instance, "_audit_before", None)
-    if before is None:
-        return
-    if before["repository_url"] != instance.repository_url:
-        audit_record(
-            action=AuditAction.PROJECT_REPOSITORY_CHANGED,
-            target=instance,
-            detail={
-                "from": shown(before["repository_url"]),
-                "to": shown(instance.repository_url),
-            },
-        )
-    changed = {
-        field: {"from": before[field], "to": getattr(instance, field)}
-        for field in PROJECT_PERMISSIONS
-        if before[field] != getattr(instance, field)
-    }
-    if changed:
-        audit_record(
-            action=AuditAction.PROJECT_PERMISSIONS_CHANGED, target=instance, detail=changed
-        )
-    for field, action in PROJECT_SECRETS.items():
-        value = getattr(instance, field)
-        if before[field] != value:
-            # That it changed, and whether one is set now; never the value.
-            audit_record(action=action, target=instance, detail={"set": bool(value)})
-
-
-@receiver(post_delete, sender=Project, dispatch_uid="audit.project_deleted")
-def project_deleted(sender: type[models.Model], instance: Project, **kwargs: Any) -> None:
-    audit_record(
-        action=AuditAction.PROJECT_DELETED,
-        target=instance,
-        detail={"repository": shown(instance.repository_url)},
-    )
-
-
-@receiver(post_delete, sender=ProjectSecret, dispatch_uid="audit.project_secret_deleted")
-def project_secret_deleted(
-    sender: type[models.Model], instance: ProjectSecret, **kwargs: Any
-) -> None:
-    audit_record(
-        action=AuditAction.PROJECT_SECRET_DELETED,
-        target=instance.project,
-        detail={"name": instance.name},
-    )

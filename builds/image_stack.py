@@ -24,10 +24,11 @@ from infrastructure.docker_engine import (
 )
 from infrastructure.registry import RegistryError, manifest_digest
 from pipelines.execution import StageCancelled, StageFailure
-from pipelines.models import PipelineRun, Project
+from pipelines.models import PipelineRun
 from pipelines.selectors import latest_published_run
-from pipelines.spec import ImageSpec, PipelineSpec
 from pipelines.stage_log import StageLog
+from projects.models import Project
+from projects.spec import ImageSpec, PipelineSpec
 
 BASE_IMAGE_ARG = "BASE_IMAGE"
 

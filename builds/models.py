@@ -2,7 +2,8 @@
 
 from django.db import models
 
-from pipelines.models import PipelineRun, Project
+from pipelines.models import PipelineRun
+from projects.models import Project
 
 
 class LayerRole(models.TextChoices):

@@ -16,16 +16,17 @@ from infrastructure.docker_engine import (
 )
 from pipelines.execution import StageCancelled, StageFailure
 from pipelines.models import PipelineRun
-from pipelines.selectors import project_secrets
-from pipelines.services import project_namespace, project_spec_policy, run_record_image
-from pipelines.spec import (
+from pipelines.services import run_record_image
+from pipelines.stage_log import StageLog
+from pipelines.workspace import workspace_ensure, workspace_remove
+from projects.selectors import project_secrets
+from projects.services import project_namespace, project_spec_policy
+from projects.spec import (
     PipelineSpec,
     policy_refusal_of_test,
     publish_repository_refusal,
     spec_from_dict,
 )
-from pipelines.stage_log import StageLog
-from pipelines.workspace import workspace_ensure, workspace_remove
 
 logger = logging.getLogger(__name__)
 

@@ -26,9 +26,10 @@ from infrastructure.docker_engine import (
     ImageInUse,
     LocalImage,
 )
-from pipelines.models import LogChunk, PipelineRun, Project
+from pipelines.models import LogChunk, PipelineRun
 from pipelines.selectors import latest_published_run
 from pipelines.states import RUN_FINAL_STATES
+from projects.models import Project
 from releases.models import Deployment, Environment, Release
 from releases.selectors import rollback_target
 from releases.states import DEPLOYMENT_FINAL_STATES, DeploymentStatus

@@ -3,14 +3,14 @@
 import shlex
 
 from pipelines.execution import StageFailure
-from pipelines.models import PipelineRun, Project
-from pipelines.services import (
-    project_base_dependencies_set,
-    project_spec_policy,
-    run_record_spec,
-    stage_skip,
-)
-from pipelines.spec import (
+from pipelines.models import PipelineRun
+from pipelines.services import run_record_spec, stage_skip
+from pipelines.stage_log import StageLog
+from pipelines.states import StageName
+from pipelines.workspace import workspace_ensure
+from projects.models import Project
+from projects.services import project_base_dependencies_set, project_spec_policy
+from projects.spec import (
     SPEC_FILE,
     PipelineSpec,
     SpecError,
@@ -19,9 +19,6 @@ from pipelines.spec import (
     policy_refusal_of_test,
     spec_to_dict,
 )
-from pipelines.stage_log import StageLog
-from pipelines.states import StageName
-from pipelines.workspace import workspace_ensure
 
 # Larger than any real pipeline description; a bigger file is a mistake or an attack.
 MAX_SPEC_BYTES = 256 * 1024

@@ -13,10 +13,11 @@ from django.db import transaction
 from infrastructure.docker_engine import DockerEngine, DockerEngineError
 from infrastructure.durable_jobs import Take, job_heartbeat, job_out_of_attempts, job_take
 from pipelines.models import PipelineRun, Stage
-from pipelines.selectors import project_secret_values, run_is_cancelled
+from pipelines.selectors import run_is_cancelled
 from pipelines.services import run_advance, run_fail, run_transition, stage_transition
 from pipelines.stage_log import StageLog
 from pipelines.states import RUN_FINAL_STATES, RunStatus, StageStatus
+from projects.selectors import project_secret_values
 
 logger = logging.getLogger(__name__)
 

@@ -1,21 +1,14 @@
 """Reads for projects and runs."""
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import QuerySet
 
-from infrastructure.repository_urls import repository_key
-from pipelines.models import BaseDependency, LogChunk, PipelineRun, Project, ProjectSecret, Stage
+from pipelines.models import LogChunk, PipelineRun, Stage
 from pipelines.states import RunStatus
+from projects.models import BaseDependency, Project
 from releases.selectors import project_environments
-
-
-def project_for_repository(*, forge: str, urls: Iterable[str]) -> Project | None:
-    """The forge's project whose repository any of `urls` names (https, ssh, scp-like, path)."""
-    keys = {repository_key(url) for url in urls}
-    return Project.objects.filter(forge=forge, repository_key__in=keys).first()
 
 
 def run_list() -> QuerySet[PipelineRun]:
@@ -38,20 +31,6 @@ def run_stage_logs(run: PipelineRun) -> dict[int, str]:
 
 def run_is_cancelled(run_id: int) -> bool:
     return PipelineRun.objects.filter(pk=run_id, status=RunStatus.CANCELLED).exists()
-
-
-def project_secret_values(project: Project) -> list[str]:
-    """Every secret value of the project: what log masking hides."""
-    return list(ProjectSecret.objects.filter(project=project).values_list("value", flat=True))
-
-
-def project_secrets(project: Project, names: Iterable[str]) -> dict[str, str]:
-    """The named secrets of the project, by name; names without a value are left out."""
-    return dict(
-        ProjectSecret.objects.filter(project=project, name__in=list(names)).values_list(
-            "name", "value"
-        )
-    )
 
 
 def latest_published_run(project: Project) -> PipelineRun | None:

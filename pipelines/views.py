@@ -2,29 +2,19 @@
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from pipelines.models import PipelineRun, Project
-from pipelines.selectors import (
-    dashboard_projects,
-    project_base_graph,
-    project_runs,
-    run_list,
-)
-from pipelines.services import (
-    ProjectError,
-    access_project_manage,
-    access_run_control,
-    project_secret_rotate,
-    project_settings_update,
-    run_cancel,
-    run_retry,
-)
+from pipelines.access import can_control_runs, require_run_controller
+from pipelines.models import PipelineRun
+from pipelines.selectors import dashboard_projects, project_base_graph, project_runs, run_list
+from pipelines.services import run_cancel, run_retry
 from pipelines.states import RUN_FINAL_STATES, STAGE_ORDER, RunStatus
+from projects.access import can_manage_projects, require_project_manager
+from projects.models import Project
+from projects.services import ProjectError, project_secret_rotate, project_settings_update
 from releases.selectors import project_environments, project_releases
 from webhooks.selectors import project_deliveries
 
@@ -56,7 +46,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "progress": (done, len(STAGE_ORDER)),
             "layers": run.layers.all(),
             "final": run.status in RUN_FINAL_STATES,
-            "can_control": access_run_control(request.user, run.project),
+            "can_control": can_control_runs(request.user),
         },
     )
 
@@ -65,7 +55,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def run_cancel_view(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(PipelineRun.objects.select_related("project"), pk=pk)
-    _require(access_run_control(request.user, run.project))
+    require_run_controller(request.user, to="cancel runs")
     run_cancel(run=run, reason=f"cancelled by {request.user.get_username()}")
     return redirect("run-detail", pk=run.pk)
 
@@ -74,7 +64,7 @@ def run_cancel_view(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def run_retry_view(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(PipelineRun.objects.select_related("project"), pk=pk)
-    _require(access_run_control(request.user, run.project))
+    require_run_controller(request.user, to="retry runs")
     return redirect("run-detail", pk=run_retry(run=run).pk)
 
 
@@ -100,7 +90,7 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "environments": project_environments(project),
             "releases": project_releases(project)[:20],
             "deliveries": project_deliveries(project)[:30],
-            "can_manage": access_project_manage(request.user),
+            "can_manage": can_manage_projects(request.user),
         },
     )
 
@@ -109,7 +99,7 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 def project_settings(request: HttpRequest, slug: str) -> HttpResponse:
     project = get_object_or_404(Project, slug=slug)
-    _require(access_project_manage(request.user))
+    require_project_manager(request.user, to="change project settings")
     # Never shown back: an empty field keeps the token, the checkbox removes it.
     forge_token = request.POST.get("forge_token") or None
     if request.POST.get("forge_token_remove") == "on":
@@ -134,7 +124,7 @@ def project_settings(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 def project_rotate_secret(request: HttpRequest, slug: str) -> HttpResponse:
     project = get_object_or_404(Project, slug=slug)
-    _require(access_project_manage(request.user))
+    require_project_manager(request.user, to="rotate webhook secrets")
     project_secret_rotate(project=project)
     # Shown once, on the next page only: it is not displayed anywhere afterwards.
     messages.warning(
@@ -143,8 +133,3 @@ def project_rotate_secret(request: HttpRequest, slug: str) -> HttpResponse:
         f"{project.webhook_secret}",
     )
     return redirect("project-detail", slug=project.slug)
-
-
-def _require(allowed: bool) -> None:
-    if not allowed:
-        raise PermissionDenied

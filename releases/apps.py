@@ -6,3 +6,6 @@ class ReleasesConfig(AppConfig):
 
     name = "releases"
     verbose_name = "Releases"
+
+    def ready(self) -> None:
+        from releases import signals  # noqa: F401  (connects the audit receivers)

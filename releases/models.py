@@ -9,7 +9,8 @@ from django.db import models
 from django.db.models import Q
 
 from infrastructure.durable_jobs import DurableJob
-from pipelines.models import PipelineRun, Project
+from pipelines.models import PipelineRun
+from projects.models import Project
 from releases.states import DEPLOYMENT_FINAL_STATES, DeploymentKind, DeploymentStatus, Slot
 
 

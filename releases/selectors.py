@@ -2,7 +2,7 @@
 
 from django.db.models import QuerySet
 
-from pipelines.models import Project
+from projects.models import Project
 from releases.models import Deployment, Environment, Release
 from releases.states import DeploymentStatus
 

@@ -26,11 +26,13 @@ from infrastructure.durable_jobs import (
 )
 from infrastructure.haproxy import HAProxy, ProxyBackend, ProxyError, ProxyServer
 from infrastructure.health_check import probe
-from pipelines.models import PipelineRun, Project, RunKind
-from pipelines.selectors import project_secrets
-from pipelines.spec import DeploySpec, spec_from_dict
+from pipelines.models import PipelineRun, RunKind
 from pipelines.states import RunStatus
-from pipelines.trigger_rules import name_matches, parse_globs
+from projects.models import Project
+from projects.selectors import project_secrets
+from projects.spec import DeploySpec, spec_from_dict
+from projects.trigger_rules import name_matches, parse_globs
+from releases.access import can_deploy_to
 from releases.models import Deployment, DeploymentEvent, Environment, Release
 from releases.selectors import rollback_target
 from releases.states import (
@@ -190,7 +192,7 @@ def deployment_request(
     environment = Environment.objects.select_related("project", "after").get(pk=environment.pk)
     if release.project_id != environment.project_id:
         raise DeploymentRefused(f"{release} is not a release of {environment.project.slug}")
-    if user is not None and not access_environment_deploy(user, environment):
+    if user is not None and not can_deploy_to(user, environment):
         raise DeploymentRefused(f"{user} may not deploy to {environment.name}")
     if environment.after is not None and not _succeeded_in(release, environment.after):
         raise DeploymentRefused(
@@ -279,17 +281,6 @@ def environment_rollback(
         variables=previous.variables,
         actor=actor,
     )
-
-
-def access_environment_deploy(user: User, environment: Environment) -> bool:
-    """May `user` deploy to `environment`? Listed deployers, else any staff user."""
-    if not user.is_authenticated or not user.is_active:
-        return False
-    if getattr(user, "is_superuser", False):
-        return True
-    if environment.deployers.exists():
-        return environment.deployers.filter(pk=user.pk).exists()
-    return bool(getattr(user, "is_staff", False))
 
 
 def deployment_enqueue(deployment: Deployment) -> None:

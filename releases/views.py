@@ -3,10 +3,10 @@ confirmation that says exactly what will happen."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
+from releases.access import can_deploy_to, require_deployer
 from releases.models import Environment, Release
 from releases.selectors import (
     active_deployment,
@@ -16,7 +16,6 @@ from releases.selectors import (
 )
 from releases.services import (
     DeploymentRefused,
-    access_environment_deploy,
     environment_promote,
     environment_rollback,
 )
@@ -33,7 +32,7 @@ def environment_detail(request: HttpRequest, slug: str, name: str) -> HttpRespon
             "history": environment_history(environment)[:100],
             "active": active_deployment(environment),
             "rollback": rollback_target(environment),
-            "can_deploy": access_environment_deploy(request.user, environment),
+            "can_deploy": can_deploy_to(request.user, environment),
         },
     )
 
@@ -41,7 +40,7 @@ def environment_detail(request: HttpRequest, slug: str, name: str) -> HttpRespon
 @login_required
 def environment_promote_view(request: HttpRequest, slug: str, name: str) -> HttpResponse:
     environment = _environment(slug, name)
-    _require(access_environment_deploy(request.user, environment))
+    require_deployer(request.user, environment)
     candidates = promotable_releases(environment)
     chosen = _chosen_release(request, environment)
     if request.method == "POST" and chosen is not None and request.POST.get("confirm") == "yes":
@@ -60,7 +59,7 @@ def environment_promote_view(request: HttpRequest, slug: str, name: str) -> Http
 @login_required
 def environment_rollback_view(request: HttpRequest, slug: str, name: str) -> HttpResponse:
     environment = _environment(slug, name)
-    _require(access_environment_deploy(request.user, environment))
+    require_deployer(request.user, environment)
     target = rollback_target(environment)
     if request.method == "POST" and request.POST.get("confirm") == "yes":
         try:
@@ -89,8 +88,3 @@ def _chosen_release(request: HttpRequest, environment: Environment) -> Release |
         return None
     # Only a release that may go here can be chosen, whatever the form sent.
     return promotable_releases(environment).filter(number=int(number)).first()
-
-
-def _require(allowed: bool) -> None:
-    if not allowed:
-        raise PermissionDenied

@@ -20,8 +20,9 @@ from django.test import Client
 from config.celery import app as celery_app
 from infrastructure.dispatch import QUEUES
 from infrastructure.haproxy import HAProxy
-from pipelines.models import PipelineRun, Project
+from pipelines.models import PipelineRun
 from pipelines.states import RUN_FINAL_STATES
+from projects.models import Project
 from tests.factories import github_headers, github_push_body
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,8 +7,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from pipelines.models import Project
-from pipelines.services import project_create
+from projects.models import Project
+from projects.services import project_create
 from webhooks.signatures import github_signature
 
 FIXTURES = Path(__file__).parent / "fixtures" / "webhooks"

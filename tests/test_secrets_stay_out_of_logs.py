@@ -13,7 +13,7 @@ from django.test import Client, override_settings
 from rest_framework.test import APIClient
 
 from api.tokens import api_token_issue
-from pipelines.services import project_create, project_secret_set
+from projects.services import project_create, project_secret_set
 from tests.factories import github_headers, github_push_body
 from tests.recording_server import recording_server
 from webhooks.models import NotificationEndpoint

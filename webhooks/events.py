@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pipelines.ref_names import ref_name_problem
+from projects.ref_names import ref_name_problem
 
 RefKind = Literal["branch", "tag"]
 PullRequestAction = Literal["opened", "synchronize", "reopened"]

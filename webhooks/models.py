@@ -5,7 +5,8 @@ from django.db import models
 
 from config.encrypted_fields import EncryptedTextField
 from infrastructure.outgoing_webhooks import endpoint_shown
-from pipelines.models import Forge, PipelineRun, Project
+from pipelines.models import PipelineRun
+from projects.models import Forge, Project
 
 
 class Delivery(models.Model):

@@ -4,7 +4,8 @@ from datetime import datetime
 
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
-from pipelines.models import Project, RunEvent
+from pipelines.models import RunEvent
+from projects.models import Project
 from webhooks.models import CommitStatusReport, Delivery
 
 

@@ -15,10 +15,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 from infrastructure.forge_api import CommitStatus, commit_status_send
-from pipelines.models import Forge, PipelineRun, Project, RunEvent, RunKind, Trigger
-from pipelines.selectors import project_for_repository
+from pipelines.models import PipelineRun, RunEvent, RunKind, Trigger
 from pipelines.services import run_create, runs_supersede
-from pipelines.trigger_rules import push_refusal
+from projects.models import Forge, Project
+from projects.selectors import project_for_repository
+from projects.trigger_rules import push_refusal
 from webhooks.events import Deletion, ForgeEvent, Ignored, PayloadError, Ping, PullRequest, Push
 from webhooks.github import github_event, github_repository_urls
 from webhooks.gitlab import gitlab_event, gitlab_repository_urls

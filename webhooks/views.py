@@ -8,7 +8,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from pipelines.services import access_project_manage
+from projects.access import can_manage_projects
 from webhooks.endpoint import TOO_LARGE, webhook_answer
 from webhooks.models import Delivery
 from webhooks.services import GITHUB, GITLAB, ForgeReader, delivery_replay
@@ -42,7 +42,7 @@ def _receive(request: HttpRequest, reader: ForgeReader) -> JsonResponse:
 def delivery_replay_view(request: HttpRequest, pk: int) -> HttpResponse:
     """The replay button of the project page."""
     delivery = get_object_or_404(Delivery.objects.select_related("project"), pk=pk)
-    if not access_project_manage(request.user) or delivery.project is None:
+    if not can_manage_projects(request.user) or delivery.project is None:
         raise PermissionDenied
     _, outcome = delivery_replay(delivery=delivery)
     messages.info(request, f"Delivery {delivery.delivery_id} replayed: {outcome.message}")

@@ -13,8 +13,9 @@ from rest_framework.test import APIClient
 
 from api.models import ChatIdentity
 from api.tokens import api_token_issue
-from pipelines.models import PipelineRun, Project
+from pipelines.models import PipelineRun
 from pipelines.services import run_create
+from projects.models import Project
 from tests.factories import make_project
 
 pytestmark = pytest.mark.django_db

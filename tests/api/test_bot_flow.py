@@ -10,7 +10,7 @@ from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
 from api.tokens import api_token_issue
-from pipelines.models import Project
+from projects.models import Project
 from tests.factories import web_app_repo, web_app_version
 from tests.recording_server import recording_server
 from webhooks.models import NotificationEndpoint

@@ -12,7 +12,8 @@ from rest_framework.test import APIClient
 from api.models import IdempotentRequest
 from api.tokens import api_token_issue
 from audit.models import AuditAction, AuditEntry
-from pipelines.models import PipelineRun, Project
+from pipelines.models import PipelineRun
+from projects.models import Project
 from tests.factories import make_project
 
 pytestmark = pytest.mark.django_db

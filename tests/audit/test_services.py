@@ -18,10 +18,11 @@ from api.models import ChatIdentity
 from api.tokens import api_token_issue
 from audit.actors import cli_actor
 from audit.models import AuditEntry
-from pipelines.models import PipelineRun, Project, ProjectSecret
-from pipelines.spec import parse_spec, spec_to_dict
+from pipelines.models import PipelineRun
+from pipelines.tasks import release as release_from_run_task
+from projects.models import Project, ProjectSecret
+from projects.spec import parse_spec, spec_to_dict
 from releases.models import Deployment, Environment
-from releases.tasks import release_from_run_task
 from tests.factories import (
     WEB_APP_SPEC,
     make_environment,
@@ -267,7 +268,7 @@ def test_deleting_a_secret_in_the_admin_is_audited_by_name() -> None:
     admin = User.objects.create_superuser("root")
     client = Client()
     client.force_login(admin)
-    client.post(f"/admin/pipelines/projectsecret/{secret.pk}/delete/", {"post": "yes"})
+    client.post(f"/admin/projects/projectsecret/{secret.pk}/delete/", {"post": "yes"})
 
     entry = only_entry("secret.deleted")
     assert (entry.actor, entry.actor_user, entry.detail) == (

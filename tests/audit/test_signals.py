@@ -18,7 +18,7 @@ from api.models import ChatIdentity
 from api.tokens import api_token_issue
 from audit.actors import acting_as, cli_actor
 from audit.models import AuditEntry
-from pipelines.models import Project
+from projects.models import Project
 from tests.admin_pages import admin_form_data
 from tests.conftest import suite_database_url
 from tests.factories import make_environment, make_project
@@ -250,7 +250,7 @@ def test_editing_a_projects_secrets_in_the_admin_is_audited_without_their_values
     admin_client: Client,
 ) -> None:
     project = make_project(slug="web")
-    url = f"/admin/pipelines/project/{project.pk}/change/"
+    url = f"/admin/projects/project/{project.pk}/change/"
     changed = admin_client.post(
         url,
         admin_form_data(
@@ -308,12 +308,12 @@ def test_pointing_a_project_at_another_repository_and_deleting_it_in_the_admin_a
     admin_client: Client,
 ) -> None:
     project = make_project(slug="web", repository_url="https://github.com/acme/web.git")
-    url = f"/admin/pipelines/project/{project.pk}/change/"
+    url = f"/admin/projects/project/{project.pk}/change/"
     moved_to = "https://deploy:hunter2-token@git.example.com/acme/web.git"
 
     changed = admin_client.post(url, admin_form_data(admin_client, url, repository_url=moved_to))
     assert changed.status_code == 302, changed.context["adminform"].form.errors
-    admin_client.post(f"/admin/pipelines/project/{project.pk}/delete/", {"post": "yes"})
+    admin_client.post(f"/admin/projects/project/{project.pk}/delete/", {"post": "yes"})
 
     assert not Project.objects.filter(pk=project.pk).exists()
     [(actor, label, detail)] = entries("project.repository")

@@ -7,8 +7,8 @@ import pytest
 import requests
 
 from pipelines.models import PipelineRun
-from pipelines.services import project_permissions_update
 from pipelines.states import RunStatus
+from projects.services import project_permissions_update
 from tests.conftest import registry_login
 from tests.factories import busybox_app_repo, make_project
 

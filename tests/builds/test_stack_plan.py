@@ -1,6 +1,6 @@
 from builds.image_stack import stack_plan
 from builds.models import LayerRole
-from pipelines.spec import parse_spec
+from projects.spec import parse_spec
 
 
 def roles(text: str) -> list[tuple[str, str]]:

@@ -12,8 +12,9 @@ from django.conf import settings
 
 from pipelines.models import PipelineRun
 from pipelines.selectors import stage_log_text
-from pipelines.services import project_secret_set, run_cancel
+from pipelines.services import run_cancel
 from pipelines.states import RunStatus, StageStatus
+from projects.services import project_secret_set
 from tests.factories import busybox_app_repo, make_project
 
 pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]

@@ -15,9 +15,9 @@ from django.test import override_settings
 
 from config.encrypted_fields import EncryptionKeyError, derived_key
 from config.environment import env_fernet_keys
-from pipelines.models import Project, ProjectSecret
-from pipelines.selectors import project_secret_values
-from pipelines.services import project_secret_rotate, project_secret_set
+from projects.models import Project, ProjectSecret
+from projects.selectors import project_secret_values
+from projects.services import project_secret_rotate, project_secret_set
 from tests.factories import make_project
 from webhooks.models import NotificationEndpoint
 

@@ -9,8 +9,9 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from builds.models import LayerBuild
-from pipelines.models import PipelineRun, Project, Stage
+from pipelines.models import PipelineRun, Stage
 from pipelines.states import STAGE_ORDER
+from projects.models import Project
 from releases.models import Deployment
 from tests.factories import (
     make_environment,

@@ -21,7 +21,8 @@ from urllib.parse import unquote, urlsplit
 import requests
 from django.conf import settings
 
-from pipelines.models import PipelineRun, Project
+from pipelines.models import PipelineRun
+from projects.models import Project
 from tests.conftest import ROOT, suite_database_url
 from tests.factories import github_headers, github_push_body
 

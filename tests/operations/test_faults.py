@@ -19,9 +19,10 @@ from django.utils import timezone
 from docker.models.containers import Container
 
 from operations.reaper import lost_work_reap
-from pipelines.models import PipelineRun, Project, RunEvent, Stage
+from pipelines.models import PipelineRun, RunEvent, Stage
 from pipelines.selectors import stage_log_text
 from pipelines.states import RUN_FINAL_STATES, RunStatus, StageStatus
+from projects.models import Project
 from releases.models import Deployment, Environment
 from releases.services import proxy
 from releases.states import DEPLOYMENT_FINAL_STATES, DeploymentStatus, other_slot

@@ -14,9 +14,10 @@ from config.celery import app as celery_app
 from infrastructure.broker import held_task_ids
 from infrastructure.dispatch import QUEUES
 from operations.reaper import lost_work_reap
-from pipelines.models import PipelineRun, Project, RunEvent, Stage
+from pipelines.models import PipelineRun, RunEvent, Stage
 from pipelines.services import commit_status_task_id
 from pipelines.states import RunStatus, StageStatus
+from projects.models import Project
 from tests.factories import make_project, make_run
 from webhooks.models import CommitStatusReport
 from webhooks.tasks import report_commit_status

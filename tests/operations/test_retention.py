@@ -19,9 +19,10 @@ from django.utils import timezone
 from builds.models import CacheSource, LayerBuild, LayerRole
 from infrastructure.docker_engine import DockerEngine
 from operations.retention import retention_prune
-from pipelines.models import LogChunk, PipelineRun, Project, RunEvent
+from pipelines.models import LogChunk, PipelineRun, RunEvent
 from pipelines.services import run_create, run_record_image, run_transition
 from pipelines.states import RunStatus
+from projects.models import Project
 from releases.models import Deployment, Environment, Release
 from releases.states import DeploymentStatus
 from tests.factories import BUSYBOX, make_project

@@ -18,10 +18,12 @@ from rest_framework.test import APIClient
 
 from infrastructure.git_checkout import GitCheckoutError, export_commit, mirror_fetch
 from infrastructure.repository_urls import repository_key
-from pipelines.models import PipelineRun, Project
-from pipelines.services import ProjectError, mirror_dir, project_create
+from pipelines.models import PipelineRun
+from pipelines.services import mirror_dir
 from pipelines.states import RunStatus, StageName
 from pipelines.tasks import checkout
+from projects.models import Project
+from projects.services import ProjectError, project_create
 from tests.factories import (
     GitRepo,
     escaping_link,

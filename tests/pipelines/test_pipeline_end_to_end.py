@@ -8,9 +8,10 @@ import pytest
 import requests
 from django.test import Client
 
-from pipelines.models import PipelineRun, Project
+from pipelines.models import PipelineRun
 from pipelines.selectors import stage_log_text
 from pipelines.states import RunStatus, StageStatus
+from projects.models import Project
 from tests.conftest import registry_login
 from tests.factories import busybox_app_repo, github_headers, github_push_body, make_project
 

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.models import PipelineRun, Project
+from pipelines.models import PipelineRun
 from pipelines.selectors import stage_log_text
 from pipelines.services import mirror_dir
 from pipelines.states import RunStatus
+from projects.models import Project
 from tests.factories import busybox_app_repo, make_project
 from tests.git_http_server import git_http_server
 

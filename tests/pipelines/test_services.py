@@ -10,14 +10,10 @@ from infrastructure import dispatch
 from pipelines.execution import StageFailure, stage_execute
 from pipelines.models import PipelineRun, RunEvent
 from pipelines.selectors import stage_log_text
-from pipelines.services import (
-    ProjectError,
-    run_create,
-    run_transition,
-    stage_transition,
-)
+from pipelines.services import run_create, run_transition, stage_transition
 from pipelines.stage_log import StageLog
 from pipelines.states import IllegalTransition, RunStatus, StageStatus
+from projects.services import ProjectError
 from tests.factories import make_project
 
 pytestmark = pytest.mark.django_db

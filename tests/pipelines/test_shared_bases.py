@@ -9,8 +9,9 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from builds.models import LayerBuild
-from pipelines.models import BaseDependency, PipelineRun, Trigger
+from pipelines.models import PipelineRun, Trigger
 from pipelines.states import RUN_FINAL_STATES, RunStatus
+from projects.models import BaseDependency
 from tests.factories import APP_DOCKERFILE, BASE_DOCKERFILE, GitRepo, make_project, stack_repo
 
 pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]

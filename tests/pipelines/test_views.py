@@ -7,8 +7,8 @@ from django.contrib.auth.models import User
 from django.test import Client
 from rest_framework.test import APIClient
 
-from pipelines.models import Project
 from pipelines.services import run_create
+from projects.models import Project
 from tests.factories import make_project
 from webhooks.models import Delivery
 

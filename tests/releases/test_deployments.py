@@ -11,8 +11,9 @@ import requests
 from django.contrib.auth.models import User
 from django.test import Client
 
-from pipelines.models import PipelineRun, Project
+from pipelines.models import PipelineRun
 from pipelines.states import RunStatus
+from projects.models import Project
 from releases.models import Deployment, Environment, Release
 from releases.services import (
     DeploymentRefused,

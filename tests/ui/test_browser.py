@@ -15,7 +15,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from playwright.sync_api import Page, expect
 
-from pipelines.models import Project
+from projects.models import Project
 from releases.models import Deployment, Environment, Release
 from tests.factories import GitRepo, make_project, web_app_repo, web_app_version
 from tests.ui.conftest import PASSWORD, shot

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.models import PipelineRun, Project
+from pipelines.models import PipelineRun
 from pipelines.services import run_create
 from pipelines.states import RunStatus
+from projects.models import Project
 from tests.factories import busybox_app_repo, make_project
 from tests.recording_server import RecordingServer, recording_server
 

@@ -11,7 +11,8 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from pipelines.models import PipelineRun, Project
+from pipelines.models import PipelineRun
+from projects.models import Project
 from tests.factories import GitRepo, fixture_bytes, github_headers, github_push_body, make_project
 from webhooks.models import Delivery
 

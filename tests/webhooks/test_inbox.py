@@ -9,8 +9,9 @@ import pytest
 from django.core.management import call_command
 from django.test import Client
 
-from pipelines.models import PipelineRun, Project
+from pipelines.models import PipelineRun
 from pipelines.services import run_transition
+from projects.models import Project
 from tests.factories import fixture_bytes, github_headers, make_project
 from webhooks.models import Delivery
 from webhooks.services import deliveries_unacted, delivery_act

@@ -24,9 +24,10 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from infrastructure.registry import RegistryError, repository_tags
-from pipelines.models import LogChunk, PipelineRun, Project
-from pipelines.services import project_create
+from pipelines.models import LogChunk, PipelineRun
 from pipelines.states import RUN_FINAL_STATES, RunStatus
+from projects.models import Project
+from projects.services import project_create
 from releases.models import Deployment
 from releases.states import DEPLOYMENT_FINAL_STATES, DeploymentStatus
 from webhooks.signatures import github_signature

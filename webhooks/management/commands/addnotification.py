@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.core.validators import URLValidator
 
-from pipelines.models import Project
+from projects.models import Project
 from webhooks.models import NotificationEndpoint
 
 

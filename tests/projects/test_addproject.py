@@ -3,7 +3,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from pipelines.models import Project
+from projects.models import Project
 
 pytestmark = pytest.mark.django_db
 

@@ -1,6 +1,6 @@
 import pytest
 
-from pipelines.trigger_rules import name_matches, parse_globs, push_refusal, skip_ci_requested
+from projects.trigger_rules import name_matches, parse_globs, push_refusal, skip_ci_requested
 
 
 @pytest.mark.parametrize(

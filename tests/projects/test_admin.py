@@ -8,7 +8,7 @@ from django.contrib.auth.models import User
 from django.test import Client, override_settings
 
 from infrastructure.repository_urls import repository_key
-from pipelines.models import Project
+from projects.models import Project
 from tests.admin_pages import admin_form_data
 from tests.factories import make_project
 
@@ -31,7 +31,7 @@ def project() -> Project:
 
 
 def change_url(project: Project) -> str:
-    return f"/admin/pipelines/project/{project.pk}/change/"
+    return f"/admin/projects/project/{project.pk}/change/"
 
 
 def form_errors(answer: Any, field: str) -> str:
@@ -134,7 +134,7 @@ def test_a_changed_repository_url_moves_the_key_webhooks_find_the_project_by(
 def test_a_project_added_in_the_admin_without_a_secret_gets_a_random_one(
     admin_client: Client,
 ) -> None:
-    url = "/admin/pipelines/project/add/"
+    url = "/admin/projects/project/add/"
     data = admin_form_data(
         admin_client,
         url,
@@ -178,7 +178,7 @@ def test_a_setting_the_api_refuses_is_refused_in_the_admin_too(
 def test_the_project_list_hides_credentials_in_repository_urls(admin_client: Client) -> None:
     make_project(slug="private", repository_url="https://x-token:ghp_s3cr3t@github.com/acme/p.git")
 
-    listing = admin_client.get("/admin/pipelines/project/").content.decode()
+    listing = admin_client.get("/admin/projects/project/").content.decode()
 
     assert "github.com/acme/p.git" in listing
     assert "ghp_s3cr3t" not in listing

@@ -7,8 +7,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.urls import reverse
 
-from pipelines.models import Forge
-from pipelines.services import ProjectError, project_create
+from projects.models import Forge
+from projects.services import ProjectError, project_create
 
 
 class Command(BaseCommand):

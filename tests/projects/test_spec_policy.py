@@ -6,8 +6,8 @@ from textwrap import dedent
 import pytest
 from django.test import override_settings
 
-from pipelines.services import project_spec_policy
-from pipelines.spec import SpecError, SpecPolicy, parse_spec, publish_repository_refusal
+from projects.services import project_spec_policy
+from projects.spec import SpecError, SpecPolicy, parse_spec, publish_repository_refusal
 from tests.factories import make_project
 
 POLICY = SpecPolicy(

@@ -7,8 +7,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from audit.actors import cli_actor
-from pipelines.models import Project
-from pipelines.services import ProjectError, project_secret_set
+from projects.models import Project
+from projects.services import ProjectError, project_secret_set
 
 
 class Command(BaseCommand):

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.ref_names import ref_name_problem
+from projects.ref_names import ref_name_problem
 
 
 def git_accepts(ref: str) -> bool:

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from pipelines.spec import (
+from projects.spec import (
     DeploySpec,
     EnvironmentSpec,
     ImageSpec,
