@@ -2,7 +2,8 @@
 
 A base layer is reused when its key is found, so the key must change whenever the image could:
 its Dockerfile (ONBUILD lines included), every file of its build context with its mode, its
-build arguments, and the digest of the image it builds FROM.
+build arguments, the digest of the stack image it builds FROM, and the digests that the
+images outside the stack it builds FROM (`FROM python:3.11`) resolved to.
 """
 
 import hashlib
@@ -26,6 +27,7 @@ def base_layer_cache_key(
     context_files: Iterable[ContextFile],
     build_args: Mapping[str, str],
     parent_digest: str | None,
+    upstream_digests: Mapping[str, str] | None = None,
 ) -> str:
     """A sha256 hex digest of everything that decides what the base layer contains."""
     key = hashlib.sha256(KEY_VERSION)
@@ -43,4 +45,8 @@ def base_layer_cache_key(
     for name in sorted(build_args):
         field("arg", name, build_args[name])
     field("parent", parent_digest or "")
+    # Only bases that build on outside images have these: the keys of all others stay as
+    # they were before outside images counted.
+    for reference in sorted(upstream_digests or {}):
+        field("upstream", reference, (upstream_digests or {})[reference])
     return key.hexdigest()

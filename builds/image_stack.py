@@ -4,29 +4,34 @@ An image something else builds on is a *base*: its cache key (builds.cache_keys)
 registry, and a worker that finds that tag locally or in the registry builds nothing. The
 images that are tested or published are *app* layers: built on every run, FROM their base
 pinned by digest, so the base's ONBUILD instructions do the app-specific part.
+
+Knows images, not runs: the caller (pipelines' build stage) gives the project, the run's id
+(layer records and tags carry it), the validated spec, the checked-out source, a log, an
+engine, and the images of other projects the stack builds on (`from: project:<slug>`).
 """
 
 import hashlib
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
 
+from builds.build_log import BuildLog
 from builds.cache_keys import ContextFile, base_layer_cache_key
+from builds.dockerfile import external_parents
+from builds.errors import BuildCancelled, BuildFailure
 from builds.models import BaseLayerRecord, CacheSource, LayerBuild, LayerRole
+from builds.upstream import upstream_resolve
 from infrastructure.docker_engine import (
     BuildStopped,
-    DockerEngine,
+    ContainerEngine,
     ImageBuildError,
     build_context_files,
 )
 from infrastructure.registry import RegistryError, manifest_digest
-from pipelines.execution import StageCancelled, StageFailure
-from pipelines.models import PipelineRun
-from pipelines.selectors import latest_published_run
-from pipelines.stage_log import StageLog
 from projects.models import Project
 from projects.spec import ImageSpec, PipelineSpec
 
@@ -40,7 +45,9 @@ class PlannedLayer:
 
 
 @dataclass(frozen=True)
-class _Parent:
+class ParentImage:
+    """What a layer builds FROM: another layer of the stack, or another project's image."""
+
     label: str
     reference: str
     digest: str
@@ -64,37 +71,65 @@ def stack_plan(spec: PipelineSpec) -> list[PlannedLayer]:
 
 
 def stack_build(
-    *, run: PipelineRun, spec: PipelineSpec, source: Path, log: StageLog, engine: DockerEngine
+    *,
+    project: Project,
+    run_id: int,
+    spec: PipelineSpec,
+    source: Path,
+    log: BuildLog,
+    engine: ContainerEngine,
+    project_parents: Mapping[str, ParentImage],
 ) -> dict[str, LayerBuild]:
-    """Build (or find in the cache) every layer the run needs; returns them by image name."""
+    """Build (or find in the cache) every layer the run needs; returns them by image name.
+
+    `project_parents` gives, by project slug, the image each `from: project:<slug>` builds on.
+    """
     layers: dict[str, LayerBuild] = {}
     for position, planned in enumerate(stack_plan(spec)):
         image = planned.image
-        parent = _parent(run.project, image, layers)
+        parent = _parent(image, layers, project_parents)
         started = time.monotonic()
+        dockerfile, context = _paths(image, source)
+        args = _build_args(image, parent)
+        # Images outside the stack it builds FROM: pulled fresh, their digests in the key.
+        upstream = upstream_resolve(
+            [
+                reference
+                for reference in external_parents(dockerfile.read_text(errors="replace"), args)
+                if parent is None or reference != parent.reference
+            ],
+            engine=engine,
+            log=log,
+        )
         if planned.role == LayerRole.BASE:
             image_id, reference, source_of, key = _base_layer(
-                run=run, image=image, parent=parent, source=source, log=log, engine=engine
+                project=project,
+                image=image,
+                parent=parent,
+                upstream=upstream,
+                paths=(dockerfile, context),
+                log=log,
+                engine=engine,
             )
         else:
             image_id = _build(
-                run=run,
                 image=image,
                 parent=parent,
-                source=source,
-                tag=f"dockyard/{run.project.slug}/{image.name}:run-{run.pk}",
+                paths=(dockerfile, context),
+                tag=f"dockyard/{project.slug}/{image.name}:run-{run_id}",
                 log=log,
                 engine=engine,
             )
             reference, source_of, key = "", CacheSource.BUILT, ""
         info = engine.image_info(image_id)
         layer, _ = LayerBuild.objects.update_or_create(
-            run=run,
+            run_id=run_id,
             name=image.name,
             defaults={
                 "position": position,
                 "role": planned.role,
                 "parent": parent.label if parent else "",
+                "upstream": upstream,
                 "cache_key": key,
                 "source": source_of,
                 "image_id": image_id,
@@ -109,26 +144,27 @@ def stack_build(
 
 def _base_layer(
     *,
-    run: PipelineRun,
+    project: Project,
     image: ImageSpec,
-    parent: _Parent | None,
-    source: Path,
-    log: StageLog,
-    engine: DockerEngine,
+    parent: ParentImage | None,
+    upstream: Mapping[str, str],
+    paths: tuple[Path, Path],
+    log: BuildLog,
+    engine: ContainerEngine,
 ) -> tuple[str, str, CacheSource, str]:
     """(image id, repository@digest, where it came from, cache key) of one base layer."""
-    dockerfile, context = _paths(image, source)
-    args = _build_args(image, parent)
+    dockerfile, context = paths
     key = base_layer_cache_key(
         dockerfile=dockerfile.read_bytes(),
         context_files=_context_files(context, dockerfile),
-        build_args=args,
+        build_args=_build_args(image, parent),
         parent_digest=parent.digest if parent else None,
+        upstream_digests=upstream,
     )
-    repository = f"{settings.DOCKYARD_REGISTRY}/{run.project.slug}/{image.name}"
+    repository = f"{settings.DOCKYARD_REGISTRY}/{project.slug}/{image.name}"
     cached = f"{repository}:{key}"
     recorded = (
-        BaseLayerRecord.objects.filter(project=run.project, repository=repository, cache_key=key)
+        BaseLayerRecord.objects.filter(project=project, repository=repository, cache_key=key)
         .values_list("digest", flat=True)
         .first()
     )
@@ -141,7 +177,7 @@ def _base_layer(
     try:
         digest = manifest_digest(repository, key)
     except RegistryError as error:
-        raise StageFailure(f"{image.name}: cannot look up the base cache: {error}") from None
+        raise BuildFailure(f"{image.name}: cannot look up the base cache: {error}") from None
     if recorded and digest == recorded:
         log.line(f"{image.name}: cache hit in the registry ({cached}); pulling {recorded}")
         # By digest: the tag may move between the look-up and the pull.
@@ -150,21 +186,19 @@ def _base_layer(
         )
         pulled = engine.image_info(pinned)
         if pulled is None:
-            raise StageFailure(f"{image.name}: {pinned} is not on the engine after its pull")
+            raise BuildFailure(f"{image.name}: {pinned} is not on the engine after its pull")
         return pulled.id, pinned, CacheSource.REGISTRY, key
     if digest:
         # Someone pushed this tag (another project, another tool, a leftover): the cache
         # trusts only what Dockyard pushed for this project.
         log.line(
             f"{image.name}: {cached} is in the registry as {digest}, not as the digest "
-            f"Dockyard pushed for {run.project.slug} ({recorded or 'none recorded'}); "
+            f"Dockyard pushed for {project.slug} ({recorded or 'none recorded'}); "
             "not trusted, building"
         )
     else:
         log.line(f"{image.name}: cache miss ({key[:16]}); building")
-    image_id = _build(
-        run=run, image=image, parent=parent, source=source, tag=cached, log=log, engine=engine
-    )
+    image_id = _build(image=image, parent=parent, paths=paths, tag=cached, log=log, engine=engine)
     # The registry is the cache every worker shares: what this one built, the next reuses.
     digest = log.stream(
         lambda: engine.push_image(
@@ -172,22 +206,21 @@ def _base_layer(
         )
     )
     BaseLayerRecord.objects.update_or_create(
-        project=run.project, repository=repository, cache_key=key, defaults={"digest": digest}
+        project=project, repository=repository, cache_key=key, defaults={"digest": digest}
     )
     return image_id, f"{repository}@{digest}", CacheSource.BUILT, key
 
 
 def _build(
     *,
-    run: PipelineRun,
     image: ImageSpec,
-    parent: _Parent | None,
-    source: Path,
+    parent: ParentImage | None,
+    paths: tuple[Path, Path],
     tag: str,
-    log: StageLog,
-    engine: DockerEngine,
+    log: BuildLog,
+    engine: ContainerEngine,
 ) -> str:
-    dockerfile, context = _paths(image, source)
+    dockerfile, context = paths
     if parent:
         log.line(f"{image.name}: building FROM {parent.reference}")
     try:
@@ -202,36 +235,33 @@ def _build(
             )
         )
     except BuildStopped:
-        raise StageCancelled() from None
+        raise BuildCancelled() from None
     except ImageBuildError as error:
-        raise StageFailure(f"image {image.name!r} did not build: {error}") from None
+        raise BuildFailure(f"image {image.name!r} did not build: {error}") from None
 
 
-def _parent(project: Project, image: ImageSpec, built: dict[str, LayerBuild]) -> _Parent | None:
+def _parent(
+    image: ImageSpec, built: dict[str, LayerBuild], project_parents: Mapping[str, ParentImage]
+) -> ParentImage | None:
     if image.from_image is not None:
         base = built[image.from_image]
-        return _Parent(
+        return ParentImage(
             label=image.from_image,
             reference=base.reference,
             digest=base.reference.partition("@")[2],
         )
     if image.from_project is not None:
-        base_project = Project.objects.get(slug=image.from_project)
-        published = latest_published_run(base_project)
-        if published is None:
-            raise StageFailure(
-                f"images.{image.name}.from: project {base_project.slug!r} has not published an "
-                f"image from {base_project.default_branch!r} yet"
+        parent = project_parents.get(image.from_project)
+        if parent is None:
+            raise BuildFailure(
+                f"images.{image.name}.from: project {image.from_project!r} has published no "
+                "image from its default branch yet"
             )
-        return _Parent(
-            label=f"project:{base_project.slug}",
-            reference=f"{published.image_repository}@{published.image_digest}",
-            digest=published.image_digest,
-        )
+        return parent
     return None
 
 
-def _build_args(image: ImageSpec, parent: _Parent | None) -> dict[str, str]:
+def _build_args(image: ImageSpec, parent: ParentImage | None) -> dict[str, str]:
     args = dict(image.args)
     if parent:
         # The Dockerfile says `ARG BASE_IMAGE` / `FROM ${BASE_IMAGE}`; pinned by digest, so the
@@ -247,17 +277,17 @@ def _paths(image: ImageSpec, source: Path) -> tuple[Path, Path]:
     context = (source / image.context).resolve()
     for key, path in (("dockerfile", dockerfile), ("context", context)):
         if not path.is_relative_to(root):
-            raise StageFailure(f"images.{image.name}.{key}: leads out of the repository")
+            raise BuildFailure(f"images.{image.name}.{key}: leads out of the repository")
     # The checkout refuses links that lead out; checked again because the worker itself reads
     # .dockerignore and sends its lines along with the context.
     if not (context / ".dockerignore").resolve().is_relative_to(root):
-        raise StageFailure(
+        raise BuildFailure(
             f"images.{image.name}.context: its .dockerignore leads out of the repository"
         )
     if not dockerfile.is_file():
-        raise StageFailure(f"images.{image.name}.dockerfile: no file {image.dockerfile!r}")
+        raise BuildFailure(f"images.{image.name}.dockerfile: no file {image.dockerfile!r}")
     if not context.is_dir():
-        raise StageFailure(f"images.{image.name}.context: no folder {image.context!r}")
+        raise BuildFailure(f"images.{image.name}.context: no folder {image.context!r}")
     return dockerfile, context
 
 

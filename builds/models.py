@@ -2,7 +2,6 @@
 
 from django.db import models
 
-from pipelines.models import PipelineRun
 from projects.models import Project
 
 
@@ -20,12 +19,17 @@ class CacheSource(models.TextChoices):
 
 
 class LayerBuild(models.Model):
-    run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="layers")
+    # A run's layer; by name, so that this app needs no import of the pipelines app above it.
+    run = models.ForeignKey(
+        "pipelines.PipelineRun", on_delete=models.CASCADE, related_name="layers"
+    )
     name = models.CharField(max_length=63)
     position = models.PositiveSmallIntegerField()
     role = models.CharField(max_length=8, choices=LayerRole.choices)
     # What it was built on: another image of the stack, "project:<slug>", or nothing.
     parent = models.CharField(max_length=100, blank=True)
+    # The images outside the stack it was built FROM, and the digest each resolved to.
+    upstream = models.JSONField(default=dict, blank=True)
     cache_key = models.CharField(max_length=64, blank=True)
     source = models.CharField(max_length=16, choices=CacheSource.choices)
     image_id = models.CharField(max_length=100)

@@ -9,11 +9,11 @@ import codecs
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import docker
 import requests
@@ -147,6 +147,68 @@ def build_context_files(context_dir: Path, dockerfile: Path) -> list[str]:
         for path in paths
         if (context_dir / path).is_symlink() or not (context_dir / path).is_dir()
     )
+
+
+class ContainerEngine(Protocol):
+    """What the run path and the deployments need of an engine. DockerEngine is the real one;
+    tests of state-machine logic pass an in-memory stand-in (tests/fakes.py)."""
+
+    def build_image(
+        self,
+        *,
+        context_dir: Path,
+        dockerfile: Path,
+        tag: str,
+        on_output: OutputSink,
+        buildargs: dict[str, str] | None = None,
+        stop: threading.Event | None = None,
+    ) -> str: ...
+
+    def image_info(self, reference: str) -> "ImageInfo | None": ...
+
+    def image_exists(self, reference: str) -> bool: ...
+
+    def pull_image(self, *, repository: str, tag: str, on_output: OutputSink) -> None: ...
+
+    def push_image(
+        self, *, image_id: str, repository: str, tag: str, on_output: OutputSink
+    ) -> str: ...
+
+    def ensure_image(self, *, reference: str, on_output: OutputSink) -> str: ...
+
+    def run_throwaway(
+        self,
+        *,
+        image: str,
+        command: list[str],
+        labels: dict[str, str],
+        timeout: int,
+        limits: ContainerLimits,
+        on_output: OutputSink,
+        environment: dict[str, str] | None = None,
+        stop: threading.Event | None = None,
+    ) -> ContainerOutcome: ...
+
+    def start_service(
+        self, *, image: str, name: str, environment: dict[str, str], labels: dict[str, str]
+    ) -> str: ...
+
+    def start_container(self, container_id: str) -> None: ...
+
+    def stop_container(self, container_id: str, *, timeout: int = 10) -> None: ...
+
+    def remove_container(self, container_id: str) -> None: ...
+
+    def container_state(self, container_id: str) -> str | None: ...
+
+    def container_logs(self, container_id: str, *, tail: int = 40) -> str: ...
+
+    def remove_containers(self, *, labels: dict[str, str]) -> int: ...
+
+
+# How the code that needs an engine gets one: called with the engine's URL, it gives a context
+# manager that closes the connection. DockerEngine itself is the real factory.
+EngineFactory = Callable[[str], AbstractContextManager[ContainerEngine]]
 
 
 class DockerEngine:

@@ -153,7 +153,7 @@ def _containers_prune(report: PruneReport, engine: DockerEngine) -> None:
         if "dockyard.run" in container.labels:
             reason = _run_container_over(container)
             # Nothing of a finished run still needs its containers, running or not: its own
-            # sweep (builds.services.run_cleanup) would have removed them had it run.
+            # sweep (pipelines.stages.cleanup.run_cleanup) would have removed them had it run.
             if reason and not report.dry_run:
                 engine.remove_container(container.id)
         elif "dockyard.deployment" in container.labels:

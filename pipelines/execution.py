@@ -1,16 +1,19 @@
 """Running one stage of a run: claim it, do its work, record the outcome, move the run on.
 
-Stage tasks are thin: each calls stage_execute with the function that does its stage's work.
+Stage tasks are thin: each calls stage_execute with the function that does its stage's work
+(pipelines.stages) and the tools it works with (the worker's engine), which tests of the run
+path replace with in-memory stand-ins.
 """
 
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.db import transaction
 
-from infrastructure.docker_engine import DockerEngine, DockerEngineError
+from builds.errors import BuildCancelled, BuildFailure
+from infrastructure.docker_engine import ContainerEngine, DockerEngineError
 from infrastructure.durable_jobs import Take, job_heartbeat, job_out_of_attempts, job_take
 from pipelines.models import PipelineRun, Stage
 from pipelines.selectors import run_is_cancelled
@@ -30,7 +33,15 @@ class StageCancelled(Exception):
     """The run was cancelled while the stage ran; its work stopped early."""
 
 
-StageBody = Callable[[PipelineRun, StageLog], None]
+@dataclass(frozen=True)
+class StageTools:
+    """The outside world a stage works with, handed in by its task."""
+
+    # The worker's own engine: it builds, tests and pushes.
+    engine: Callable[[], AbstractContextManager[ContainerEngine]]
+
+
+StageBody = Callable[[PipelineRun, StageLog, StageTools], None]
 
 
 @dataclass(frozen=True)
@@ -39,7 +50,9 @@ class _Claim:
     stage: Stage
 
 
-def stage_execute(*, run_id: int, stage_name: str, task_id: str, body: StageBody) -> None:
+def stage_execute(
+    *, run_id: int, stage_name: str, task_id: str, body: StageBody, tools: StageTools
+) -> None:
     """Execute one stage of a run exactly once, however often its task is delivered."""
     claim = _stage_claim(run_id=run_id, stage_name=stage_name, task_id=task_id)
     if claim is None:
@@ -56,7 +69,7 @@ def stage_execute(*, run_id: int, stage_name: str, task_id: str, body: StageBody
             )
         return
     if stage.attempts > 1:
-        _lost_attempt_sweep(run)
+        _lost_attempt_sweep(run, tools)
     log = StageLog(
         stage,
         secrets=project_secret_values(run.project),
@@ -64,11 +77,12 @@ def stage_execute(*, run_id: int, stage_name: str, task_id: str, body: StageBody
     )
     try:
         with job_heartbeat(stage):
-            body(run, log)
-    except StageCancelled:
+            body(run, log, tools)
+    except (StageCancelled, BuildCancelled):
         # The cancel has already settled the stage; should it not have, the stage fails.
         _stage_settle(run, stage, log, failure_reason="stopped: the run was cancelled")
-    except StageFailure as failure:
+    except (StageFailure, BuildFailure, DockerEngineError) as failure:
+        # What the user can act on, or what the engine said (it names what it refused).
         _stage_settle(run, stage, log, failure_reason=str(failure))
     except Exception as error:
         # An error of ours, not of the user's repository: say so, and never leave the run
@@ -140,10 +154,10 @@ def _stage_settle(
             run_fail(run=locked_run, stage=locked_stage, reason=failure_reason)
 
 
-def _lost_attempt_sweep(run: PipelineRun) -> None:
+def _lost_attempt_sweep(run: PipelineRun, tools: StageTools) -> None:
     """Remove the containers a lost attempt of this run's stage may have left running."""
     try:
-        with DockerEngine(settings.DOCKER_HOST) as engine:
+        with tools.engine() as engine:
             removed = engine.remove_containers(labels={"dockyard.run": str(run.pk)})
     except DockerEngineError as error:
         logger.warning("could not sweep the containers of run %s: %s", run.pk, error)

@@ -1,55 +1,58 @@
-"""Celery tasks of the pipelines app: thin, id-based, idempotent."""
+"""Celery tasks of the pipelines app: thin, id-based, idempotent. Names and queues are in
+infrastructure.dispatch; each stage task hands its stage to pipelines.execution."""
 
 from celery import Task, shared_task
+from django.conf import settings
 
-from builds.services import build_stage, publish_stage, run_cleanup, test_stage
 from infrastructure import dispatch
-from pipelines.configuration import config_stage
-from pipelines.execution import stage_execute
+from infrastructure.docker_engine import DockerEngine
+from pipelines.execution import StageBody, StageTools, stage_execute
 from pipelines.services import dependents_rebuild
+from pipelines.stages.build import build_stage
+from pipelines.stages.checkout import checkout_stage
+from pipelines.stages.cleanup import run_cleanup
+from pipelines.stages.config import config_stage
+from pipelines.stages.publish import publish_stage
+from pipelines.stages.test import test_stage
 from pipelines.states import StageName
-from pipelines.workspace import checkout_stage
 from releases.services import release_from_run
+
+# This worker's engine, for every stage it runs.
+TOOLS = StageTools(engine=lambda: DockerEngine(settings.DOCKER_HOST))
+
+
+def _stage(task: Task, run_id: int, name: StageName, body: StageBody) -> None:
+    stage_execute(run_id=run_id, stage_name=name, task_id=task.request.id, body=body, tools=TOOLS)
 
 
 @shared_task(name=dispatch.CHECKOUT.name, bind=True)
 def checkout(self: Task, run_id: int) -> None:
-    stage_execute(
-        run_id=run_id, stage_name=StageName.CHECKOUT, task_id=self.request.id, body=checkout_stage
-    )
+    _stage(self, run_id, StageName.CHECKOUT, checkout_stage)
 
 
 @shared_task(name=dispatch.CONFIG.name, bind=True)
 def config(self: Task, run_id: int) -> None:
-    stage_execute(
-        run_id=run_id, stage_name=StageName.CONFIG, task_id=self.request.id, body=config_stage
-    )
+    _stage(self, run_id, StageName.CONFIG, config_stage)
 
 
 @shared_task(name=dispatch.BUILD.name, bind=True)
 def build(self: Task, run_id: int) -> None:
-    stage_execute(
-        run_id=run_id, stage_name=StageName.BUILD, task_id=self.request.id, body=build_stage
-    )
+    _stage(self, run_id, StageName.BUILD, build_stage)
 
 
 @shared_task(name=dispatch.TEST.name, bind=True)
 def test(self: Task, run_id: int) -> None:
-    stage_execute(
-        run_id=run_id, stage_name=StageName.TEST, task_id=self.request.id, body=test_stage
-    )
+    _stage(self, run_id, StageName.TEST, test_stage)
 
 
 @shared_task(name=dispatch.PUBLISH.name, bind=True)
 def publish(self: Task, run_id: int) -> None:
-    stage_execute(
-        run_id=run_id, stage_name=StageName.PUBLISH, task_id=self.request.id, body=publish_stage
-    )
+    _stage(self, run_id, StageName.PUBLISH, publish_stage)
 
 
 @shared_task(name=dispatch.RUN_CLEANUP.name)
 def cleanup_run(run_id: int) -> None:
-    run_cleanup(run_id)
+    run_cleanup(run_id, TOOLS)
 
 
 @shared_task(name=dispatch.DEPENDENTS_REBUILD.name)

@@ -19,11 +19,6 @@ def workspace_source_dir(run: PipelineRun) -> Path:
     return _workspace_dir(run) / "src"
 
 
-def checkout_stage(run: PipelineRun, log: StageLog) -> None:
-    """The checkout stage: fetch the project's mirror and export the run's commit."""
-    workspace_ensure(run, log)
-
-
 def workspace_ensure(run: PipelineRun, log: StageLog) -> Path:
     """The run's source folder, checked out again if this worker does not have it (yet)."""
     workspace = _workspace_dir(run)

@@ -7,7 +7,7 @@ import pytest
 from django.test import override_settings
 
 from infrastructure import dispatch
-from pipelines.execution import StageFailure, stage_execute
+from pipelines.execution import StageFailure, StageTools, stage_execute
 from pipelines.models import PipelineRun, RunEvent
 from pipelines.selectors import stage_log_text
 from pipelines.services import run_create, run_transition, stage_transition
@@ -15,10 +15,13 @@ from pipelines.stage_log import StageLog
 from pipelines.states import IllegalTransition, RunStatus, StageStatus
 from projects.services import ProjectError
 from tests.factories import make_project
+from tests.fakes import fake_stage_tools
 
 pytestmark = pytest.mark.django_db
 
 SHA = "a" * 40
+# The run path needs no engine here; lost attempts' sweeps go to an in-memory one.
+TOOLS = fake_stage_tools()
 
 
 def stage_tasks(callbacks: list[Callable[[], object]]) -> list[Callable[[], object]]:
@@ -99,12 +102,16 @@ def test_every_transition_is_recorded_with_its_reason() -> None:
     assert run.started_at is not None and run.finished_at is not None
 
 
+def execute(run: PipelineRun, stage_name: str, task_id: str, body: "CountingBody") -> None:
+    stage_execute(run_id=run.pk, stage_name=stage_name, task_id=task_id, body=body, tools=TOOLS)
+
+
 class CountingBody:
     def __init__(self, fail_with: Exception | None = None) -> None:
         self.calls = 0
         self.fail_with = fail_with
 
-    def __call__(self, run: PipelineRun, log: StageLog) -> None:
+    def __call__(self, run: PipelineRun, log: StageLog, tools: StageTools) -> None:
         self.calls += 1
         log.line(f"doing the work, call {self.calls}")
         if self.fail_with:
@@ -117,7 +124,9 @@ def test_a_stage_runs_once_and_the_run_moves_on(
     run = queue_run()
     body = CountingBody()
     with django_capture_on_commit_callbacks() as enqueued:
-        stage_execute(run_id=run.pk, stage_name="checkout", task_id="task-1", body=body)
+        stage_execute(
+            run_id=run.pk, stage_name="checkout", task_id="task-1", body=body, tools=TOOLS
+        )
     run.refresh_from_db()
     assert body.calls == 1
     assert run.status == RunStatus.RUNNING
@@ -132,7 +141,7 @@ def test_a_duplicate_message_for_a_running_stage_does_not_run_it_twice() -> None
     run_transition(run=run, to=RunStatus.RUNNING)
     stage_transition(stage=stage, to=StageStatus.RUNNING, task_id="task-1")
     body = CountingBody()
-    stage_execute(run_id=run.pk, stage_name="checkout", task_id="task-2", body=body)
+    execute(run, "checkout", "task-2", body)
     assert body.calls == 0
     assert run.stages.get(name="checkout").status == StageStatus.RUNNING
 
@@ -143,7 +152,7 @@ def test_the_redelivery_of_a_task_whose_worker_died_restarts_its_stage() -> None
     run_transition(run=run, to=RunStatus.RUNNING)
     stage_transition(stage=stage, to=StageStatus.RUNNING, task_id="task-1")
     body = CountingBody()
-    stage_execute(run_id=run.pk, stage_name="checkout", task_id="task-1", body=body)
+    execute(run, "checkout", "task-1", body)
     assert body.calls == 1
     moves = list(RunEvent.objects.filter(stage=stage).values_list("to_status", flat=True))
     assert moves == ["running", "pending", "running", "succeeded"]
@@ -153,10 +162,14 @@ def test_a_redelivered_task_for_a_finished_stage_only_makes_sure_the_run_moves_o
     django_capture_on_commit_callbacks: Callable,
 ) -> None:
     run = queue_run()
-    stage_execute(run_id=run.pk, stage_name="checkout", task_id="task-1", body=CountingBody())
+    stage_execute(
+        run_id=run.pk, stage_name="checkout", task_id="task-1", body=CountingBody(), tools=TOOLS
+    )
     body = CountingBody()
     with django_capture_on_commit_callbacks() as enqueued:
-        stage_execute(run_id=run.pk, stage_name="checkout", task_id="task-1", body=body)
+        stage_execute(
+            run_id=run.pk, stage_name="checkout", task_id="task-1", body=body, tools=TOOLS
+        )
     assert body.calls == 0
     assert len(stage_tasks(enqueued)) == 1  # the build stage again; its task ignores a duplicate
 
@@ -164,7 +177,7 @@ def test_a_redelivered_task_for_a_finished_stage_only_makes_sure_the_run_moves_o
 def test_a_failing_stage_fails_the_run_and_skips_the_stages_after_it() -> None:
     run = queue_run()
     body = CountingBody(fail_with=StageFailure("no Dockerfile at the root of the repository"))
-    stage_execute(run_id=run.pk, stage_name="checkout", task_id="t", body=body)
+    execute(run, "checkout", "t", body)
     run.refresh_from_db()
     assert run.status == RunStatus.FAILED
     assert (run.failed_stage, run.failure_reason) == (
@@ -184,7 +197,7 @@ def test_a_failing_stage_fails_the_run_and_skips_the_stages_after_it() -> None:
 def test_a_crash_in_a_stage_fails_the_run_instead_of_leaving_it_running() -> None:
     run = queue_run()
     body = CountingBody(fail_with=KeyError("surprise"))
-    stage_execute(run_id=run.pk, stage_name="checkout", task_id="t", body=body)
+    execute(run, "checkout", "t", body)
     run.refresh_from_db()
     assert run.status == RunStatus.FAILED
     assert run.failure_reason == "internal error: KeyError('surprise')"
@@ -193,7 +206,9 @@ def test_a_crash_in_a_stage_fails_the_run_instead_of_leaving_it_running() -> Non
 def test_the_last_stage_succeeding_settles_the_run() -> None:
     run = queue_run()
     for name in ("checkout", "config", "build", "test", "publish"):
-        stage_execute(run_id=run.pk, stage_name=name, task_id=f"t-{name}", body=CountingBody())
+        stage_execute(
+            run_id=run.pk, stage_name=name, task_id=f"t-{name}", body=CountingBody(), tools=TOOLS
+        )
     run.refresh_from_db()
     assert run.status == RunStatus.SUCCEEDED
     assert run.finished_at is not None
@@ -203,7 +218,7 @@ def test_a_stage_of_a_finished_run_does_nothing() -> None:
     run = queue_run()
     run_transition(run=run, to=RunStatus.CANCELLED)
     body = CountingBody()
-    stage_execute(run_id=run.pk, stage_name="checkout", task_id="t", body=body)
+    execute(run, "checkout", "t", body)
     assert body.calls == 0
 
 

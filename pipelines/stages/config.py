@@ -2,7 +2,7 @@
 
 import shlex
 
-from pipelines.execution import StageFailure
+from pipelines.execution import StageFailure, StageTools
 from pipelines.models import PipelineRun
 from pipelines.services import run_record_spec, stage_skip
 from pipelines.stage_log import StageLog
@@ -24,7 +24,7 @@ from projects.spec import (
 MAX_SPEC_BYTES = 256 * 1024
 
 
-def config_stage(run: PipelineRun, log: StageLog) -> None:
+def config_stage(run: PipelineRun, log: StageLog, tools: StageTools) -> None:
     """Parse the run's dockyard.yml (or take the defaults) and store it on the run."""
     source = workspace_ensure(run, log)
     policy = project_spec_policy(run.project)

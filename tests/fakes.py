@@ -1,0 +1,155 @@
+"""In-memory stand-ins for the adapters, for fast tests of state-machine logic only.
+
+Every behaviour that touches the engine, the registry or HAProxy is tested end to end against
+the real one elsewhere; these stand in where a test is about what Dockyard decides (which step
+comes next, what is recorded, what is undone), not about what the outside system does.
+"""
+
+import itertools
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from infrastructure.docker_engine import (
+    ContainerEngine,
+    ContainerLimits,
+    ContainerOutcome,
+    DockerEngineError,
+    ImageInfo,
+    OutputSink,
+)
+from pipelines.execution import StageTools
+
+
+@dataclass
+class FakeContainer:
+    id: str
+    image: str
+    name: str
+    environment: dict[str, str]
+    labels: dict[str, str]
+    state: str = "running"
+
+
+@dataclass
+class FakeEngine:
+    """An engine that keeps images and containers in dictionaries and records every call."""
+
+    images: dict[str, ImageInfo] = field(default_factory=dict)
+    containers: dict[str, FakeContainer] = field(default_factory=dict)
+    calls: list[str] = field(default_factory=list)
+    # A container whose image is in here exits at once (a release that does not start).
+    crashing_images: set[str] = field(default_factory=set)
+    # Names of methods that raise DockerEngineError (an engine gone away).
+    failing: set[str] = field(default_factory=set)
+    _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+    def _call(self, what: str) -> None:
+        self.calls.append(what)
+        if what.split(" ")[0] in self.failing:
+            raise DockerEngineError(f"{what}: the engine is gone")
+
+    def build_image(
+        self,
+        *,
+        context_dir: Path,
+        dockerfile: Path,
+        tag: str,
+        on_output: OutputSink,
+        buildargs: dict[str, str] | None = None,
+        stop: threading.Event | None = None,
+    ) -> str:
+        self._call(f"build_image {tag}")
+        image_id = f"sha256:{next(self._ids):064x}"
+        self.images[tag] = self.images[image_id] = ImageInfo(image_id, 1000, ())
+        return image_id
+
+    def image_info(self, reference: str) -> ImageInfo | None:
+        return self.images.get(reference)
+
+    def image_exists(self, reference: str) -> bool:
+        return reference in self.images
+
+    def pull_image(self, *, repository: str, tag: str, on_output: OutputSink) -> None:
+        self._call(f"pull_image {repository}:{tag}")
+
+    def push_image(self, *, image_id: str, repository: str, tag: str, on_output: OutputSink) -> str:
+        self._call(f"push_image {repository}:{tag}")
+        return f"sha256:{next(self._ids):064x}"
+
+    def ensure_image(self, *, reference: str, on_output: OutputSink) -> str:
+        self._call(f"ensure_image {reference}")
+        info = self.images.setdefault(reference, ImageInfo(f"sha256:{next(self._ids):064x}", 1, ()))
+        return info.id
+
+    def run_throwaway(
+        self,
+        *,
+        image: str,
+        command: list[str],
+        labels: dict[str, str],
+        timeout: int,
+        limits: ContainerLimits,
+        on_output: OutputSink,
+        environment: dict[str, str] | None = None,
+        stop: threading.Event | None = None,
+    ) -> ContainerOutcome:
+        self._call(f"run_throwaway {image}")
+        return ContainerOutcome(exit_code=0, timed_out=False, oom_killed=False)
+
+    def start_service(
+        self, *, image: str, name: str, environment: dict[str, str], labels: dict[str, str]
+    ) -> str:
+        self._call(f"start_service {name}")
+        container_id = f"c{next(self._ids):011d}"
+        state = "exited" if image in self.crashing_images else "running"
+        self.containers[container_id] = FakeContainer(
+            container_id, image, name, dict(environment), dict(labels), state
+        )
+        return container_id
+
+    def start_container(self, container_id: str) -> None:
+        self._call(f"start_container {container_id}")
+        self.containers[container_id].state = "running"
+
+    def stop_container(self, container_id: str, *, timeout: int = 10) -> None:
+        self._call(f"stop_container {container_id}")
+        if container_id in self.containers:
+            self.containers[container_id].state = "exited"
+
+    def remove_container(self, container_id: str) -> None:
+        self._call(f"remove_container {container_id}")
+        self.containers.pop(container_id, None)
+
+    def container_state(self, container_id: str) -> str | None:
+        container = self.containers.get(container_id)
+        return container.state if container else None
+
+    def container_logs(self, container_id: str, *, tail: int = 40) -> str:
+        return f"logs of {container_id}\n"
+
+    def remove_containers(self, *, labels: dict[str, str]) -> int:
+        self._call("remove_containers " + ",".join(f"{k}={v}" for k, v in labels.items()))
+        gone = [
+            cid
+            for cid, container in self.containers.items()
+            if all(container.labels.get(k) == v for k, v in labels.items())
+        ]
+        for cid in gone:
+            del self.containers[cid]
+        return len(gone)
+
+    def factory(self) -> Callable[..., AbstractContextManager[ContainerEngine]]:
+        """A stand-in for DockerEngine(url): every URL gets this one engine."""
+
+        @contextmanager
+        def engine(*_: object) -> Iterator[ContainerEngine]:
+            yield self
+
+        return engine
+
+
+def fake_stage_tools(engine: FakeEngine | None = None) -> StageTools:
+    return StageTools(engine=(engine or FakeEngine()).factory())
