@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 HAPROXY = "/usr/sbin/haproxy"
 SOCKET_TIMEOUT_SECONDS = 5
@@ -83,6 +84,29 @@ def render_config(backends: list[ProxyBackend], *, admin_socket: Path) -> str:
 def topology(config: str) -> str:
     """The config without the servers' enabled/disabled state: what a reload would change."""
     return config.replace(" disabled\n", "\n")
+
+
+class TrafficProxy(Protocol):
+    """What deployments need of the proxy in front of the environments. HAProxy is the real
+    one; tests of the deploy state machine pass an in-memory stand-in (tests/fakes.py)."""
+
+    def apply(self, backends: list[ProxyBackend]) -> None: ...
+
+    def remember(self, backends: list[ProxyBackend]) -> None: ...
+
+    def set_server(
+        self,
+        backend: str,
+        server: str,
+        *,
+        address: str | None = None,
+        port: int | None = None,
+        state: str,
+    ) -> None: ...
+
+    def sessions(self, backend: str, server: str) -> int: ...
+
+    def server_states(self) -> dict[tuple[str, str], str]: ...
 
 
 class HAProxy:

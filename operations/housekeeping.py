@@ -39,9 +39,13 @@ class Housekeeper(threading.Thread):
     def one_pass(self) -> None:
         # Imported here: this module loads with the app registry, before models are ready.
         from operations.reaper import lost_work_reap
-        from releases.services import proxy_reconcile
+        from releases.proxy import proxy_reconcile
+        from releases.tools import deploy_tools
 
-        for name, chore in (("reaper", lost_work_reap), ("proxy", proxy_reconcile)):
+        def proxy_chore() -> None:
+            proxy_reconcile(deploy_tools().proxy())
+
+        for name, chore in (("reaper", lost_work_reap), ("proxy", proxy_chore)):
             try:
                 chore()
             except Exception:

@@ -20,6 +20,7 @@ from infrastructure.durable_jobs import jobs_reap
 from pipelines.jobs import StageJobs
 from pipelines.services import commit_status_enqueue, commit_status_task_id
 from releases.jobs import DeploymentJobs
+from releases.tools import deploy_tools
 from webhooks.selectors import commit_statuses_unreported
 
 logger = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ def lost_work_reap(*, now: datetime | None = None) -> ReapReport:
         logger.warning("reaper: %s; not looking for lost messages this time", error)
         held = None
     stages = jobs_reap(StageJobs(), now=now, held=held)
-    deployments = jobs_reap(DeploymentJobs(), now=now, held=held)
+    deployments = jobs_reap(DeploymentJobs(deploy_tools()), now=now, held=held)
     report = ReapReport(
         stages_restarted=stages.restarted,
         stages_failed=stages.given_up,

@@ -13,8 +13,9 @@ from infrastructure.docker_engine import DockerEngine
 from pipelines.models import PipelineRun
 from pipelines.states import RUN_FINAL_STATES
 from releases.models import Deployment
-from releases.services import proxy_reconcile
+from releases.proxy import proxy_reconcile
 from releases.states import DeploymentStatus
+from releases.tools import deploy_tools
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ def startup_reconcile() -> ReconcileReport:
                 engine.remove_container(labels["id"])
                 report.containers_removed.append(labels["id"])
                 logger.warning("removed container %s: %s", labels["id"][:12], why)
-    proxy_reconcile()
+    proxy_reconcile(deploy_tools().proxy())
     return report
 
 

@@ -7,6 +7,7 @@ from django.conf import settings
 from infrastructure import dispatch
 from infrastructure.docker_engine import DockerEngine
 from pipelines.execution import StageBody, StageTools, stage_execute
+from pipelines.releasing import release_from_run
 from pipelines.services import dependents_rebuild
 from pipelines.stages.build import build_stage
 from pipelines.stages.checkout import checkout_stage
@@ -15,7 +16,7 @@ from pipelines.stages.config import config_stage
 from pipelines.stages.publish import publish_stage
 from pipelines.stages.test import test_stage
 from pipelines.states import StageName
-from releases.services import release_from_run
+from releases.tools import deploy_tools
 
 # This worker's engine, for every stage it runs.
 TOOLS = StageTools(engine=lambda: DockerEngine(settings.DOCKER_HOST))
@@ -62,4 +63,4 @@ def rebuild_dependents(run_id: int) -> None:
 
 @shared_task(name=dispatch.RELEASE_FROM_RUN.name)
 def release(run_id: int) -> None:
-    release_from_run(run_id=run_id)
+    release_from_run(run_id=run_id, tools=deploy_tools())

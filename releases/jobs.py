@@ -5,13 +5,17 @@ says) and with one whose message the broker lost (send it again)."""
 from django.conf import settings
 from django.db.models import QuerySet
 
+from releases.executor import deployment_abandon, deployment_enqueue
 from releases.models import Deployment, DeploymentEvent
-from releases.services import deployment_abandon, deployment_enqueue
 from releases.states import DEPLOYMENT_FINAL_STATES
+from releases.tools import DeployTools
 
 
 class DeploymentJobs:
     model = Deployment
+
+    def __init__(self, tools: DeployTools) -> None:
+        self.tools = tools
 
     def carried(self) -> QuerySet[Deployment]:
         return Deployment.objects.exclude(status__in=DEPLOYMENT_FINAL_STATES).filter(
@@ -40,6 +44,7 @@ class DeploymentJobs:
         deployment_abandon(
             deployment=current,
             reason=f"{why} while {current.status}; lost {attempts} times, not trying again",
+            tools=self.tools,
         )
 
     def resend(self, job: Deployment) -> None:

@@ -1,7 +1,7 @@
 """Releases, the environments they move through, and the deployments that move them.
 
 A Release never changes once made. Deployment status moves only through
-releases.services.deployment_transition, which records each move as a DeploymentEvent.
+releases.executor.deployment_transition, which records each move as a DeploymentEvent.
 """
 
 from django.conf import settings
@@ -9,7 +9,6 @@ from django.db import models
 from django.db.models import Q
 
 from infrastructure.durable_jobs import DurableJob
-from pipelines.models import PipelineRun
 from projects.models import Project
 from releases.states import DEPLOYMENT_FINAL_STATES, DeploymentKind, DeploymentStatus, Slot
 
@@ -17,7 +16,10 @@ from releases.states import DEPLOYMENT_FINAL_STATES, DeploymentKind, DeploymentS
 class Release(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="releases")
     number = models.PositiveIntegerField()
-    run = models.ForeignKey(PipelineRun, on_delete=models.PROTECT, related_name="releases")
+    # The run it was made of; by name, so that this app needs no import of pipelines above it.
+    run = models.ForeignKey(
+        "pipelines.PipelineRun", on_delete=models.PROTECT, related_name="releases"
+    )
     commit_sha = models.CharField(max_length=64)
     # The image pinned by digest: repository@sha256:...
     image = models.CharField(max_length=600)

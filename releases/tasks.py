@@ -3,9 +3,10 @@
 from celery import Task, shared_task
 
 from infrastructure import dispatch
-from releases.services import deployment_execute
+from releases.executor import deployment_execute
+from releases.tools import deploy_tools
 
 
 @shared_task(name=dispatch.DEPLOY.name, bind=True)
 def deploy(self: Task, deployment_id: int) -> None:
-    deployment_execute(deployment_id=deployment_id, task_id=self.request.id)
+    deployment_execute(deployment_id=deployment_id, task_id=self.request.id, tools=deploy_tools())

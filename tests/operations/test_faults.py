@@ -24,8 +24,8 @@ from pipelines.selectors import stage_log_text
 from pipelines.states import RUN_FINAL_STATES, RunStatus, StageStatus
 from projects.models import Project
 from releases.models import Deployment, Environment
-from releases.services import proxy
 from releases.states import DEPLOYMENT_FINAL_STATES, DeploymentStatus, other_slot
+from releases.tools import deploy_tools
 from tests.factories import BUSYBOX_DOCKERFILE, GitRepo, busybox_app_repo, make_project
 from tests.operations.fault_stack import FaultStack
 from tests.recording_server import recording_server
@@ -375,7 +375,7 @@ def test_haproxy_killed_is_started_again_serving_the_live_release(
     stack: FaultStack, tmp_path: Path
 ) -> None:
     staging = deployed_app(stack, tmp_path)
-    haproxy = proxy()
+    haproxy = deploy_tools().proxy()
     master = int(haproxy.pid_path.read_text().split()[0])
     workers = _haproxy_workers(master)
     assert workers
@@ -396,7 +396,7 @@ def test_a_proxy_server_state_changed_by_hand_is_put_back_as_the_database_says(
     stack: FaultStack, tmp_path: Path
 ) -> None:
     staging = deployed_app(stack, tmp_path)
-    haproxy = proxy()
+    haproxy = deploy_tools().proxy()
     haproxy.set_server(staging.proxy_backend, staging.live_slot, state="maint")
     assert served_by(staging) == "(HTTP 503)"
 
@@ -439,7 +439,7 @@ def test_a_deployment_abandoned_between_two_proxy_commands_leaves_the_proxy_as_t
         attempts=2,
         heartbeat_at=timezone.now() - timedelta(minutes=10),
     )
-    haproxy = proxy()
+    haproxy = deploy_tools().proxy()
     haproxy.set_server(
         staging.proxy_backend,
         idle,

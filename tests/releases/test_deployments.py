@@ -14,14 +14,11 @@ from django.test import Client
 from pipelines.models import PipelineRun
 from pipelines.states import RunStatus
 from projects.models import Project
+from releases.executor import deployment_abandon
 from releases.models import Deployment, Environment, Release
-from releases.services import (
-    DeploymentRefused,
-    deployment_abandon,
-    deployment_request,
-    environment_rollback,
-)
+from releases.services import DeploymentRefused, deployment_request, environment_rollback
 from releases.states import DEPLOYMENT_FINAL_STATES, DeploymentStatus
+from releases.tools import deploy_tools
 from tests.factories import GitRepo, make_project, web_app_repo, web_app_version
 from tests.load import LoadGenerator
 
@@ -172,7 +169,9 @@ def test_a_rollback_abandoned_after_restarting_a_kept_container_stops_it_and_kee
         reused_container=True,
     )
 
-    deployment_abandon(deployment=rollback, reason="its worker stopped answering")
+    deployment_abandon(
+        deployment=rollback, reason="its worker stopped answering", tools=deploy_tools()
+    )
 
     rollback.refresh_from_db()
     assert rollback.status == DeploymentStatus.FAILED
