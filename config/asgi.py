@@ -19,7 +19,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
 from config.origins import exact_origin_websockets  # noqa: E402
-from pipelines.routing import websocket_urlpatterns  # noqa: E402
+from web.routing import websocket_urlpatterns  # noqa: E402
 from webhooks.endpoint import webhook_asgi_app  # noqa: E402
 
 application = ProtocolTypeRouter(

@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "operations",
     "audit",
     "monitoring",
+    "web",
 ]
 
 MIDDLEWARE = [

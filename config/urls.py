@@ -3,7 +3,6 @@ from django.urls import include, path
 
 from api import views as api_views
 from monitoring import views as monitoring_views
-from webhooks import views as webhook_views
 
 urlpatterns = [
     path("healthz", monitoring_views.healthz, name="healthz"),
@@ -14,13 +13,7 @@ urlpatterns = [
     path("webhooks/", include("webhooks.urls")),
     path("api/v1/", include("api.urls")),
     path("account/token/", api_views.token_page, name="api-token"),
-    path(
-        "deliveries/<int:pk>/replay/",
-        webhook_views.delivery_replay_view,
-        name="delivery-replay",
-    ),
-    path("", include("releases.urls")),
-    path("", include("pipelines.urls")),
+    path("", include("web.urls")),
 ]
 
 handler404 = "api.views.not_found"

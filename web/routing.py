@@ -1,6 +1,6 @@
 from django.urls import path
 
-from pipelines.consumers import RunLogConsumer
+from web.consumers import RunLogConsumer
 
 websocket_urlpatterns = [
     path("ws/runs/<int:run_id>/", RunLogConsumer.as_asgi()),

@@ -23,13 +23,13 @@ RUNS_PER_PAGE = 50
 
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
-    return render(request, "pipelines/dashboard.html", {"projects": dashboard_projects()})
+    return render(request, "web/dashboard.html", {"projects": dashboard_projects()})
 
 
 @login_required
 def runs(request: HttpRequest) -> HttpResponse:
     page = Paginator(run_list(), RUNS_PER_PAGE).get_page(request.GET.get("page"))
-    return render(request, "pipelines/run_list.html", {"page": page})
+    return render(request, "web/run_list.html", {"page": page})
 
 
 @login_required
@@ -39,7 +39,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     done = sum(1 for stage in stages if stage.status not in ("pending", "running"))
     return render(
         request,
-        "pipelines/run_detail.html",
+        "web/run_detail.html",
         {
             "run": run,
             "stages": stages,
@@ -78,7 +78,7 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
     runs_page = Paginator(project_runs(project, branch=branch, status=status), RUNS_PER_PAGE)
     return render(
         request,
-        "pipelines/project_detail.html",
+        "web/project_detail.html",
         {
             "project": project,
             "page": runs_page.get_page(request.GET.get("page")),

@@ -26,7 +26,7 @@ def environment_detail(request: HttpRequest, slug: str, name: str) -> HttpRespon
     environment = _environment(slug, name)
     return render(
         request,
-        "releases/environment_detail.html",
+        "web/environment_detail.html",
         {
             "environment": environment,
             "history": environment_history(environment)[:100],
@@ -51,7 +51,7 @@ def environment_promote_view(request: HttpRequest, slug: str, name: str) -> Http
         return redirect("environment-detail", slug=slug, name=name)
     return render(
         request,
-        "releases/environment_promote.html",
+        "web/environment_promote.html",
         {"environment": environment, "candidates": candidates[:20], "chosen": chosen},
     )
 
@@ -69,7 +69,7 @@ def environment_rollback_view(request: HttpRequest, slug: str, name: str) -> Htt
         return redirect("environment-detail", slug=slug, name=name)
     return render(
         request,
-        "releases/environment_rollback.html",
+        "web/environment_rollback.html",
         {"environment": environment, "target": target},
     )
 

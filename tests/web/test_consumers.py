@@ -8,8 +8,8 @@ from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser, User
+from web.consumers import RunLogConsumer
 
-from pipelines.consumers import RunLogConsumer
 from pipelines.live_updates import run_event_publish
 from pipelines.models import PipelineRun
 from pipelines.services import run_transition
