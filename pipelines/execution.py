@@ -17,7 +17,7 @@ from infrastructure.docker_engine import ContainerEngine, DockerEngineError
 from infrastructure.durable_jobs import Take, job_heartbeat, job_out_of_attempts, job_take
 from pipelines.models import PipelineRun, Stage
 from pipelines.selectors import run_is_cancelled
-from pipelines.services import run_advance, run_fail, run_transition, stage_transition
+from pipelines.services import do_run_transition, do_stage_transition, run_advance, run_fail
 from pipelines.stage_log import StageLog
 from pipelines.states import RUN_FINAL_STATES, RunStatus, StageStatus
 from projects.selectors import project_secret_values
@@ -123,14 +123,14 @@ def _stage_claim(*, run_id: int, stage_name: str, task_id: str) -> _Claim | None
             logger.info("stage %s of run %s is carried by another worker", stage_name, run_id)
             return None
         if stage.status == StageStatus.RUNNING:
-            stage_transition(
+            do_stage_transition(
                 stage=stage,
                 to=StageStatus.PENDING,
                 reason="the worker running this stage was lost; starting it again",
             )
         if run.status == RunStatus.QUEUED:
-            run_transition(run=run, to=RunStatus.RUNNING)
-        stage_transition(stage=stage, to=StageStatus.RUNNING, task_id=task_id)
+            do_run_transition(run=run, to=RunStatus.RUNNING)
+        do_stage_transition(stage=stage, to=StageStatus.RUNNING, task_id=task_id)
         return _Claim(run=run, stage=stage)
 
 
@@ -148,7 +148,7 @@ def _stage_settle(
             # while this worker was out of touch: theirs is the last word.
             return
         if failure_reason is None:
-            stage_transition(stage=locked_stage, to=StageStatus.SUCCEEDED)
+            do_stage_transition(stage=locked_stage, to=StageStatus.SUCCEEDED)
             run_advance(run=locked_run)
         else:
             run_fail(run=locked_run, stage=locked_stage, reason=failure_reason)

@@ -7,7 +7,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 
 from pipelines.models import PipelineRun, RunEvent, Stage
-from pipelines.services import run_fail, stage_enqueue, stage_transition
+from pipelines.services import do_stage_transition, run_fail, stage_enqueue
 from pipelines.states import RunStatus, StageStatus
 
 UNFINISHED_RUN = (RunStatus.QUEUED, RunStatus.RUNNING)
@@ -24,7 +24,7 @@ class StageJobs:
 
     def restart(self, job: Stage, *, why: str, attempt: int) -> None:
         run = PipelineRun.objects.select_for_update(of=("self",)).get(pk=job.run_id)
-        stage_transition(
+        do_stage_transition(
             stage=job,
             to=StageStatus.PENDING,
             reason=f"{why}; starting it again (attempt {attempt} of {settings.DOCKYARD_ATTEMPTS})",

@@ -1,6 +1,6 @@
 """Pipeline runs, their stages, their logs, and the event log of every state change.
 
-Status fields change only through pipelines.services (run_transition, stage_transition), which
+Status fields change only through pipelines.services (do_run_transition, do_stage_transition), which
 lock the row, check the move against pipelines.states and record it as a RunEvent.
 """
 

@@ -1,4 +1,4 @@
-"""Writes for projects and runs. Status changes go through run_transition/stage_transition."""
+"""Writes for projects and runs. Status changes go through do_run_transition/do_stage_transition."""
 
 import logging
 import re
@@ -70,7 +70,9 @@ def run_create(
             pull_request=pull_request,
             target_branch=target_branch,
         )
-        _record_run_event(run, from_status="", to_status=RunStatus.QUEUED, reason=trigger)
+        _run_event_record_and_report(
+            run, from_status="", to_status=RunStatus.QUEUED, reason=trigger
+        )
         Stage.objects.bulk_create(
             Stage(run=run, name=name, position=position)
             for position, name in enumerate(STAGE_ORDER)
@@ -155,16 +157,21 @@ def run_cancel(*, run: PipelineRun, reason: str) -> bool:
         if locked.status in RUN_FINAL_STATES:
             return False
         unfinished = locked.stages.select_for_update().exclude(status__in=STAGE_FINAL_STATES)
-        stages_transition(
+        do_stages_transition(
             stages=list(unfinished.order_by("position")), to=StageStatus.CANCELLED, reason=reason
         )
-        run_transition(run=locked, to=RunStatus.CANCELLED, reason=reason)
+        do_run_transition(run=locked, to=RunStatus.CANCELLED, reason=reason)
     run.status, run.finished_at = locked.status, locked.finished_at
     return True
 
 
-def run_transition(*, run: PipelineRun, to: str, reason: str = "") -> PipelineRun:
-    """Move a run to `to` under a row lock, refusing illegal moves; the move is recorded."""
+def do_run_transition(*, run: PipelineRun, to: str, reason: str = "") -> PipelineRun:
+    """Move a run to `to` under a row lock, refusing illegal moves, and announce the move.
+
+    Records it as a RunEvent and, once the transaction commits: its page hears of it, the
+    forge is told (when the project reports commit statuses), and when the run ends its
+    clean-up and its chat notifications are queued.
+    """
     with transaction.atomic():
         # Only the run's row is locked: run_create holds the project's row while numbering.
         locked = (
@@ -181,7 +188,7 @@ def run_transition(*, run: PipelineRun, to: str, reason: str = "") -> PipelineRu
         if to in RUN_FINAL_STATES:
             locked.finished_at = now
             update_fields.append("finished_at")
-        _record_run_event(locked, from_status=locked.status, to_status=to, reason=reason)
+        _run_event_record_and_report(locked, from_status=locked.status, to_status=to, reason=reason)
         locked.status = to
         locked.save(update_fields=update_fields)
         _publish_status_on_commit(locked.pk)
@@ -200,11 +207,12 @@ def run_transition(*, run: PipelineRun, to: str, reason: str = "") -> PipelineRu
     return run
 
 
-def stage_transition(*, stage: Stage, to: str, reason: str = "", task_id: str = "") -> Stage:
-    """Move a stage to `to` under a row lock, refusing illegal moves; the move is recorded."""
+def do_stage_transition(*, stage: Stage, to: str, reason: str = "", task_id: str = "") -> Stage:
+    """Move a stage to `to` under a row lock, refusing illegal moves; the move is recorded and
+    the run's page hears of it once the transaction commits."""
     with transaction.atomic():
         locked = Stage.objects.select_for_update().get(pk=stage.pk)
-        stages_transition(stages=[locked], to=to, reason=reason, task_id=task_id)
+        do_stages_transition(stages=[locked], to=to, reason=reason, task_id=task_id)
     stage.status, stage.started_at, stage.finished_at, stage.task_id = (
         locked.status,
         locked.started_at,
@@ -214,7 +222,9 @@ def stage_transition(*, stage: Stage, to: str, reason: str = "", task_id: str = 
     return stage
 
 
-def stages_transition(*, stages: list[Stage], to: str, reason: str = "", task_id: str = "") -> None:
+def do_stages_transition(
+    *, stages: list[Stage], to: str, reason: str = "", task_id: str = ""
+) -> None:
     """Move several stages to `to` at once, refusing illegal moves; each move is recorded.
 
     Call inside a transaction holding the stages' row locks (select_for_update).
@@ -280,7 +290,7 @@ def run_record_spec(*, run: PipelineRun, spec: dict[str, object]) -> None:
 
 def stage_skip(*, run: PipelineRun, name: str, reason: str) -> None:
     """Skip a stage that has not started, e.g. the test stage of a stack without tests."""
-    stage_transition(stage=run.stages.get(name=name), to=StageStatus.SKIPPED, reason=reason)
+    do_stage_transition(stage=run.stages.get(name=name), to=StageStatus.SKIPPED, reason=reason)
 
 
 def dependents_rebuild(*, base_run_id: int) -> list[PipelineRun]:
@@ -341,7 +351,7 @@ def run_advance(*, run: PipelineRun) -> None:
     if pending is not None:
         stage_enqueue(run, pending.name)
     elif run.status not in RUN_FINAL_STATES:
-        run_transition(run=run, to=RunStatus.SUCCEEDED)
+        do_run_transition(run=run, to=RunStatus.SUCCEEDED)
         run_id = run.pk
         dispatch.queue_dependents_rebuild(run_id=run_id)
         if run.deployable:
@@ -353,11 +363,11 @@ def run_fail(*, run: PipelineRun, stage: Stage, reason: str) -> None:
 
     Call inside a transaction holding the run's row lock.
     """
-    stage_transition(stage=stage, to=StageStatus.FAILED, reason=reason)
+    do_stage_transition(stage=stage, to=StageStatus.FAILED, reason=reason)
     later = run.stages.select_for_update().filter(
         position__gt=stage.position, status=StageStatus.PENDING
     )
-    stages_transition(
+    do_stages_transition(
         stages=list(later.order_by("position")),
         to=StageStatus.SKIPPED,
         reason=f"{stage.name} failed",
@@ -367,7 +377,7 @@ def run_fail(*, run: PipelineRun, stage: Stage, reason: str) -> None:
     )
     run.failed_stage, run.failure_reason = stage.name, reason
     if run.status not in RUN_FINAL_STATES:
-        run_transition(run=run, to=RunStatus.FAILED, reason=f"{stage.name}: {reason}")
+        do_run_transition(run=run, to=RunStatus.FAILED, reason=f"{stage.name}: {reason}")
 
 
 def runs_supersede(*, run: PipelineRun) -> list[PipelineRun]:
@@ -386,7 +396,10 @@ def _publish_status_on_commit(run_id: int) -> None:
     transaction.on_commit(lambda: run_status_publish(run_id))
 
 
-def _record_run_event(run: PipelineRun, *, from_status: str, to_status: str, reason: str) -> None:
+def _run_event_record_and_report(
+    run: PipelineRun, *, from_status: str, to_status: str, reason: str
+) -> None:
+    """Record a run-level move, and queue its commit status when the project reports them."""
     event = RunEvent.objects.create(
         run=run, from_status=from_status, to_status=to_status, reason=reason[:10_000]
     )

@@ -114,19 +114,19 @@ def deployment_abandon(*, deployment: Deployment, reason: str, tools: DeployTool
     )
     if switched:
         if deployment.status == DeploymentStatus.SWITCHING:
-            deployment_transition(
+            do_deployment_transition(
                 deployment=deployment,
                 to=DeploymentStatus.DRAINING,
                 detail=f"traffic to {deployment.slot}",
             )
-        deployment_transition(
+        do_deployment_transition(
             deployment=deployment,
             to=DeploymentStatus.SUCCEEDED,
             detail=f"switched to {deployment.slot}; {reason} (the old slot was not drained)",
         )
     else:
         Deployment.objects.filter(pk=deployment.pk).update(failure_reason=reason)
-        deployment_transition(deployment=deployment, to=DeploymentStatus.FAILED, detail=reason)
+        do_deployment_transition(deployment=deployment, to=DeploymentStatus.FAILED, detail=reason)
         engine_url = environment.docker_host or settings.DOCKER_HOST
         try:
             with tools.engines(engine_url) as engine:
@@ -170,24 +170,27 @@ def _deployment_steps(deployment: Deployment, tools: DeployTools) -> Deployment:
             Deployment.objects.filter(pk=deployment.pk).update(
                 failure_reason=failure.reason, container_log=failure.container_log
             )
-            deployment_transition(
+            do_deployment_transition(
                 deployment=deployment, to=DeploymentStatus.FAILED, detail=failure.reason
             )
         else:
             # Traffic has moved: the new version serves. What is left is housekeeping.
             logger.error("deployment %s: %s after the switch", deployment.pk, failure.reason)
-            deployment_transition(
+            do_deployment_transition(
                 deployment=deployment,
                 to=DeploymentStatus.SUCCEEDED,
                 detail=f"switched; the old slot was not cleaned up: {failure.reason}",
             )
     except DockerEngineError as error:
-        deployment_transition(deployment=deployment, to=DeploymentStatus.FAILED, detail=str(error))
+        do_deployment_transition(
+            deployment=deployment, to=DeploymentStatus.FAILED, detail=str(error)
+        )
     return deployment
 
 
-def deployment_transition(*, deployment: Deployment, to: str, detail: str = "") -> Deployment:
-    """Move a deployment to its next step under a row lock; the move is recorded."""
+def do_deployment_transition(*, deployment: Deployment, to: str, detail: str = "") -> Deployment:
+    """Move a deployment to its next step under a row lock; the move is recorded, and when it
+    ends the deployment its chat notifications are queued (on commit)."""
     with transaction.atomic():
         locked = Deployment.objects.select_for_update().get(pk=deployment.pk)
         check_deployment_transition(locked.status, to)
@@ -207,7 +210,7 @@ def _step_queued(deployment: Deployment, engine: ContainerEngine, tools: DeployT
     # The proxy must be up before anything moves: it is also what keeps the old version
     # serving while the new one starts.
     proxy_apply(tools.proxy())
-    deployment_transition(deployment=deployment, to=DeploymentStatus.PREPARING)
+    do_deployment_transition(deployment=deployment, to=DeploymentStatus.PREPARING)
 
 
 def _step_prepare(deployment: Deployment, engine: ContainerEngine, tools: DeployTools) -> None:
@@ -224,7 +227,7 @@ def _step_prepare(deployment: Deployment, engine: ContainerEngine, tools: Deploy
         slot=slot, container_id=kept, reused_container=bool(kept)
     )
     deployment.slot, deployment.container_id, deployment.reused_container = slot, kept, bool(kept)
-    deployment_transition(deployment=deployment, to=DeploymentStatus.STARTING, detail=detail)
+    do_deployment_transition(deployment=deployment, to=DeploymentStatus.STARTING, detail=detail)
 
 
 def _step_start(deployment: Deployment, engine: ContainerEngine, tools: DeployTools) -> None:
@@ -259,7 +262,7 @@ def _step_start(deployment: Deployment, engine: ContainerEngine, tools: DeployTo
         )
         Deployment.objects.filter(pk=deployment.pk).update(container_id=container_id)
         deployment.container_id = container_id
-    deployment_transition(
+    do_deployment_transition(
         deployment=deployment,
         to=DeploymentStatus.CHECKING,
         detail=f"container {deployment.container_id[:12]} on {environment.address}:"
@@ -280,7 +283,7 @@ def _step_check(deployment: Deployment, engine: ContainerEngine, tools: DeployTo
             host=environment.health_host,
         )
         if result.healthy:
-            deployment_transition(
+            do_deployment_transition(
                 deployment=deployment, to=DeploymentStatus.SWITCHING, detail=result.detail
             )
             return
@@ -312,7 +315,7 @@ def _step_switch(deployment: Deployment, engine: ContainerEngine, tools: DeployT
         live_slot=new, current_release=deployment.release
     )
     haproxy.remember(proxy_backends())
-    deployment_transition(
+    do_deployment_transition(
         deployment=deployment,
         to=DeploymentStatus.DRAINING,
         detail=f"traffic to {new}" + (f"; {old} draining" if old and old != new else ""),
@@ -335,7 +338,7 @@ def _step_drain(deployment: Deployment, engine: ContainerEngine, tools: DeployTo
     if previous is not None and previous.container_id:
         engine.stop_container(previous.container_id, timeout=5)
     _prune_kept_containers(environment, engine, live=deployment.container_id)
-    deployment_transition(
+    do_deployment_transition(
         deployment=deployment,
         to=DeploymentStatus.SUCCEEDED,
         detail=f"{old} drained and stopped, kept for rollback" if previous else "first release",

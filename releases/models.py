@@ -1,7 +1,7 @@
 """Releases, the environments they move through, and the deployments that move them.
 
 A Release never changes once made. Deployment status moves only through
-releases.executor.deployment_transition, which records each move as a DeploymentEvent.
+releases.executor.do_deployment_transition, which records each move as a DeploymentEvent.
 """
 
 from django.conf import settings

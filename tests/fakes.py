@@ -20,7 +20,10 @@ from infrastructure.docker_engine import (
     ImageInfo,
     OutputSink,
 )
+from infrastructure.haproxy import ProxyBackend
+from infrastructure.health_check import Probe
 from pipelines.execution import StageTools
+from releases.tools import DeployTools
 
 
 @dataclass
@@ -153,3 +156,69 @@ class FakeEngine:
 
 def fake_stage_tools(engine: FakeEngine | None = None) -> StageTools:
     return StageTools(engine=(engine or FakeEngine()).factory())
+
+
+@dataclass
+class FakeProxy:
+    """A proxy that keeps each backend's servers and their states in a dictionary."""
+
+    # (backend, server) -> "ready" | "drain" | "maint"
+    states: dict[tuple[str, str], str] = field(default_factory=dict)
+    addresses: dict[tuple[str, str], tuple[str, int]] = field(default_factory=dict)
+    applied: list[list[ProxyBackend]] = field(default_factory=list)
+    remembered: list[list[ProxyBackend]] = field(default_factory=list)
+    # Sessions still open on a server while it drains.
+    open_sessions: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def apply(self, backends: list[ProxyBackend]) -> None:
+        self.applied.append(backends)
+        for backend in backends:
+            for server in backend.servers:
+                key = (backend.name, server.name)
+                self.addresses[key] = (server.address, server.port)
+                self.states.setdefault(key, "ready" if server.enabled else "maint")
+
+    def remember(self, backends: list[ProxyBackend]) -> None:
+        self.remembered.append(backends)
+
+    def set_server(
+        self,
+        backend: str,
+        server: str,
+        *,
+        address: str | None = None,
+        port: int | None = None,
+        state: str,
+    ) -> None:
+        if address is not None and port is not None:
+            self.addresses[(backend, server)] = (address, port)
+        self.states[(backend, server)] = state
+
+    def sessions(self, backend: str, server: str) -> int:
+        return self.open_sessions.get((backend, server), 0)
+
+    def server_states(self) -> dict[tuple[str, str], str]:
+        return dict(self.states)
+
+
+@dataclass
+class FakeProbe:
+    """The apps' health endpoints: healthy unless their port is listed as sick."""
+
+    sick_ports: set[int] = field(default_factory=set)
+    asked: list[tuple[str, int, str]] = field(default_factory=list)
+
+    def __call__(
+        self, *, address: str, port: int, path: str, host: str = "", timeout_seconds: float = 2
+    ) -> Probe:
+        self.asked.append((address, port, path))
+        if port in self.sick_ports:
+            return Probe(healthy=False, detail=f"GET {path}: 503")
+        return Probe(healthy=True, detail=f"GET {path}: 200")
+
+
+def fake_deploy_tools(
+    engine: FakeEngine | None = None, proxy: FakeProxy | None = None, probe: FakeProbe | None = None
+) -> DeployTools:
+    engine, proxy, probe = engine or FakeEngine(), proxy or FakeProxy(), probe or FakeProbe()
+    return DeployTools(engines=engine.factory(), proxy=lambda: proxy, probe=probe)

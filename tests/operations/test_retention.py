@@ -20,7 +20,7 @@ from builds.models import CacheSource, LayerBuild, LayerRole
 from infrastructure.docker_engine import DockerEngine
 from operations.retention import retention_prune
 from pipelines.models import LogChunk, PipelineRun, RunEvent
-from pipelines.services import run_create, run_record_image, run_transition
+from pipelines.services import do_run_transition, run_create, run_record_image
 from pipelines.states import RunStatus
 from projects.models import Project
 from releases.models import Deployment, Environment, Release
@@ -48,9 +48,9 @@ def finished_run(
     run = run_create(
         project=project, ref="refs/heads/main", commit_sha=uuid.uuid4().hex * 2, trigger="webhook"
     )
-    run_transition(run=run, to=RunStatus.RUNNING)
+    do_run_transition(run=run, to=RunStatus.RUNNING)
     if status != RunStatus.RUNNING:
-        run_transition(run=run, to=status)
+        do_run_transition(run=run, to=status)
         # The test stands in for the passing of time.
         run.finished_at = timezone.now() - timedelta(days=days_ago)
         PipelineRun.objects.filter(pk=run.pk).update(finished_at=run.finished_at)
@@ -332,7 +332,7 @@ def test_images_of_a_project_at_work_wait_for_the_next_prune(
     retention_prune(now=timezone.now() + LATER)
     assert exists(docker_client, old)
 
-    run_transition(run=running, to=RunStatus.SUCCEEDED)
+    do_run_transition(run=running, to=RunStatus.SUCCEEDED)
     retention_prune(now=timezone.now() + LATER)
     assert not exists(docker_client, old)
 

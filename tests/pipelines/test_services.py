@@ -10,7 +10,7 @@ from infrastructure import dispatch
 from pipelines.execution import StageFailure, StageTools, stage_execute
 from pipelines.models import PipelineRun, RunEvent
 from pipelines.selectors import stage_log_text
-from pipelines.services import run_create, run_transition, stage_transition
+from pipelines.services import do_run_transition, do_stage_transition, run_create
 from pipelines.stage_log import StageLog
 from pipelines.states import IllegalTransition, RunStatus, StageStatus
 from projects.services import ProjectError
@@ -78,7 +78,7 @@ def test_an_illegal_transition_is_refused_and_nothing_is_recorded() -> None:
     run = queue_run()
     events_before = RunEvent.objects.count()
     with pytest.raises(IllegalTransition):
-        run_transition(run=run, to=RunStatus.SUCCEEDED)
+        do_run_transition(run=run, to=RunStatus.SUCCEEDED)
     run.refresh_from_db()
     assert run.status == RunStatus.QUEUED
     assert RunEvent.objects.count() == events_before
@@ -86,8 +86,8 @@ def test_an_illegal_transition_is_refused_and_nothing_is_recorded() -> None:
 
 def test_every_transition_is_recorded_with_its_reason() -> None:
     run = queue_run()
-    run_transition(run=run, to=RunStatus.RUNNING)
-    run_transition(run=run, to=RunStatus.CANCELLED, reason="cancelled by alice")
+    do_run_transition(run=run, to=RunStatus.RUNNING)
+    do_run_transition(run=run, to=RunStatus.CANCELLED, reason="cancelled by alice")
     moves = list(
         RunEvent.objects.filter(run=run, stage=None).values_list(
             "from_status", "to_status", "reason"
@@ -138,8 +138,8 @@ def test_a_stage_runs_once_and_the_run_moves_on(
 def test_a_duplicate_message_for_a_running_stage_does_not_run_it_twice() -> None:
     run = queue_run()
     stage = run.stages.get(name="checkout")
-    run_transition(run=run, to=RunStatus.RUNNING)
-    stage_transition(stage=stage, to=StageStatus.RUNNING, task_id="task-1")
+    do_run_transition(run=run, to=RunStatus.RUNNING)
+    do_stage_transition(stage=stage, to=StageStatus.RUNNING, task_id="task-1")
     body = CountingBody()
     execute(run, "checkout", "task-2", body)
     assert body.calls == 0
@@ -149,8 +149,8 @@ def test_a_duplicate_message_for_a_running_stage_does_not_run_it_twice() -> None
 def test_the_redelivery_of_a_task_whose_worker_died_restarts_its_stage() -> None:
     run = queue_run()
     stage = run.stages.get(name="checkout")
-    run_transition(run=run, to=RunStatus.RUNNING)
-    stage_transition(stage=stage, to=StageStatus.RUNNING, task_id="task-1")
+    do_run_transition(run=run, to=RunStatus.RUNNING)
+    do_stage_transition(stage=stage, to=StageStatus.RUNNING, task_id="task-1")
     body = CountingBody()
     execute(run, "checkout", "task-1", body)
     assert body.calls == 1
@@ -216,7 +216,7 @@ def test_the_last_stage_succeeding_settles_the_run() -> None:
 
 def test_a_stage_of_a_finished_run_does_nothing() -> None:
     run = queue_run()
-    run_transition(run=run, to=RunStatus.CANCELLED)
+    do_run_transition(run=run, to=RunStatus.CANCELLED)
     body = CountingBody()
     execute(run, "checkout", "t", body)
     assert body.calls == 0

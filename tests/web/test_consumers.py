@@ -8,13 +8,13 @@ from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser, User
-from web.consumers import RunLogConsumer
 
 from pipelines.live_updates import run_event_publish
 from pipelines.models import PipelineRun
-from pipelines.services import run_transition
+from pipelines.services import do_run_transition
 from pipelines.stage_log import StageLog
 from tests.factories import make_project, make_run
+from web.consumers import RunLogConsumer
 
 # The consumer reads the database from another thread: the test's data must be committed.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -114,7 +114,7 @@ def test_status_changes_are_pushed_as_they_happen(run: PipelineRun, ada: User) -
         await socket.connect()
         await socket.send_json_to({"after": 0})
         assert (await socket.receive_json_from(timeout=5))["run"]["status"] == "queued"
-        await database_sync_to_async(run_transition)(run=run, to="running")
+        await database_sync_to_async(do_run_transition)(run=run, to="running")
         pushed = await socket.receive_json_from(timeout=5)
         assert pushed["type"] == "status" and pushed["run"]["status"] == "running"
         assert [stage["name"] for stage in pushed["run"]["stages"]][:2] == ["checkout", "config"]

@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.test import Client
 
 from pipelines.models import PipelineRun
-from pipelines.services import run_transition
+from pipelines.services import do_run_transition
 from projects.models import Project
 from tests.factories import fixture_bytes, github_headers, make_project
 from webhooks.models import Delivery
@@ -195,7 +195,7 @@ def test_a_newer_push_to_a_branch_cancels_its_older_unfinished_runs(
 ) -> None:
     github_post(client, push_payload(sha="1" * 40))
     first = PipelineRun.objects.get(commit_sha="1" * 40)
-    run_transition(run=first, to="running")
+    do_run_transition(run=first, to="running")
     github_post(client, push_payload(ref="refs/heads/other", sha="2" * 40))
 
     answer = github_post(client, push_payload(sha="3" * 40)).json()["message"]
