@@ -32,23 +32,32 @@ from config.environment import (
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+#: Mirrors, workspaces, logs, HAProxy's files and the SQLite file. (default: `./data`)
 DATA_DIR = env_path("DOCKYARD_DATA_DIR", BASE_DIR / "data")
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 # What `make up` ran with (scripts/up.sh writes it): the environment still wins.
 env_file_defaults(DATA_DIR / "dockyard.env")
 
+#: Django's debug pages.
 DEBUG = env_bool("DOCKYARD_DEBUG", False)
+#: Django's secret key (at least 32 characters); the same on every host. (default: generated once
+#: into the data folder)
 SECRET_KEY = secret_key("DOCKYARD_SECRET_KEY", DATA_DIR)
 # Webhook secrets, forge tokens, project secrets and notification URLs are encrypted in the
 # database with the first of these Fernet keys and decrypted with any (config.encrypted_fields).
 # None set: one is derived from SECRET_KEY, which then must never change.
+#: Fernet keys (commas, spaces or one a line) that encrypt stored secrets; the first encrypts, all
+#: decrypt. (default: derived from the secret key)
 DOCKYARD_ENCRYPTION_KEYS = env_fernet_keys("DOCKYARD_ENCRYPTION_KEYS")
+#: Host names the web server answers. (default: `127.0.0.1,localhost,[::1]`)
 ALLOWED_HOSTS = env_list("DOCKYARD_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 # Where forges and browsers reach this server; used in the webhook URLs we print and in links.
+#: The URL forges and browsers use; its exact origin is the one browsers may write from.
 PUBLIC_URL = env_url("DOCKYARD_PUBLIC_URL", "http://127.0.0.1:8000", schemes={"http", "https"})
 # Browsers may send unsafe requests and open WebSockets only from these exact origins (scheme,
 # host and port): a page of a deployed app on another port of the same host is another origin,
 # though the browser hands it the same cookies.
+#: Other origins the UI is served on (`https://ci.example.com, http://localhost:8000`).
 DOCKYARD_PUBLIC_URL_ALIASES = env_origins("DOCKYARD_PUBLIC_URL_ALIASES")
 TRUSTED_ORIGINS = [url_origin(PUBLIC_URL), *DOCKYARD_PUBLIC_URL_ALIASES]
 CSRF_TRUSTED_ORIGINS = TRUSTED_ORIGINS
@@ -118,9 +127,12 @@ TEMPLATES = [
 
 DATABASES = {
     "default": {
+        #: `postgres://user:pass@host:5432/name` in production. (default: SQLite in the data
+        #: folder)
         **env_database("DATABASE_URL", f"sqlite:///{DATA_DIR / 'dockyard.sqlite3'}"),
         # Reused for a minute: opening a PostgreSQL connection per webhook costs more than
         # handling it.
+        #: Seconds a worker's database connection is reused.
         "CONN_MAX_AGE": env_int("DOCKYARD_DB_CONN_MAX_AGE", 60),
     },
 }
@@ -136,6 +148,7 @@ if DB_POOL and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
         **DATABASES["default"].get("OPTIONS", {}),
         "pool": {
             "min_size": 1,
+            #: PostgreSQL connections the web process shares among its requests.
             "max_size": env_int("DOCKYARD_DB_POOL_SIZE", 10, minimum=1),
             # A request waits this long for a free connection before it fails; /healthz too,
             # when the database is down (the pool logs why it cannot connect).
@@ -196,14 +209,18 @@ SPECTACULAR_SETTINGS = {
 }
 # /metrics for Prometheus: when set, a scrape must send "Authorization: Bearer <token>";
 # when empty, /metrics is open to anyone who can reach the web server.
+#: When set, `/metrics` wants `Authorization: Bearer <token>`. (default: empty, `/metrics` open)
 DOCKYARD_METRICS_TOKEN = env_str("DOCKYARD_METRICS_TOKEN", "")
 # Chat-ops from Slack: the app's signing secret (Basic Information > Signing Secret).
+#: Verifies Slack's slash commands. (default: empty, Slack off)
 DOCKYARD_SLACK_SIGNING_SECRET = env_str("DOCKYARD_SLACK_SIGNING_SECRET", "")
 
 # Redis is the broker: whoever writes to it runs tasks as Dockyard. Its password comes apart
 # from the URL, so that it can be a secret file (DOCKYARD_REDIS_PASSWORD_FILE).
 REDIS_URL = url_with_password(
+    #: The Celery broker and the Channels layer (`make up`: Dockyard's own Redis on 6380).
     env_url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes={"redis", "rediss", "unix"}),
+    #: Redis's password (`requirepass`), put into `REDIS_URL` unless it carries one.
     env_str("DOCKYARD_REDIS_PASSWORD", ""),
 )
 
@@ -232,12 +249,16 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_MAX_TASKS_PER_CHILD = 50
 
 # The Docker engine that builds and tests, and the registry that receives the images.
+#: The engine that builds and tests (`unix://`, `tcp://`, `ssh://`).
 DOCKER_HOST = env_url(
     "DOCKER_HOST", "unix:///var/run/docker.sock", schemes={"unix", "tcp", "ssh", "http", "https"}
 )
+#: Where images are pushed (`host[:port]`).
 DOCKYARD_REGISTRY = env_host_port("DOCKYARD_REGISTRY", "127.0.0.1:5000")
 # The registry's account: pushes, pulls and cache look-ups all log in with it.
+#: The registry's login, for every push, pull and cache look-up (with the password, or neither).
 DOCKYARD_REGISTRY_USERNAME = env_str("DOCKYARD_REGISTRY_USERNAME", "")
+#: The registry login's password.
 DOCKYARD_REGISTRY_PASSWORD = env_str("DOCKYARD_REGISTRY_PASSWORD", "")
 if bool(DOCKYARD_REGISTRY_USERNAME) != bool(DOCKYARD_REGISTRY_PASSWORD):
     raise ImproperlyConfigured(
@@ -245,28 +266,40 @@ if bool(DOCKYARD_REGISTRY_USERNAME) != bool(DOCKYARD_REGISTRY_PASSWORD):
     )
 # A push that cannot reach the registry is tried this many times in all, waiting BACKOFF
 # seconds after the first failure, doubling each time (at most 30 s between tries).
+#: Pushes to a registry that cannot be reached are tried this many times in all ...
 DOCKYARD_PUSH_ATTEMPTS = env_int("DOCKYARD_PUSH_ATTEMPTS", 5, minimum=1)
+#: ... waiting this long after the first failure, doubling (at most 30 s).
 DOCKYARD_PUSH_BACKOFF_SECONDS = env_float("DOCKYARD_PUSH_BACKOFF_SECONDS", 2.0, minimum=0.0)
 # Repositories on this machine's disk (paths, file:// URLs) are refused unless an operator
 # allows them: the demo and the tests do.
+#: Allow repositories on this machine's disk (`make up`: true).
 DOCKYARD_ALLOW_LOCAL_REPOSITORIES = env_bool("DOCKYARD_ALLOW_LOCAL_REPOSITORIES", False)
 # The hosts repositories may be cloned from (globs: "github.com *.example.org"); git is never
 # pointed at any other, whatever a project or a webhook says.
+#: Hosts repositories may be cloned from: globs, spaces or commas between (`github.com
+#: *.corp.example`).
 DOCKYARD_ALLOWED_REPOSITORY_HOSTS = env_host_patterns("DOCKYARD_ALLOWED_REPOSITORY_HOSTS", ["*"])
 DOCKYARD_MIRRORS_DIR = DATA_DIR / "mirrors"
 # Test containers have no network unless an operator gives one: "host" lets a project whose
 # operator allowed it (Project.test_network_allowed) run its tests on the host's network,
 # where everything listening on the host's addresses is in reach.
+#: `host` lets projects an operator allows run tests on the host's network; `none` gives tests no
+#: network.
 DOCKYARD_TEST_NETWORK = env_choice("DOCKYARD_TEST_NETWORK", "none", ("none", "host"))
 # Ceilings on what a dockyard.yml may ask for its test container; above one, config fails.
+#: The most memory a `dockyard.yml` may ask for its test container.
 DOCKYARD_TEST_MAX_MEMORY = env_size("DOCKYARD_TEST_MAX_MEMORY", "4g")
+#: The most processes a test container may ask for.
 DOCKYARD_TEST_MAX_PIDS = env_int("DOCKYARD_TEST_MAX_PIDS", 4096, minimum=16)
+#: The most CPUs a test container may ask for. (default: the machine's CPUs)
 DOCKYARD_TEST_MAX_CPUS = env_float(
     "DOCKYARD_TEST_MAX_CPUS", float(os.cpu_count() or 1), minimum=0.01
 )
+#: The longest test timeout, in seconds, a `dockyard.yml` may ask for. (default: `86400`)
 DOCKYARD_TEST_MAX_TIMEOUT = env_int("DOCKYARD_TEST_MAX_TIMEOUT", 24 * 3600, minimum=1)
 # Deployed apps listen on this address, never on the UI's host: a browser sends a host's
 # cookies to every port of it, so an app on the UI's host would receive the UI's session.
+#: Where deployed apps and their frontends listen; never the UI's host.
 DOCKYARD_APP_ADDRESS = env_ip_address("DOCKYARD_APP_ADDRESS", "127.0.0.2")
 if urlsplit(PUBLIC_URL).hostname == DOCKYARD_APP_ADDRESS:
     raise ImproperlyConfigured(
@@ -276,20 +309,28 @@ if urlsplit(PUBLIC_URL).hostname == DOCKYARD_APP_ADDRESS:
 # The HAProxy Dockyard runs: one frontend on DOCKYARD_APP_ADDRESS per environment, from the
 # first range; the containers of each environment's two slots listen on ports from the second.
 DOCKYARD_PROXY_DIR = DATA_DIR / "haproxy"
+#: Ports of the environments' frontends (HAProxy, on the app address).
 DOCKYARD_FRONTEND_PORTS = env_port_range("DOCKYARD_FRONTEND_PORTS", "9100-9199")
+#: Ports of the blue and green slots' containers.
 DOCKYARD_SLOT_PORTS = env_port_range("DOCKYARD_SLOT_PORTS", "9200-9399")
 # Stopped containers kept per environment for an instant rollback.
+#: Stopped containers kept per environment for rollbacks.
 DOCKYARD_KEEP_CONTAINERS = env_int("DOCKYARD_KEEP_CONTAINERS", 3, minimum=1)
 DOCKYARD_WORKSPACES_DIR = DATA_DIR / "workspaces"
 # Retention (operations.retention). Finished runs' logs go after LOG_RETENTION_DAYS, except
 # each project's newest LOG_RETENTION_RUNS runs; runs, stages and events (the timeline) stay.
 # Local images of Dockyard's projects go after IMAGE_RETENTION_HOURS unless a release an
 # environment serves or may roll back to, or the newest build's base cache, needs them.
+#: Finished runs' logs are deleted after this many days (runs, stages and events stay).
 DOCKYARD_LOG_RETENTION_DAYS = env_int("DOCKYARD_LOG_RETENTION_DAYS", 30, minimum=1)
+#: Each project's newest runs that keep their logs whatever their age.
 DOCKYARD_LOG_RETENTION_RUNS = env_int("DOCKYARD_LOG_RETENTION_RUNS", 20, minimum=0)
+#: Unused local images of Dockyard's projects are removed after this many hours.
 DOCKYARD_IMAGE_RETENTION_HOURS = env_int("DOCKYARD_IMAGE_RETENTION_HOURS", 72, minimum=1)
 # What Dockyard labels its containers with (dockyard.managed=<this>): start-up clean-up and
 # retention touch only their own installation's containers on a shared engine.
+#: The `dockyard.managed` label value on this installation's containers. (default: from the data
+#: folder's path)
 DOCKYARD_INSTANCE = env_str(
     "DOCKYARD_INSTANCE", hashlib.sha256(str(DATA_DIR).encode()).hexdigest()[:12]
 )
@@ -299,12 +340,19 @@ DOCKYARD_INSTANCE = env_str(
 # (every REAP_INTERVAL seconds) starts it again, at most ATTEMPTS times in all, then fails it.
 # A pending stage or queued deployment whose message the broker no longer holds (Redis
 # restarted) is sent again after LOST_AFTER seconds.
+#: How often a worker says it still carries a stage or deployment.
 DOCKYARD_HEARTBEAT_SECONDS = env_float("DOCKYARD_HEARTBEAT_SECONDS", 5.0, minimum=0.1)
+#: Silence after which that work counts as lost; also how long a queued task may be missing from
+#: the broker.
 DOCKYARD_LOST_AFTER_SECONDS = env_float("DOCKYARD_LOST_AFTER_SECONDS", 60.0, minimum=1.0)
+#: How often each worker's housekeeper looks for lost work and checks the proxy.
 DOCKYARD_REAP_INTERVAL_SECONDS = env_float("DOCKYARD_REAP_INTERVAL_SECONDS", 15.0, minimum=0.5)
+#: Times a stage or deployment is started in all when workers keep being lost.
 DOCKYARD_ATTEMPTS = env_int("DOCKYARD_ATTEMPTS", 2, minimum=1)
 # Each worker reconciles at start and then runs the housekeeper (operations.housekeeping).
+#: `false` runs a worker without start-up reconciliation and housekeeping.
 DOCKYARD_HOUSEKEEPING = env_bool("DOCKYARD_HOUSEKEEPING", True)
+#: How often each worker prunes (retention).
 DOCKYARD_PRUNE_INTERVAL_SECONDS = env_float("DOCKYARD_PRUNE_INTERVAL_SECONDS", 3600.0, minimum=1.0)
 
 LOGGING = {
@@ -312,6 +360,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    #: The log level of every process (`DEBUG`, `INFO`, `WARNING`, ...).
     "root": {"handlers": ["console"], "level": env_str("DOCKYARD_LOG_LEVEL", "INFO").upper()},
     # Even at DEBUG: urllib3 logs each request's path there, and an incoming-webhook URL
     # (Slack's) carries its secret in the path.
