@@ -40,6 +40,7 @@ class ChatIdentity(models.Model):
     external_id = models.CharField(max_length=100)
 
     class Meta:
+        verbose_name_plural = "chat identities"
         constraints = [
             models.UniqueConstraint(
                 fields=["provider", "external_id"], name="chat_identity_unique"

@@ -6,6 +6,7 @@ lock the row, check the move against pipelines.states and record it as a RunEven
 
 from django.db import models
 from django.db.models import Q
+from django.urls import reverse
 
 from infrastructure.durable_jobs import DurableJob
 from pipelines.states import RunStatus, StageName, StageStatus
@@ -36,6 +37,9 @@ class PipelineRun(models.Model):
     target_branch = models.CharField(max_length=255, blank=True)
     commit_sha = models.CharField(max_length=64)
     commit_message = models.TextField(blank=True)
+    # "Name <email>" as git records it; empty until something that knows it (the push, the
+    # checkout) says.
+    commit_author = models.CharField(max_length=500, blank=True)
     trigger = models.CharField(max_length=16, choices=Trigger.choices)
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
     failed_stage = models.CharField(max_length=16, choices=StageName.choices, blank=True)
@@ -66,6 +70,10 @@ class PipelineRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.project.slug} #{self.number}"
+
+    def get_absolute_url(self) -> str:
+        """The run's page, named as the run is everywhere (`<slug> #<number>`, the {run} tag)."""
+        return reverse("run", kwargs={"slug": self.project.slug, "number": self.number})
 
     @property
     def branch(self) -> str:

@@ -1,14 +1,12 @@
 """Reads for projects and runs."""
 
 from dataclasses import dataclass
-from typing import Any
 
 from django.db.models import QuerySet
 
 from pipelines.models import LogChunk, PipelineRun, Stage
 from pipelines.states import RunStatus
 from projects.models import BaseDependency, Project
-from releases.selectors import project_environments
 
 
 def run_list() -> QuerySet[PipelineRun]:
@@ -54,25 +52,6 @@ def project_runs(project: Project, *, branch: str = "", status: str = "") -> Que
     if status:
         runs = runs.filter(status=status)
     return runs
-
-
-@dataclass(frozen=True)
-class ProjectOverview:
-    project: Project
-    latest_runs: list[PipelineRun]
-    environments: list[Any]
-
-
-def dashboard_projects(runs_per_project: int = 3) -> list[ProjectOverview]:
-    """Every project with its latest runs and what each environment serves."""
-    return [
-        ProjectOverview(
-            project=project,
-            latest_runs=list(run_list().filter(project=project)[:runs_per_project]),
-            environments=list(project_environments(project)),
-        )
-        for project in Project.objects.all()
-    ]
 
 
 @dataclass(frozen=True)

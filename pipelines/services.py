@@ -39,6 +39,7 @@ def run_create(
     ref: str,
     commit_sha: str,
     commit_message: str = "",
+    commit_author: str = "",
     trigger: str,
     triggered_by: PipelineRun | None = None,
     kind: str = RunKind.BRANCH,
@@ -64,6 +65,7 @@ def run_create(
             ref=ref,
             commit_sha=commit_sha,
             commit_message=commit_message[:10_000],
+            commit_author=commit_author[:500],
             trigger=trigger,
             triggered_by=triggered_by,
             kind=kind,
@@ -138,6 +140,7 @@ def run_retry(*, run: PipelineRun) -> PipelineRun:
         ref=run.ref,
         commit_sha=run.commit_sha,
         commit_message=run.commit_message,
+        commit_author=run.commit_author,
         trigger=Trigger.MANUAL,
         kind=run.kind,
         pull_request=run.pull_request,
@@ -280,6 +283,20 @@ def run_record_image(
     PipelineRun.objects.filter(pk=run.pk).update(**fields)
     for name, value in fields.items():
         setattr(run, name, value)
+
+
+def run_record_commit(*, run: PipelineRun, author: str, message: str) -> None:
+    """Fill the run's commit author and message from the checkout, where the push left them
+    empty (a run started by hand, a rebuild, a forge that did not say)."""
+    fields: dict[str, str] = {}
+    if not run.commit_author and author:
+        fields["commit_author"] = author[:500]
+    if not run.commit_message and message:
+        fields["commit_message"] = message[:10_000]
+    if fields:
+        PipelineRun.objects.filter(pk=run.pk).update(**fields)
+        for name, value in fields.items():
+            setattr(run, name, value)
 
 
 def run_record_spec(*, run: PipelineRun, spec: dict[str, object]) -> None:

@@ -9,7 +9,7 @@ from infrastructure.git_checkout import GitCheckoutError, export_commit, mirror_
 from infrastructure.repository_urls import shown
 from pipelines.execution import StageFailure
 from pipelines.models import PipelineRun
-from pipelines.services import mirror_dir
+from pipelines.services import mirror_dir, run_record_commit
 from pipelines.stage_log import StageLog
 
 _COMPLETE_MARKER = "complete"
@@ -43,6 +43,7 @@ def workspace_ensure(run: PipelineRun, log: StageLog) -> Path:
     except GitCheckoutError as error:
         raise StageFailure(str(error)) from None
     marker.write_text(identity)
+    run_record_commit(run=run, author=commit.author, message=commit.message)
     subject = commit.message.strip().splitlines()[0] if commit.message.strip() else ""
     log.line(f"checked out {commit.sha[:12]} {subject} ({commit.author})")
     return source

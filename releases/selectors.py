@@ -4,7 +4,7 @@ from django.db.models import QuerySet
 
 from projects.models import Project
 from releases.models import Deployment, Environment, Release
-from releases.states import DeploymentStatus
+from releases.states import DeploymentKind, DeploymentStatus
 
 
 def environment_history(environment: Environment) -> QuerySet[Deployment]:
@@ -33,12 +33,43 @@ def promotable_releases(environment: Environment) -> QuerySet[Release]:
     ).distinct()
 
 
+def rollback_candidates(environment: Environment) -> list[Deployment]:
+    """The deployments a rollback may repeat, the default first: for each release that served
+    here, other than the current one, its last good deployment, newest first.
+
+    A release that a rollback moved away from since it last served is left out: after rolling
+    back from 3 to 2, the next rollback goes on to 1, never back to 3 (deploying 3 again is a
+    promotion, and makes it a candidate again).
+    """
+    succeeded = (
+        environment.deployments.filter(status=DeploymentStatus.SUCCEEDED)
+        .select_related("release")
+        .order_by("-finished_at", "-id")
+    )
+    rolled_away: set[int] = set()
+    chosen: set[int] = set()
+    candidates: list[Deployment] = []
+    # Newest first: a release deployed again after being rolled away from is met before the
+    # rollback that left it, and counts.
+    for deployment in succeeded:
+        release_id = deployment.release_id
+        if not (
+            release_id == environment.current_release_id
+            or release_id in chosen
+            or release_id in rolled_away
+        ):
+            chosen.add(release_id)
+            candidates.append(deployment)
+        if deployment.kind == DeploymentKind.ROLLBACK and deployment.previous_release_id:
+            rolled_away.add(deployment.previous_release_id)
+    return candidates
+
+
 def rollback_target(environment: Environment) -> Deployment | None:
-    """The deployment a rollback repeats: the last good one of another release than now."""
-    succeeded = environment.deployments.filter(status=DeploymentStatus.SUCCEEDED)
-    if environment.current_release_id is not None:
-        succeeded = succeeded.exclude(release_id=environment.current_release_id)
-    return succeeded.select_related("release").order_by("-finished_at", "-id").first()
+    """The deployment a rollback repeats unless told otherwise: the release that served here
+    before the current one (see rollback_candidates)."""
+    candidates = rollback_candidates(environment)
+    return candidates[0] if candidates else None
 
 
 def active_deployment(environment: Environment) -> Deployment | None:

@@ -20,7 +20,7 @@ from releases.access import can_deploy_to
 from releases.executor import deployment_enqueue
 from releases.models import Deployment, DeploymentEvent, Environment, Release
 from releases.proxy import proxy_apply
-from releases.selectors import rollback_target
+from releases.selectors import rollback_candidates
 from releases.states import (
     DEPLOYMENT_FINAL_STATES,
     DeploymentKind,
@@ -188,12 +188,25 @@ def environment_promote(
 
 
 def environment_rollback(
-    *, environment: Environment, user: User | None = None, actor: Actor | None = None
+    *,
+    environment: Environment,
+    release: Release | None = None,
+    user: User | None = None,
+    actor: Actor | None = None,
 ) -> Deployment:
-    """Deploy the environment's previous good release again, with the settings it ran with."""
+    """Deploy an earlier good release again, with the settings it ran with: `release` when
+    given (one of releases.selectors.rollback_candidates), else the one that served before."""
     # Fresh from the database: the caller's copy may predate the last deployment.
     environment = Environment.objects.get(pk=environment.pk)
-    previous = rollback_target(environment)
+    candidates = rollback_candidates(environment)
+    if release is None:
+        previous = candidates[0] if candidates else None
+    else:
+        previous = next((c for c in candidates if c.release_id == release.pk), None)
+        if previous is None:
+            raise DeploymentRefused(
+                f"release {release.number} is not one {environment.name} can roll back to"
+            )
     if previous is None:
         raise DeploymentRefused(f"{environment.name} has no earlier good release to roll back to")
     return deployment_request(

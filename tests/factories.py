@@ -284,3 +284,77 @@ def escaping_link(repo: GitRepo, name: str, target: str) -> None:
         link.symlink_to("." if level == depth else f"l{level + 1:02d}/..")
     (repo.path / "l01").symlink_to("l02" + target)
     (repo.path / name).symlink_to("l01")
+
+
+def make_run_in_state(
+    project: Project,
+    *,
+    number: int = 1,
+    status: str = "succeeded",
+    at_stage: str = "",
+    failure_reason: str = "",
+    ended_because: str = "",
+    log: list[tuple[str, str]] | None = None,
+    **fields: Any,
+) -> Any:
+    """A run that got as far as `status` says, made directly (no task is sent, no worker will
+    touch it), with its stages as such a run leaves them.
+
+    The stages before `at_stage` succeeded, each in a minute; `at_stage` failed, was cancelled,
+    or is running, as the run; the stages after it were skipped (a failure), cancelled, or wait
+    (a running run). `ended_because` is the reason the run's last move records (who cancelled
+    it, say), and `log` its stored log, (stage name, text) chunk by chunk.
+    """
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from pipelines.models import LogChunk, PipelineRun, RunEvent, Stage
+    from pipelines.states import STAGE_ORDER
+
+    began = timezone.now() - timedelta(minutes=len(STAGE_ORDER) + 2)
+    running = status == "running"
+    fields.setdefault("commit_sha", uuid.uuid4().hex + "0" * 8)
+    fields.setdefault("ref", "refs/heads/main")
+    fields.setdefault("trigger", "webhook")
+    run = PipelineRun.objects.create(
+        project=project,
+        number=number,
+        status=status,
+        failed_stage=at_stage if status == "failed" else "",
+        failure_reason=failure_reason,
+        started_at=began + timedelta(seconds=5),
+        finished_at=None if running else began + timedelta(minutes=len(STAGE_ORDER), seconds=5),
+        **fields,
+    )
+    PipelineRun.objects.filter(pk=run.pk).update(created_at=began)
+    after_stage = {"failed": "skipped", "running": "pending"}.get(status, "cancelled")
+    reached = False
+    for position, name in enumerate(STAGE_ORDER):
+        if name == at_stage:
+            stage_status, reached = status, True
+        else:
+            stage_status = after_stage if reached else "succeeded"
+        started = began + timedelta(minutes=position, seconds=5)
+        ran = name == at_stage or not reached
+        Stage.objects.create(
+            run=run,
+            name=name,
+            position=position,
+            status=stage_status,
+            queued_at=started - timedelta(seconds=2) if ran else None,
+            started_at=started if ran else None,
+            finished_at=started + timedelta(minutes=1)
+            if ran and stage_status != "running"
+            else None,
+        )
+    stages = {stage.name: stage for stage in run.stages.all()}
+    LogChunk.objects.bulk_create(
+        LogChunk(run=run, stage=stages[stage], seq=seq, text=text)
+        for seq, (stage, text) in enumerate(log or [], start=1)
+    )
+    if status == "failed" and not ended_because:
+        ended_because = f"{at_stage}: {failure_reason}"
+    RunEvent.objects.create(run=run, from_status="queued", to_status=status, reason=ended_because)
+    run.refresh_from_db()
+    return run

@@ -10,8 +10,8 @@ from releases.access import can_deploy_to, require_deployer
 from releases.models import Environment, Release
 from releases.selectors import (
     active_deployment,
-    environment_history,
     promotable_releases,
+    rollback_candidates,
     rollback_target,
 )
 from releases.services import (
@@ -19,18 +19,21 @@ from releases.services import (
     environment_promote,
     environment_rollback,
 )
+from web.selectors import deployment_steps, environment_history_rows
 
 
 @login_required
 def environment_detail(request: HttpRequest, slug: str, name: str) -> HttpResponse:
     environment = _environment(slug, name)
+    active = active_deployment(environment)
     return render(
         request,
         "web/environment_detail.html",
         {
             "environment": environment,
-            "history": environment_history(environment)[:100],
-            "active": active_deployment(environment),
+            "history": environment_history_rows(environment),
+            "active": active,
+            "active_steps": deployment_steps(active, list(active.events.all())) if active else [],
             "rollback": rollback_target(environment),
             "can_deploy": can_deploy_to(request.user, environment),
         },
@@ -60,17 +63,20 @@ def environment_promote_view(request: HttpRequest, slug: str, name: str) -> Http
 def environment_rollback_view(request: HttpRequest, slug: str, name: str) -> HttpResponse:
     environment = _environment(slug, name)
     require_deployer(request.user, environment)
-    target = rollback_target(environment)
-    if request.method == "POST" and request.POST.get("confirm") == "yes":
+    candidates = rollback_candidates(environment)
+    # The release that served before the current one, unless the reader picked another.
+    number = _release_number(request)
+    target = next((c for c in candidates if number is None or c.release.number == number), None)
+    if request.method == "POST" and request.POST.get("confirm") == "yes" and target is not None:
         try:
-            environment_rollback(environment=environment, user=request.user)
+            environment_rollback(environment=environment, release=target.release, user=request.user)
         except DeploymentRefused as refusal:
             messages.error(request, str(refusal))
         return redirect("environment-detail", slug=slug, name=name)
     return render(
         request,
         "web/environment_rollback.html",
-        {"environment": environment, "target": target},
+        {"environment": environment, "candidates": candidates, "target": target},
     )
 
 
@@ -82,9 +88,14 @@ def _environment(slug: str, name: str) -> Environment:
     )
 
 
-def _chosen_release(request: HttpRequest, environment: Environment) -> Release | None:
+def _release_number(request: HttpRequest) -> int | None:
     number = (request.POST if request.method == "POST" else request.GET).get("release", "")
-    if not number.isdigit():
+    return int(number) if number.isdigit() else None
+
+
+def _chosen_release(request: HttpRequest, environment: Environment) -> Release | None:
+    number = _release_number(request)
+    if number is None:
         return None
     # Only a release that may go here can be chosen, whatever the form sent.
-    return promotable_releases(environment).filter(number=int(number)).first()
+    return promotable_releases(environment).filter(number=number).first()

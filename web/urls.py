@@ -1,18 +1,28 @@
 from django.urls import path
 
-from web import deliveries, environments, runs
+from web import deliveries, environments, projects, run_logs, runs
+
+# A run is addressed as it is named everywhere else (chat, commit statuses, the {run} tag):
+# by its project and its number in that project.
+RUN = "projects/<slug:slug>/runs/<int:number>/"
 
 urlpatterns = [
-    path("", runs.dashboard, name="dashboard"),
+    path("", projects.dashboard, name="dashboard"),
     path("runs/", runs.runs, name="run-list"),
-    path("runs/<int:pk>/", runs.run_detail, name="run-detail"),
-    path("runs/<int:pk>/cancel/", runs.run_cancel_view, name="run-cancel"),
-    path("runs/<int:pk>/retry/", runs.run_retry_view, name="run-retry"),
-    path("projects/<slug:slug>/", runs.project_detail, name="project-detail"),
-    path("projects/<slug:slug>/settings/", runs.project_settings, name="project-settings"),
+    path(RUN, runs.run_detail, name="run"),
+    path(f"{RUN}log.txt", run_logs.run_log_download, name="run-log-download"),
+    path(f"{RUN}log/search", run_logs.run_log_search_view, name="run-log-search"),
+    path(f"{RUN}cancel/", runs.run_cancel_view, name="run-cancel"),
+    path(f"{RUN}retry/", runs.run_retry_view, name="run-retry"),
+    # By database id: the address links handed out earlier (chat, commit statuses, the API's
+    # `url`) still use; each moves on to the run's own.
+    path("runs/<int:pk>/", runs.run_by_id, name="run-detail"),
+    path("runs/<int:pk>/log.txt", runs.run_by_id, {"then": "log.txt"}, name="run-log-by-id"),
+    path("projects/<slug:slug>/", projects.project_detail, name="project-detail"),
+    path("projects/<slug:slug>/settings/", projects.project_settings, name="project-settings"),
     path(
         "projects/<slug:slug>/rotate-secret/",
-        runs.project_rotate_secret,
+        projects.project_rotate_secret,
         name="project-rotate-secret",
     ),
     path(

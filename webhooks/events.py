@@ -45,6 +45,8 @@ class Push:
     name: str = ""
     clone_url: str = ""
     created: bool = False
+    # "Name <email>" as the forge names the commit's author; "" when it does not say.
+    commit_author: str = ""
 
     def __post_init__(self) -> None:
         if not self.name and (kind_and_name := ref_kind_and_name(self.ref)):
@@ -162,6 +164,16 @@ def required_commit_sha(payload: Mapping[str, Any], path: str, *, payload_name: 
     if value is None:
         raise PayloadError(f"{payload_name} has no {path!r}")
     return checked_commit_sha(value, field=path)
+
+
+def commit_author_text(commit: Mapping[str, Any]) -> str:
+    """A commit's author as git writes it ("Name <email>"), from a forge's commit object
+    (GitHub's head_commit, an entry of GitLab's commits); "" when it names none."""
+    name = optional_text(commit, "author.name").strip()
+    email = optional_text(commit, "author.email").strip()
+    if name and email:
+        return f"{name} <{email}>"[:500]
+    return (name or email)[:500]
 
 
 def optional_text(payload: Mapping[str, Any], path: str) -> str:

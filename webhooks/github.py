@@ -13,6 +13,7 @@ from webhooks.events import (
     PullRequestAction,
     Push,
     checked_commit_sha,
+    commit_author_text,
     is_zero_sha,
     optional_text,
     payload_value,
@@ -103,14 +104,16 @@ def _push(payload: Mapping[str, Any]) -> ForgeEvent:
         # For an annotated tag `after` is the tag object; head_commit is the commit it points to.
         commit_sha = checked_commit_sha(head_commit["id"], field="head_commit.id")
         message = optional_text(head_commit, "message")
+        author = commit_author_text(head_commit)
     else:
         # `after` is then the only id GitHub gives; git peels a tag object to its commit.
         commit_sha = checked_commit_sha(after, field="after")
-        message = ""
+        message = author = ""
     return Push(
         ref=ref,
         commit_sha=commit_sha,
         commit_message=message,
+        commit_author=author,
         kind=kind,
         name=name,
         clone_url=github_clone_url(payload),

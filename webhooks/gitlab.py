@@ -11,6 +11,7 @@ from webhooks.events import (
     PullRequestAction,
     Push,
     checked_commit_sha,
+    commit_author_text,
     is_zero_sha,
     optional_text,
     ref_kind_and_name,
@@ -114,10 +115,12 @@ def _push(payload: Mapping[str, Any]) -> ForgeEvent:
         )
     # checkout_sha, not `after`: for an annotated tag `after` is the tag object.
     commit_sha = checked_commit_sha(checkout_sha, field="checkout_sha")
+    commit = _pushed_commit(payload, commit_sha)
     return Push(
         ref=ref,
         commit_sha=commit_sha,
-        commit_message=_commit_message(payload, commit_sha),
+        commit_message=optional_text(commit, "message"),
+        commit_author=commit_author_text(commit),
         kind=kind,
         name=name,
         clone_url=gitlab_clone_url(payload),
@@ -125,17 +128,17 @@ def _push(payload: Mapping[str, Any]) -> ForgeEvent:
     )
 
 
-def _commit_message(payload: Mapping[str, Any], commit_sha: str) -> str:
+def _pushed_commit(payload: Mapping[str, Any], commit_sha: str) -> Mapping[str, Any]:
     # The top-level "message" is an annotated tag's own message, not the commit's. The commit
     # is among `commits` (the newest 20) unless the push added none, e.g. a lightweight tag.
     commits = payload.get("commits")
     # Old GitLab versions sent "" rather than [] for a push without commits.
     if not isinstance(commits, list):
-        return ""
+        return {}
     for commit in commits:
         if isinstance(commit, Mapping) and commit.get("id") == commit_sha:
-            return optional_text(commit, "message")
-    return ""
+            return commit
+    return {}
 
 
 def _merge_request(payload: Mapping[str, Any]) -> ForgeEvent:

@@ -283,6 +283,7 @@ class RunRequest:
     kind: str
     pull_request: int | None = None
     target_branch: str = ""
+    commit_author: str = ""
 
 
 def _decide(
@@ -312,6 +313,7 @@ def _decide(
                 ref=forge_event.ref,
                 commit_sha=forge_event.commit_sha,
                 commit_message=forge_event.commit_message,
+                commit_author=forge_event.commit_author,
                 kind=RunKind.TAG if forge_event.kind == "tag" else RunKind.BRANCH,
             )
         case PullRequest():
@@ -341,6 +343,7 @@ def _queue(project: Project, request: RunRequest) -> DeliveryOutcome:
         ref=request.ref,
         commit_sha=request.commit_sha,
         commit_message=request.commit_message,
+        commit_author=request.commit_author,
         kind=request.kind,
         pull_request=request.pull_request,
         target_branch=request.target_branch,

@@ -1,8 +1,10 @@
 // The live build log on the run page: a WebSocket to the run's Channels consumer, an ANSI
 // colour parser, a line buffer, and a virtualised view.
 //
-// The top half (parseAnsi, LogLines, nextBackoff, websocketUrl) is pure: no DOM, no globals,
-// so Node's test runner can exercise it directly. DOM and socket code sits below it.
+// The top half (parseAnsi, LogLines, nextBackoff, websocketUrl, formatDuration, lineFromHash,
+// SearchMatches) is pure: no DOM, no globals, so Node's test runner can exercise it directly.
+// DOM and socket code sits below it: the view (line numbers, links to lines, folding, search
+// results), the socket, the search box and startRunLog, which joins them on the run page.
 
 // ---------------------------------------------------------------------------------------------
 // ANSI escapes
@@ -191,13 +193,18 @@ function rgbHex(channels) {
  *
  * Lines only ever get added, and only the last one can still change (more text, or a `\r`
  * overwrite); the view relies on this to keep rows it has already drawn.
- * Each line is {text, stage, header, ansiState}: text keeps its escapes (parseAnsi renders it),
- * ansiState is the colour in force where the line starts, because like a terminal a colour
- * set on one line carries on to the next until something resets it.
+ * Each line is {text, stage, header, number, ansiState}: text keeps its escapes (parseAnsi
+ * renders it), ansiState is the colour in force where the line starts, because like a terminal
+ * a colour set on one line carries on to the next until something resets it.
+ *
+ * Lines of output are numbered from 1; the stage headers the view adds are not. The server
+ * numbers the stored log by the same rules (web/log_lines.py): its search answers, the failure
+ * banner's "jump to the error" and a copied #L<n> link all mean the line the view numbers n.
  */
 export class LogLines {
   lines = [];
   lastSeq;
+  #indexOfNumber = []; // [n - 1] is the index in `lines` of line number n
   #stage = null;
   #openLine = null; // the last line until its newline arrives: later text continues it
   #carriageReturnPending = false;
@@ -209,6 +216,16 @@ export class LogLines {
 
   get lineCount() {
     return this.lines.length;
+  }
+
+  /** How many numbered lines (output, not headers) there are. */
+  get numberedCount() {
+    return this.#indexOfNumber.length;
+  }
+
+  /** The index in `lines` of line number n; undefined when there is no such line (yet). */
+  indexOfNumber(number) {
+    return this.#indexOfNumber[number - 1];
   }
 
   /** Apply one chunk; false (and nothing changes) when its seq is not newer than lastSeq. */
@@ -230,7 +247,7 @@ export class LogLines {
     // A new stage is a new process: a colour the last one left switched on must not bleed in.
     this.#nextLineAnsiState = DEFAULT_ANSI_STATE;
     this.#stage = stage;
-    if (stage) this.lines.push({ text: `── ${stage} ──`, stage, header: true, ansiState: DEFAULT_ANSI_STATE });
+    if (stage) this.lines.push({ text: `── ${stage} ──`, stage, header: true, number: null, ansiState: DEFAULT_ANSI_STATE });
   }
 
   // "\r\n" needs no case of its own: the "\r" only marks the line for overwriting and the "\n"
@@ -265,7 +282,9 @@ export class LogLines {
   }
 
   #startLine() {
-    const line = { text: "", stage: this.#stage, header: false, ansiState: this.#nextLineAnsiState };
+    const number = this.#indexOfNumber.length + 1;
+    const line = { text: "", stage: this.#stage, header: false, number, ansiState: this.#nextLineAnsiState };
+    this.#indexOfNumber.push(this.lines.length);
     this.lines.push(line);
     this.#openLine = line;
     return line;
@@ -296,6 +315,87 @@ export function websocketUrl(path, location) {
 const FINAL_STATUSES = new Set(["succeeded", "failed", "cancelled"]);
 
 // ---------------------------------------------------------------------------------------------
+// Durations
+// ---------------------------------------------------------------------------------------------
+
+/** 3.2 s, 4 min 05 s, 2 h 07 min, 3 d 4 h: as the server writes durations (templatetags/times.py). */
+export function formatDuration(totalSeconds) {
+  if (totalSeconds < 60) return `${totalSeconds.toFixed(1)} s`;
+  const rounded = Math.round(totalSeconds);
+  const [minutes, seconds] = [Math.floor(rounded / 60), rounded % 60];
+  if (minutes < 60) return `${minutes} min ${String(seconds).padStart(2, "0")} s`;
+  const [hours, minutesLeft] = [Math.floor(minutes / 60), minutes % 60];
+  if (hours < 48) return `${hours} h ${String(minutesLeft).padStart(2, "0")} min`;
+  return `${Math.floor(hours / 24)} d ${hours % 24} h`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Links to lines and search results
+// ---------------------------------------------------------------------------------------------
+
+/** The line number a #L<n> fragment names, or null. */
+export function lineFromHash(hash) {
+  const match = /^#L([1-9][0-9]*)$/.exec(hash ?? "");
+  return match ? Number(match[1]) : null;
+}
+
+/**
+ * The lines a search matched (line numbers, ascending, as the server found them in the stored
+ * log) and which of them the reader is on. Moving past either end wraps around.
+ */
+export class SearchMatches {
+  lines;
+  truncated;
+  current = -1;
+  #set;
+
+  constructor(lines = [], { truncated = false } = {}) {
+    this.lines = lines;
+    this.truncated = truncated;
+    this.#set = new Set(lines);
+  }
+
+  get size() {
+    return this.lines.length;
+  }
+
+  get currentLine() {
+    return this.lines[this.current] ?? null;
+  }
+
+  has(number) {
+    return this.#set.has(number);
+  }
+
+  /** Make the first match at or after line `number` current (the first of all when none is). */
+  startAt(number) {
+    if (this.size === 0) return null;
+    const index = this.lines.findIndex((line) => line >= number);
+    this.current = index === -1 ? 0 : index;
+    return this.currentLine;
+  }
+
+  next() {
+    if (this.size === 0) return null;
+    this.current = (this.current + 1) % this.size;
+    return this.currentLine;
+  }
+
+  previous() {
+    if (this.size === 0) return null;
+    this.current = (this.current - 1 + this.size) % this.size;
+    return this.currentLine;
+  }
+
+  /** What the search box says: "3 of 12 · line 1234", or that nothing matched. */
+  describe(query) {
+    if (this.size === 0) return `No line contains “${query}”.`;
+    const total = this.truncated ? `the first ${this.size}` : `${this.size}`;
+    return `${this.current + 1} of ${total} · line ${this.currentLine}`;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // DOM: the virtualised view
 // ---------------------------------------------------------------------------------------------
 
@@ -314,6 +414,10 @@ const FALLBACK_LINE_HEIGHT_PX = 18;
  * This needs every line to be exactly one line high, hence white-space: pre (long lines scroll
  * sideways rather than wrap) and the line height measured once, up front.
  * Chromium caps an element at about 33 million px tall, some 1.8 million lines: ample for a log.
+ *
+ * A stage can be folded under its header: the rows shown are then not the log's lines one for
+ * one, so the view keeps the list of the lines it shows (`#shown`, indices into log.lines) and
+ * positions rows by their place in that list.
  */
 class VirtualLogView {
   #container;
@@ -324,9 +428,23 @@ class VirtualLogView {
   #rows;
   #lineHeight;
   #rowElements = [];
-  #rowsFirstIndex = 0;
-  #renderedLineCount = 0;
+  #rowsFirstPosition = 0;
+  #renderedCount = 0;
   #framePending = false;
+  #shown = [];
+  #linesLookedAt = 0;
+  #folded = new Set();
+  // The #L<n> line, highlighted; and a line to bring into view once the log has it.
+  #targetLine = null;
+  #lineToScrollTo = null;
+  // A scroll position to restore on the next render, once the spacer has its new height.
+  #scrollTopToRestore = null;
+  #matches = null;
+  // Set once the view went to a line (a link, the error, a search): new output no longer pulls
+  // it to the bottom, until the reader scrolls there. Scrolls the view makes itself are told
+  // apart from the reader's by the position they left.
+  #followingPaused = false;
+  #scrollTopWeSet = null;
 
   constructor(container, log, requestFrame) {
     this.#container = container;
@@ -335,7 +453,11 @@ class VirtualLogView {
     this.#requestFrame = requestFrame;
     this.#buildSkeleton();
     this.#lineHeight = this.#measureLineHeight();
-    container.addEventListener("scroll", () => this.scheduleRender(), { passive: true });
+    container.addEventListener("scroll", () => this.#onScroll(), { passive: true });
+    container.addEventListener("click", (event) => {
+      const toggle = event.target?.closest?.(".log-fold");
+      if (toggle) this.toggleStage(toggle.dataset.stage);
+    });
   }
 
   /** Redraw on the next frame; any number of chunks arriving before then cost one redraw. */
@@ -346,6 +468,50 @@ class VirtualLogView {
       this.#framePending = false;
       this.#render();
     });
+  }
+
+  /** Highlight line `number` and scroll it into view, now or as soon as it has arrived. */
+  goToLine(number) {
+    this.#targetLine = number;
+    this.#lineToScrollTo = number;
+    this.#followingPaused = true;
+    this.#redrawRows();
+  }
+
+  /** Mark the lines a search matched and bring the current one into view. */
+  showMatches(matches) {
+    this.#matches = matches;
+    if (matches.currentLine !== null) {
+      this.#lineToScrollTo = matches.currentLine;
+      this.#followingPaused = true;
+    }
+    this.#redrawRows();
+  }
+
+  isFolded(stage) {
+    return this.#folded.has(stage);
+  }
+
+  /** Fold a stage's lines under its header, or unfold them; the header stays where it was. */
+  toggleStage(stage) {
+    const header = this.#log.lines.findIndex((line) => line.header && line.stage === stage);
+    if (header === -1) return;
+    const offset = this.#positionOf(header) * this.#lineHeight - this.#container.scrollTop;
+    if (this.#folded.has(stage)) this.#folded.delete(stage);
+    else this.#folded.add(stage);
+    this.#reshow();
+    this.#scrollTopToRestore = this.#positionOf(header) * this.#lineHeight - offset;
+    this.#redrawRows();
+  }
+
+  /** The number of the first line of output at the top of the view (1 before any). */
+  topLineNumber() {
+    const first = Math.floor(this.#container.scrollTop / this.#lineHeight);
+    for (let position = first; position < this.#shown.length; position++) {
+      const number = this.#log.lines[this.#shown[position]].number;
+      if (number !== null) return number;
+    }
+    return 1;
   }
 
   #buildSkeleton() {
@@ -374,24 +540,57 @@ class VirtualLogView {
     return height > 0 ? height : FALLBACK_LINE_HEIGHT_PX;
   }
 
+  #onScroll() {
+    const byReader = this.#container.scrollTop !== this.#scrollTopWeSet;
+    if (byReader && this.#isScrolledToBottom()) this.#followingPaused = false;
+    this.scheduleRender();
+  }
+
+  #scrollTo(scrollTop) {
+    this.#container.scrollTop = scrollTop;
+    this.#scrollTopWeSet = this.#container.scrollTop;
+  }
+
   #render() {
     const container = this.#container;
-    const lineCount = this.#log.lineCount;
+    this.#showNewLines();
     // Follow mode: decided before the spacer grows, from where the reader left the scrollbar.
-    const following = this.#isScrolledToBottom();
-    this.#spacer.style.height = `${lineCount * this.#lineHeight}px`;
-    if (following) container.scrollTop = container.scrollHeight;
+    const following =
+      !this.#followingPaused && this.#scrollTopToRestore === null && this.#isScrolledToBottom();
+    this.#spacer.style.height = `${this.#shown.length * this.#lineHeight}px`;
+    if (this.#scrollTopToRestore !== null) {
+      this.#scrollTo(this.#scrollTopToRestore);
+      this.#scrollTopToRestore = null;
+    }
+    this.#scrollToWantedLine();
+    if (following) this.#scrollTo(container.scrollHeight);
 
     const firstVisible = Math.floor(container.scrollTop / this.#lineHeight);
     const lastVisible = Math.ceil((container.scrollTop + container.clientHeight) / this.#lineHeight);
     const first = Math.max(0, firstVisible - OVERSCAN_LINES);
-    const end = Math.min(lineCount, lastVisible + OVERSCAN_LINES);
+    const end = Math.min(this.#shown.length, lastVisible + OVERSCAN_LINES);
     this.#renderRows(first, end);
     this.#rows.style.transform = `translateY(${first * this.#lineHeight}px)`;
-    this.#renderedLineCount = lineCount;
+    this.#renderedCount = this.#shown.length;
     // Once more: a long line just drawn can bring in the horizontal scrollbar, which takes its
     // height off the viewport and would leave the newest line hidden behind it.
-    if (following) container.scrollTop = container.scrollHeight;
+    if (following) this.#scrollTo(container.scrollHeight);
+  }
+
+  // Centres the wanted line once the log has it, unfolding its stage if need be.
+  #scrollToWantedLine() {
+    if (this.#lineToScrollTo === null) return;
+    const index = this.#log.indexOfNumber(this.#lineToScrollTo);
+    if (index === undefined) return;
+    const stage = this.#log.lines[index].stage;
+    if (this.#folded.has(stage)) {
+      this.#folded.delete(stage);
+      this.#reshow();
+      this.#spacer.style.height = `${this.#shown.length * this.#lineHeight}px`;
+    }
+    const middle = (this.#container.clientHeight - this.#lineHeight) / 2;
+    this.#scrollTo(Math.max(0, this.#positionOf(index) * this.#lineHeight - middle));
+    this.#lineToScrollTo = null;
   }
 
   #isScrolledToBottom() {
@@ -401,18 +600,52 @@ class VirtualLogView {
     return distance <= this.#lineHeight / 2;
   }
 
+  // Lines only ever get added, so the lines shown grow at the end, unless a fold changes.
+  #showNewLines() {
+    const lines = this.#log.lines;
+    for (; this.#linesLookedAt < lines.length; this.#linesLookedAt++) {
+      const line = lines[this.#linesLookedAt];
+      if (line.header || !this.#folded.has(line.stage)) this.#shown.push(this.#linesLookedAt);
+    }
+  }
+
+  #reshow() {
+    this.#shown = [];
+    this.#linesLookedAt = 0;
+    this.#showNewLines();
+  }
+
+  // The place among the rows shown of line `index` (which is shown): a binary search.
+  #positionOf(index) {
+    let low = 0;
+    let high = this.#shown.length - 1;
+    while (low < high) {
+      const middle = (low + high) >> 1;
+      if (this.#shown[middle] < index) low = middle + 1;
+      else high = middle;
+    }
+    return low;
+  }
+
+  // Rows change their look (highlight, fold): drop them all and draw afresh.
+  #redrawRows() {
+    for (const row of this.#rowElements) row.remove();
+    this.#rowElements = [];
+    this.scheduleRender();
+  }
+
   // Keeps the rows still in range and unchanged, and builds only the new ones: less work per
   // frame, and a text selection in the log survives new output arriving below it.
   #renderRows(first, end) {
-    const oldFirst = this.#rowsFirstIndex;
+    const oldFirst = this.#rowsFirstPosition;
     const oldEnd = oldFirst + this.#rowElements.length;
-    // The line that was last at the previous render may have grown or been overwritten since.
+    // The row that was last at the previous render may have grown or been overwritten since.
     const keepFirst = Math.max(first, oldFirst);
-    const keepEnd = Math.min(end, oldEnd, this.#renderedLineCount - 1);
+    const keepEnd = Math.min(end, oldEnd, this.#renderedCount - 1);
     const kept = [];
     this.#rowElements.forEach((row, offset) => {
-      const index = oldFirst + offset;
-      if (index >= keepFirst && index < keepEnd) kept.push(row);
+      const position = oldFirst + offset;
+      if (position >= keepFirst && position < keepEnd) kept.push(row);
       else row.remove();
     });
     const above = kept.length ? this.#buildRows(first, keepFirst) : [];
@@ -420,23 +653,61 @@ class VirtualLogView {
     this.#rows.prepend(...above);
     this.#rows.append(...below);
     this.#rowElements = [...above, ...kept, ...below];
-    this.#rowsFirstIndex = first;
+    this.#rowsFirstPosition = first;
   }
 
   #buildRows(first, end) {
     const rows = [];
-    for (let index = first; index < end; index++) rows.push(this.#buildRow(this.#log.lines[index]));
+    for (let position = first; position < end; position++) {
+      rows.push(this.#buildRow(this.#log.lines[this.#shown[position]]));
+    }
     return rows;
   }
 
   #buildRow(line) {
-    const row = this.#document.createElement("div");
-    row.className = line.header ? "log-line log-stage" : "log-line";
+    const document = this.#document;
+    const row = document.createElement("div");
+    row.className = this.#rowClasses(line).join(" ");
     // Lets the page mark each line with its stage in CSS, e.g. [data-stage]::before.
     row.dataset.stage = line.stage ?? "";
     row.style.height = `${this.#lineHeight}px`;
-    for (const segment of parseAnsi(line.text, line.ansiState)) row.append(this.#segmentNode(segment));
+    if (line.header) {
+      row.append(this.#foldToggle(line.stage));
+    } else {
+      row.dataset.line = String(line.number);
+      const number = document.createElement("a");
+      number.className = "log-number";
+      number.href = `#L${line.number}`;
+      number.textContent = String(line.number);
+      row.append(number);
+    }
+    const text = document.createElement("span");
+    text.className = "log-text";
+    for (const segment of parseAnsi(line.text, line.ansiState)) text.append(this.#segmentNode(segment));
+    row.append(text);
     return row;
+  }
+
+  #rowClasses(line) {
+    const classes = ["log-line"];
+    if (line.header) classes.push("log-stage");
+    if (line.number === null) return classes;
+    if (line.number === this.#targetLine) classes.push("log-line-target");
+    if (this.#matches?.has(line.number)) classes.push("log-line-match");
+    if (line.number === this.#matches?.currentLine) classes.push("log-line-current");
+    return classes;
+  }
+
+  #foldToggle(stage) {
+    const folded = this.#folded.has(stage);
+    const toggle = this.#document.createElement("button");
+    toggle.type = "button";
+    toggle.className = "log-fold";
+    toggle.dataset.stage = stage;
+    toggle.setAttribute("aria-expanded", String(!folded));
+    toggle.setAttribute("aria-label", `${folded ? "Unfold" : "Fold"} the ${stage} stage`);
+    toggle.textContent = folded ? "▸" : "▾";
+    return toggle;
   }
 
   // Text goes in through text nodes and textContent only, never innerHTML: a log line that says
@@ -456,10 +727,9 @@ class VirtualLogView {
 // DOM: run and stage status
 // ---------------------------------------------------------------------------------------------
 
+// The failure banner is the server's to draw: the page loads again once the run has ended.
 function showRunStatus(document, run) {
   showStatus(document.getElementById("run-status"), run.status);
-  const failureReason = document.getElementById("failure-reason");
-  if (failureReason) failureReason.textContent = run.failure_reason ?? "";
   for (const stage of run.stages ?? []) showStageStatus(document, stage);
 }
 
@@ -468,10 +738,11 @@ function showStageStatus(document, stage) {
   // containing a quote would break.
   const item = [...document.querySelectorAll("li[data-stage]")].find((li) => li.dataset.stage === stage.name);
   if (!item) return;
+  item.className = `stage stage-${stage.status}`;
   showStatus(item.querySelector(".status"), stage.status);
   const duration = item.querySelector(".duration");
   if (duration && stage.duration !== null && stage.duration !== undefined) {
-    duration.textContent = `${Number(stage.duration).toFixed(1)} s`;
+    duration.textContent = formatDuration(Number(stage.duration));
   }
 }
 
@@ -536,9 +807,66 @@ class RunSocket {
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// The search box
+// ---------------------------------------------------------------------------------------------
+
+// Enter finds, or moves to the next match once found; Shift+Enter and the arrows move back and
+// forth. The status says where the reader is among the matches.
+function bindSearchForm(form, { search, step }) {
+  const input = form.elements.q;
+  const status = form.elements.status;
+  let searched = null;
+  let matches = null;
+  const say = (text) => {
+    if (status) status.value = text;
+  };
+  const move = (direction) => {
+    if (!matches) return;
+    step(direction);
+    say(matches.describe(searched));
+  };
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const query = input.value;
+    if (query === "") return;
+    if (query === searched && matches) {
+      move(1);
+      return;
+    }
+    say("Searching…");
+    try {
+      matches = await search(query);
+      searched = query;
+      say(matches.describe(query));
+    } catch (error) {
+      say(`The search failed: ${error.message}`);
+    }
+  });
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && event.shiftKey) {
+      event.preventDefault();
+      move(-1);
+    }
+  });
+  for (const button of form.querySelectorAll("[data-search-step]")) {
+    button.addEventListener("click", () => move(Number(button.dataset.searchStep)));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run page
+// ---------------------------------------------------------------------------------------------
+
 /**
  * Stream the run's log into `element` (the #run-log div) and keep the status elements current.
- * Returns {log, stop}: the LogLines being shown, and a function that closes the socket for good.
+ *
+ * The element says where the socket is (data-ws-url), where to search (data-search-url) and,
+ * for a failed run, the line where it went wrong (data-error-line): the view opens there unless
+ * the address names a line of its own (#L1234).
+ *
+ * Returns {log, stop, goToLine, toggleStage, search, step}: the LogLines being shown, a
+ * function that closes the socket for good, and what the page's links and search box call.
  * `onStatus(run)` is called with every status message, after the page's badges are updated.
  */
 export function startRunLog(
@@ -547,6 +875,8 @@ export function startRunLog(
     WebSocketImpl = WebSocket,
     location = window.location,
     requestFrame = (callback) => requestAnimationFrame(callback),
+    fetchImpl = (...args) => fetch(...args),
+    windowImpl = globalThis.window,
     onStatus = () => {},
   } = {},
 ) {
@@ -556,6 +886,13 @@ export function startRunLog(
   // Seeded from the page so that opening an already finished run reads its log once and then
   // leaves the socket closed, even if the server sends no status message.
   let runStatus = document.getElementById("run-status")?.textContent.trim();
+
+  const linkedLine = lineFromHash(location.hash);
+  const openingLine = linkedLine ?? (Number(element.dataset.errorLine) || null);
+  if (openingLine !== null) view.goToLine(openingLine);
+  // Followed to a line, the reader wants the log on screen; a failed run's own page keeps its
+  // banner in sight instead.
+  if (linkedLine !== null) element.scrollIntoView?.({ block: "nearest" });
 
   const handleMessage = (message) => {
     if (message.type === "log") {
@@ -576,5 +913,64 @@ export function startRunLog(
     shouldReconnect: () => !FINAL_STATUSES.has(runStatus),
   });
   socket.connect();
-  return { log, stop: () => socket.stop() };
+
+  let matches = null;
+  const search = async (query) => {
+    const url = new URL(element.dataset.searchUrl, `${location.protocol}//${location.host}`);
+    url.searchParams.set("q", query);
+    const response = await fetchImpl(url.href, { headers: { Accept: "application/json" } });
+    if (!response.ok) throw new Error(`the server answered ${response.status}`);
+    const found = await response.json();
+    matches = new SearchMatches(found.matches.map((match) => match.line), { truncated: found.truncated });
+    matches.startAt(view.topLineNumber());
+    showMatches();
+    return matches;
+  };
+  const step = (direction) => {
+    if (!matches) return null;
+    if (direction < 0) matches.previous();
+    else matches.next();
+    showMatches();
+    return matches.currentLine;
+  };
+  const showMatches = () => {
+    view.showMatches(matches);
+    element.scrollIntoView?.({ block: "nearest" });
+  };
+
+  const searchForm = document.getElementById("log-search");
+  if (searchForm) bindSearchForm(searchForm, { search, step });
+  if (windowImpl) followLineLinks(windowImpl, document, location, view, element);
+
+  return {
+    log,
+    stop: () => socket.stop(),
+    goToLine: (number) => view.goToLine(number),
+    toggleStage: (stage) => view.toggleStage(stage),
+    isFolded: (stage) => view.isFolded(stage),
+    search,
+    step,
+  };
+}
+
+// A #L<n> address, from a line number, the failure banner or the browser's back button, shows
+// its line. Following a link to the line already in the address changes nothing the browser
+// would notice, so that one is taken here.
+function followLineLinks(window, document, location, view, logElement) {
+  const goTo = (number) => {
+    view.goToLine(number);
+    logElement.scrollIntoView({ block: "nearest" });
+  };
+  window.addEventListener("hashchange", () => {
+    const number = lineFromHash(location.hash);
+    if (number !== null) goTo(number);
+  });
+  document.addEventListener("click", (event) => {
+    const link = event.target?.closest?.("a[href^='#L']");
+    if (!link || link.hash !== location.hash) return;
+    const number = lineFromHash(link.hash);
+    if (number === null) return;
+    event.preventDefault();
+    goTo(number);
+  });
 }

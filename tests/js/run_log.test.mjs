@@ -6,7 +6,16 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 
-import { LogLines, nextBackoff, parseAnsi, startRunLog, websocketUrl } from "../../static/js/run_log.js";
+import {
+  LogLines,
+  SearchMatches,
+  formatDuration,
+  lineFromHash,
+  nextBackoff,
+  parseAnsi,
+  startRunLog,
+  websocketUrl,
+} from "../../static/js/run_log.js";
 
 const ESC = "\x1b";
 
@@ -265,6 +274,87 @@ describe("LogLines", () => {
   });
 });
 
+describe("LogLines: line numbers", () => {
+  test("lines of output are numbered from 1 across stages, and stage headers are not numbered", () => {
+    const log = new LogLines();
+    log.append(1, "checkout", "cloned\n");
+    log.append(2, "build", "step 1\nstep 2\n");
+    assert.deepEqual(
+      log.lines.map((line) => [line.number, line.text]),
+      [[null, "── checkout ──"], [1, "cloned"], [null, "── build ──"], [2, "step 1"], [3, "step 2"]],
+    );
+    assert.equal(log.numberedCount, 3);
+  });
+
+  test("a line a stage left unfinished keeps its number and the next stage starts on the next", () => {
+    // The same log as the server's test of web/log_lines.py: both must number it alike.
+    const log = new LogLines();
+    log.append(1, "checkout", "no newline at the end");
+    log.append(2, "build", "first\r\nsecond\n\nlast");
+    assert.deepEqual(
+      log.lines.filter((line) => !line.header).map((line) => [line.number, line.stage]),
+      [[1, "checkout"], [2, "build"], [3, "build"], [4, "build"], [5, "build"]],
+    );
+  });
+
+  test("indexOfNumber finds each numbered line and nothing past the last", () => {
+    const log = new LogLines();
+    log.append(1, "build", "a\nb\n");
+    assert.equal(log.lines[log.indexOfNumber(1)].text, "a");
+    assert.equal(log.lines[log.indexOfNumber(2)].text, "b");
+    assert.equal(log.indexOfNumber(3), undefined);
+  });
+});
+
+describe("formatDuration", () => {
+  test("durations read as the server writes them, as precise as their length deserves", () => {
+    assert.equal(formatDuration(3.24), "3.2 s");
+    assert.equal(formatDuration(60), "1 min 00 s");
+    assert.equal(formatDuration(245), "4 min 05 s");
+    assert.equal(formatDuration(2 * 3600 + 7 * 60 + 20), "2 h 07 min");
+    assert.equal(formatDuration(3 * 86400 + 4 * 3600), "3 d 4 h");
+  });
+});
+
+describe("lineFromHash", () => {
+  test("#L followed by a line number names that line; anything else names none", () => {
+    assert.equal(lineFromHash("#L1234"), 1234);
+    for (const hash of ["", "#", "#L", "#L0", "#L12a", "#l12", "#L-3", "#main"]) {
+      assert.equal(lineFromHash(hash), null, hash);
+    }
+  });
+});
+
+describe("SearchMatches", () => {
+  test("the search starts at the first match at or below the line in view, else the first", () => {
+    const matches = new SearchMatches([10, 2500, 4000]);
+    assert.equal(matches.startAt(1), 10);
+    assert.equal(matches.startAt(2500), 2500);
+    assert.equal(matches.startAt(2501), 4000);
+    assert.equal(matches.startAt(4001), 10);
+  });
+
+  test("next and previous go round the matches", () => {
+    const matches = new SearchMatches([10, 2500, 4000]);
+    matches.startAt(1);
+    assert.deepEqual([matches.next(), matches.next(), matches.next()], [2500, 4000, 10]);
+    assert.deepEqual([matches.previous(), matches.previous()], [4000, 2500]);
+  });
+
+  test("the status says which match of how many is shown, or that no line matched", () => {
+    const matches = new SearchMatches([10, 2500]);
+    matches.startAt(100);
+    assert.equal(matches.describe("error"), "2 of 2 · line 2500");
+    const capped = new SearchMatches([1, 2], { truncated: true });
+    capped.startAt(1);
+    assert.equal(capped.describe("a"), "1 of the first 2 · line 1");
+    const none = new SearchMatches([]);
+    assert.equal(none.startAt(1), null);
+    assert.equal(none.next(), null);
+    assert.equal(none.describe("needle"), "No line contains “needle”.");
+  });
+});
+
 describe("nextBackoff", () => {
   test("reconnect delays double from half a second and stop growing at ten seconds", () => {
     const delays = [];
@@ -308,6 +398,7 @@ class FakeElement {
   id = "";
   style = {};
   dataset = {};
+  attributes = {};
   #listeners = {};
 
   constructor(ownerDocument, tagName) {
@@ -344,8 +435,21 @@ class FakeElement {
   addEventListener(type, listener) {
     (this.#listeners[type] ??= []).push(listener);
   }
-  dispatch(type) {
-    for (const listener of this.#listeners[type] ?? []) listener({ type });
+  dispatch(type, properties = {}) {
+    for (const listener of this.#listeners[type] ?? []) listener({ type, ...properties });
+  }
+  closest(selector) {
+    for (let node = this; node; node = node.parent) {
+      if (node instanceof FakeElement && matches(node, selector)) return node;
+    }
+    return null;
+  }
+
+  setAttribute(name, value) {
+    this.attributes[name] = String(value);
+  }
+  getAttribute(name) {
+    return this.attributes[name] ?? null;
   }
 
   getBoundingClientRect() {
@@ -375,7 +479,9 @@ function detach(node) {
 
 function matches(element, selector) {
   if (selector.startsWith(".")) return element.className.split(" ").includes(selector.slice(1));
-  const [, tagName, attribute] = selector.match(/^(\w+)\[data-(\w+)\]$/);
+  const dataAttribute = selector.match(/^(\w+)\[data-(\w+)\]$/);
+  if (!dataAttribute) return false;
+  const [, tagName, attribute] = dataAttribute;
   return element.tagName === tagName && element.dataset[attribute] !== undefined;
 }
 
@@ -438,11 +544,12 @@ function stageItem(document, name, status) {
 }
 
 // The run page as the template renders it.
-function buildRunPage({ status = "running", after = "0" } = {}) {
+function buildRunPage({ status = "running", after = "0", errorLine } = {}) {
   const document = new FakeDocument();
   const runLog = new FakeScrollContainer(document, "div");
   Object.assign(runLog, { id: "run-log" });
-  Object.assign(runLog.dataset, { wsUrl: "/ws/runs/42/", after });
+  Object.assign(runLog.dataset, { wsUrl: "/ws/runs/42/", searchUrl: "/projects/web/runs/3/log/search", after });
+  if (errorLine !== undefined) runLog.dataset.errorLine = String(errorLine);
   document.body.append(
     element(document, "span", { id: "run-status", className: `status status-${status}`, text: status }),
     element(document, "p", { id: "failure-reason" }),
@@ -459,8 +566,9 @@ function renderedRows(runLog) {
   return runLog.querySelector(".log-rows").children;
 }
 
+// What each row says, without its line number or fold button.
 function renderedText(runLog) {
-  return renderedRows(runLog).map((row) => row.textContent);
+  return renderedRows(runLog).map((row) => row.querySelector(".log-text").textContent);
 }
 
 function countNodes(root) {
@@ -511,16 +619,32 @@ function statusMessage(status, { stages = [], failureReason = "" } = {}) {
   return { type: "status", run: { status, failure_reason: failureReason, stages } };
 }
 
-function startOnFakePage(t, pageOptions) {
+function startOnFakePage(t, { hash = "", fetchImpl, ...pageOptions } = {}) {
   t.mock.timers.enable({ apis: ["setTimeout"] });
   const page = buildRunPage(pageOptions);
   const WebSocketImpl = fakeWebSocketClass();
   const handle = startRunLog(page.runLog, {
     WebSocketImpl,
-    location: { protocol: "https:", host: "ci.example.com" },
+    location: { protocol: "https:", host: "ci.example.com", hash },
     requestFrame: (callback) => callback(),
+    fetchImpl,
   });
   return { ...page, WebSocketImpl, handle };
+}
+
+// A server that answers every search with the same line numbers, and notes what it was asked.
+function fakeSearchServer(lines, { truncated = false } = {}) {
+  const asked = [];
+  const fetchImpl = async (url) => {
+    asked.push(url);
+    const matches = lines.map((line) => ({ line, stage: "build", text: `line ${line}` }));
+    return { ok: true, status: 200, json: async () => ({ matches, truncated }) };
+  };
+  return { asked, fetchImpl };
+}
+
+function rowOfLine(runLog, number) {
+  return renderedRows(runLog).find((row) => row.dataset.line === String(number));
 }
 
 function manyLines(first, count) {
@@ -657,7 +781,7 @@ describe("startRunLog: the socket protocol", () => {
 });
 
 describe("startRunLog: status messages", () => {
-  test("a status message updates the run status, each stage's status and duration, and the failure reason", (t) => {
+  test("a status message updates the run status and each stage's status, colour and duration", (t) => {
     const { WebSocketImpl, document } = startOnFakePage(t);
     WebSocketImpl.latest.serverOpens();
     WebSocketImpl.latest.serverSends(
@@ -674,13 +798,21 @@ describe("startRunLog: status messages", () => {
     const runStatus = document.getElementById("run-status");
     assert.equal(runStatus.textContent, "failed");
     assert.equal(runStatus.className, "status status-failed");
-    assert.equal(document.getElementById("failure-reason").textContent, "build: exit code 2");
 
     const [checkout, build] = document.querySelectorAll("li[data-stage]");
     assert.equal(checkout.querySelector(".duration").textContent, "1.2 s");
+    assert.equal(build.className, "stage stage-failed");
     assert.equal(build.querySelector(".status").textContent, "failed");
     assert.equal(build.querySelector(".status").className, "status status-failed");
     assert.equal(build.querySelector(".duration").textContent, "3.2 s");
+  });
+
+  test("the failure banner is left to the page the server draws once the run has ended", (t) => {
+    const { WebSocketImpl, document } = startOnFakePage(t);
+    const banner = document.getElementById("failure-reason");
+    banner.textContent = "Failed at build: exit code 2";
+    WebSocketImpl.latest.serverSends(statusMessage("failed", { failureReason: "exit code 2" }));
+    assert.equal(banner.textContent, "Failed at build: exit code 2");
   });
 
   test("a stage whose duration is still null keeps its duration empty", (t) => {
@@ -782,7 +914,7 @@ describe("startRunLog: the view", () => {
     const { WebSocketImpl, runLog } = startOnFakePage(t);
     WebSocketImpl.latest.serverOpens();
     WebSocketImpl.latest.serverSends(logChunk(1, `${ESC}[1;31mFAILED${ESC}[0m test_x ${ESC}[38;5;208morange${ESC}[0m\n`));
-    const [failed, plain, orange] = renderedRows(runLog)[1].children;
+    const [failed, plain, orange] = renderedRows(runLog)[1].querySelector(".log-text").children;
     assert.equal(failed.tagName, "span");
     assert.equal(failed.className, "ansi-fg-red ansi-bold");
     assert.equal(failed.textContent, "FAILED");
@@ -795,9 +927,9 @@ describe("startRunLog: the view", () => {
     const { WebSocketImpl, runLog } = startOnFakePage(t);
     WebSocketImpl.latest.serverOpens();
     WebSocketImpl.latest.serverSends(logChunk(1, `<script>alert(1)</script>\n`));
-    const row = renderedRows(runLog)[1];
-    assert.equal(row.textContent, "<script>alert(1)</script>");
-    assert.ok(row.children.every((child) => child instanceof FakeText));
+    const text = renderedRows(runLog)[1].querySelector(".log-text");
+    assert.equal(text.textContent, "<script>alert(1)</script>");
+    assert.ok(text.children.every((child) => child instanceof FakeText));
   });
 
   test("a log element without a height from the page's CSS gets 32rem", () => {
@@ -810,5 +942,148 @@ describe("startRunLog: the view", () => {
     });
     assert.equal(runLog.style.height, "32rem");
     assert.equal(runLog.style.overflow, "auto");
+  });
+});
+
+describe("startRunLog: line numbers, links, folding and search", () => {
+  // Line n of the log is "line n": `manyLines(1, count)` after the one header row.
+  function loadLines(WebSocketImpl, count, stage = "build") {
+    WebSocketImpl.latest.serverOpens();
+    WebSocketImpl.latest.serverSends(logChunk(1, manyLines(1, count), stage));
+  }
+
+  test("every line of output shows its number as a #L link; a stage header has a fold button instead", (t) => {
+    const { WebSocketImpl, runLog } = startOnFakePage(t);
+    loadLines(WebSocketImpl, 2);
+    const [header, first] = renderedRows(runLog);
+    const link = first.querySelector(".log-number");
+    assert.equal(link.tagName, "a");
+    assert.equal(link.href, "#L1");
+    assert.equal(link.textContent, "1");
+    assert.equal(first.dataset.line, "1");
+    assert.equal(header.querySelector(".log-number"), null);
+    assert.equal(header.querySelector(".log-fold").getAttribute("aria-expanded"), "true");
+  });
+
+  test("a page opened at #L1234 scrolls that line to the middle of the view and highlights it once it arrives", (t) => {
+    const { WebSocketImpl, runLog } = startOnFakePage(t, { hash: "#L1234" });
+    loadLines(WebSocketImpl, 5000);
+    const middle = (VIEWPORT_HEIGHT - LINE_HEIGHT) / 2;
+    assert.equal(runLog.scrollTop, 1234 * LINE_HEIGHT - middle, "row 1234 (after the header) in the middle");
+    assert.match(rowOfLine(runLog, 1234).className, /\blog-line-target\b/);
+    assert.doesNotMatch(rowOfLine(runLog, 1233).className, /log-line-target/);
+  });
+
+  test("the view stays at the linked line while more of the log arrives", (t) => {
+    const { WebSocketImpl, runLog } = startOnFakePage(t, { hash: "#L20" });
+    loadLines(WebSocketImpl, 100);
+    const atLine = runLog.scrollTop;
+    WebSocketImpl.latest.serverSends(logChunk(2, manyLines(101, 500)));
+    assert.equal(runLog.scrollTop, atLine);
+  });
+
+  test("a link to a line of a log still arriving holds the view there until the reader scrolls to the end", (t) => {
+    const { WebSocketImpl, runLog } = startOnFakePage(t, { hash: "#L1" });
+    WebSocketImpl.latest.serverOpens();
+    // Shorter than the view at first: "at the bottom" would otherwise mean following.
+    WebSocketImpl.latest.serverSends(logChunk(1, manyLines(1, 2)));
+    WebSocketImpl.latest.serverSends(logChunk(2, manyLines(3, 500)));
+    assert.equal(runLog.scrollTop, 0);
+    assert.match(rowOfLine(runLog, 1).className, /\blog-line-target\b/);
+
+    runLog.scrollTop = runLog.scrollHeight;
+    runLog.dispatch("scroll");
+    WebSocketImpl.latest.serverSends(logChunk(3, manyLines(503, 100)));
+    assert.equal(runLog.scrollTop, runLog.scrollHeight - runLog.clientHeight, "following again");
+  });
+
+  test("a failed run's page opens at the line where it went wrong, unless the address names a line", (t) => {
+    const opened = startOnFakePage(t, { status: "failed", errorLine: 300 });
+    loadLines(opened.WebSocketImpl, 1000);
+    assert.match(rowOfLine(opened.runLog, 300).className, /\blog-line-target\b/);
+
+    t.mock.timers.reset();
+    const linked = startOnFakePage(t, { status: "failed", errorLine: 300, hash: "#L700" });
+    loadLines(linked.WebSocketImpl, 1000);
+    assert.match(rowOfLine(linked.runLog, 700).className, /\blog-line-target\b/);
+    assert.equal(rowOfLine(linked.runLog, 300), undefined, "line 300 is far out of view");
+  });
+
+  test("goToLine moves the highlight to another line", (t) => {
+    const { WebSocketImpl, runLog, handle } = startOnFakePage(t, { hash: "#L5" });
+    loadLines(WebSocketImpl, 3000);
+    handle.goToLine(2000);
+    assert.match(rowOfLine(runLog, 2000).className, /\blog-line-target\b/);
+    assert.equal(rowOfLine(runLog, 5), undefined);
+  });
+
+  test("folding a stage hides its lines under its header, including lines that arrive later", (t) => {
+    const { WebSocketImpl, runLog, handle } = startOnFakePage(t);
+    WebSocketImpl.latest.serverOpens();
+    WebSocketImpl.latest.serverSends(logChunk(1, "cloned\n", "checkout"));
+    WebSocketImpl.latest.serverSends(logChunk(2, "step 1\n", "build"));
+    handle.toggleStage("build");
+    WebSocketImpl.latest.serverSends(logChunk(3, "step 2\n", "build"));
+    assert.deepEqual(renderedText(runLog), ["── checkout ──", "cloned", "── build ──"]);
+    const toggle = renderedRows(runLog)[2].querySelector(".log-fold");
+    assert.equal(toggle.getAttribute("aria-expanded"), "false");
+
+    handle.toggleStage("build");
+    assert.deepEqual(renderedText(runLog), ["── checkout ──", "cloned", "── build ──", "step 1", "step 2"]);
+  });
+
+  test("the fold button of a stage header folds and unfolds it", (t) => {
+    const { WebSocketImpl, runLog, handle } = startOnFakePage(t);
+    loadLines(WebSocketImpl, 3, "test");
+    const toggle = renderedRows(runLog)[0].querySelector(".log-fold");
+    runLog.dispatch("click", { target: toggle });
+    assert.equal(handle.isFolded("test"), true);
+    assert.deepEqual(renderedText(runLog), ["── test ──"]);
+  });
+
+  test("going to a line of a folded stage unfolds it", (t) => {
+    const { WebSocketImpl, runLog, handle } = startOnFakePage(t);
+    loadLines(WebSocketImpl, 50);
+    handle.toggleStage("build");
+    handle.goToLine(42);
+    assert.equal(handle.isFolded("build"), false);
+    assert.match(rowOfLine(runLog, 42).className, /\blog-line-target\b/);
+  });
+
+  test("a search asks the server for the whole log's matches and shows the first below the top of the view", async (t) => {
+    const server = fakeSearchServer([10, 2500, 4000]);
+    const { WebSocketImpl, runLog, handle } = startOnFakePage(t, { fetchImpl: server.fetchImpl });
+    loadLines(WebSocketImpl, 5000);
+    runLog.scrollTop = 2000 * LINE_HEIGHT;
+    runLog.dispatch("scroll");
+
+    const matches = await handle.search("line 2500");
+
+    assert.deepEqual(server.asked, ["https://ci.example.com/projects/web/runs/3/log/search?q=line+2500"]);
+    assert.equal(matches.currentLine, 2500);
+    assert.match(rowOfLine(runLog, 2500).className, /\blog-line-match\b.*\blog-line-current\b/);
+    assert.ok(!rowOfLine(runLog, 2501).className.includes("log-line-match"));
+  });
+
+  test("next and previous bring each match into view in turn, going round", async (t) => {
+    const server = fakeSearchServer([10, 2500, 4000]);
+    const { WebSocketImpl, runLog, handle } = startOnFakePage(t, { fetchImpl: server.fetchImpl });
+    loadLines(WebSocketImpl, 5000);
+    runLog.scrollTop = 0;
+    runLog.dispatch("scroll");
+    await handle.search("needle");
+    assert.match(rowOfLine(runLog, 10).className, /\blog-line-current\b/);
+
+    const visited = [handle.step(1), handle.step(1), handle.step(1), handle.step(-1)];
+
+    assert.deepEqual(visited, [2500, 4000, 10, 4000]);
+    assert.match(rowOfLine(runLog, 4000).className, /\blog-line-current\b/);
+    assert.equal(rowOfLine(runLog, 10), undefined, "line 10 is out of view again");
+  });
+
+  test("a search the server refuses is reported, not swallowed", async (t) => {
+    const fetchImpl = async () => ({ ok: false, status: 400, json: async () => ({}) });
+    const { handle } = startOnFakePage(t, { fetchImpl });
+    await assert.rejects(handle.search("x"), /the server answered 400/);
   });
 });

@@ -101,7 +101,7 @@ def test_a_run_whose_log_was_pruned_says_so_on_its_page(client: Client) -> None:
     finished_run(run.project)
     retention_prune()
     client.force_login(User.objects.create_user("viewer"))
-    page = client.get(f"/runs/{run.pk}/").content.decode()
+    page = client.get(f"/runs/{run.pk}/", follow=True).content.decode()
     assert "Log pruned on" in page
 
 

@@ -1,12 +1,15 @@
 """The environment page's promote and rollback: a confirmation first, and only for deployers."""
 
+import re
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
 from pipelines.services import run_create
-from releases.models import Deployment, Environment, Release
+from releases.models import Deployment, DeploymentEvent, Environment, Release
 from tests.factories import make_project
 
 pytestmark = pytest.mark.django_db
@@ -124,3 +127,147 @@ def test_rollback_confirms_from_which_release_to_which(
     client.post("/projects/web/environments/production/rollback/", {"confirm": "yes"})
     rollback = Deployment.objects.get(status="queued")
     assert (rollback.kind, rollback.release.number) == ("rollback", 1)
+
+
+def rolled_back(environment: Environment, what: Release, away_from: Release) -> None:
+    Deployment.objects.create(
+        environment=environment,
+        release=what,
+        previous_release=away_from,
+        kind="rollback",
+        status="succeeded",
+        slot="blue",
+        finished_at=timezone.now(),
+    )
+    Environment.objects.filter(pk=environment.pk).update(current_release=what)
+
+
+def test_after_rolling_back_from_3_to_2_the_page_offers_release_1_never_3(
+    client: Client, web: dict[str, object]
+) -> None:
+    production = web["production"]
+    assert isinstance(production, Environment)
+    three = web["three"]
+    assert isinstance(three, Release)
+    two = Release.objects.get(project=production.project, number=2)
+    deployed(production, three)
+    rolled_back(production, two, away_from=three)
+    client.force_login(User.objects.get(username="release-manager"))
+
+    page = client.get("/projects/web/environments/production/").content.decode()
+
+    assert "Roll back to release 1…" in page
+    assert "Roll back to release 3" not in page
+    picker = client.get("/projects/web/environments/production/rollback/").content.decode()
+    assert "from <strong>release 2</strong> to <strong>release 1</strong>" in picker
+    assert 'value="3"' not in picker
+
+
+def test_the_rollback_target_can_be_picked_among_the_releases_that_served_before(
+    client: Client, web: dict[str, object]
+) -> None:
+    production = web["production"]
+    three = web["three"]
+    assert isinstance(production, Environment) and isinstance(three, Release)
+    deployed(production, three)
+    Environment.objects.filter(pk=production.pk).update(current_release=three)
+    client.force_login(User.objects.get(username="release-manager"))
+
+    picker = client.get("/projects/web/environments/production/rollback/").content.decode()
+    options = re.findall(r'<option value="(\d+)"( selected)?>', picker)
+    assert options == [("2", " selected"), ("1", "")]
+    assert "(served before the current one)" in picker
+
+    chosen = client.get(
+        "/projects/web/environments/production/rollback/?release=1"
+    ).content.decode()
+    assert "from <strong>release 3</strong> to <strong>release 1</strong>" in chosen
+    assert '<input type="hidden" name="release" value="1">' in chosen
+    refused = client.get(
+        "/projects/web/environments/production/rollback/?release=3"
+    ).content.decode()
+    assert 'id="confirmation"' not in refused and "not one production can roll back to" in refused
+
+    client.post(
+        "/projects/web/environments/production/rollback/", {"release": "1", "confirm": "yes"}
+    )
+    rollback = Deployment.objects.get(status="queued")
+    assert (rollback.kind, rollback.release.number, rollback.previous_release.number) == (
+        "rollback",
+        1,
+        3,
+    )
+
+
+def test_a_deployment_under_way_shows_its_steps_as_they_happen(
+    client: Client, web: dict[str, object]
+) -> None:
+    production = web["production"]
+    assert isinstance(production, Environment)
+    one = Release.objects.get(project=production.project, number=1)
+    deployment = Deployment.objects.create(
+        environment=production, release=one, kind="rollback", status="checking", slot="blue"
+    )
+    started = timezone.now() - timedelta(seconds=9)
+    for offset, (before, after) in enumerate(
+        [
+            ("", "queued"),
+            ("queued", "preparing"),
+            ("preparing", "starting"),
+            ("starting", "checking"),
+        ]
+    ):
+        event = DeploymentEvent.objects.create(
+            deployment=deployment, from_status=before, to_status=after, detail=f"now {after}"
+        )
+        DeploymentEvent.objects.filter(pk=event.pk).update(
+            at=started + timedelta(seconds=2 * offset)
+        )
+    client.force_login(User.objects.create_user("viewer"))
+
+    page = client.get("/projects/web/environments/production/").content.decode()
+
+    active = re.search(
+        r'<section class="confirm" id="active-deployment">(.*?)</section>', page, re.S
+    )[1]
+    steps = re.findall(
+        r'<tr class="step step-(\w+)">\s*<td><span class="status status-\w+">(\w+)</span>', active
+    )
+    assert steps == [
+        ("done", "queued"),
+        ("done", "preparing"),
+        ("done", "starting"),
+        ("current", "checking"),
+        ("waiting", "switching"),
+        ("waiting", "draining"),
+        ("waiting", "succeeded"),
+    ]
+    assert "<td>2.0 s</td>" in active and "now checking" in active
+    assert 'hx-trigger="every 1s"' in page
+
+
+def test_the_history_links_each_release_to_its_run_and_gives_times_in_utc_saying_so(
+    client: Client, web: dict[str, object]
+) -> None:
+    client.force_login(User.objects.create_user("viewer"))
+    page = client.get("/projects/web/environments/production/").content.decode()
+    assert 'release 2 (<a href="/projects/web/runs/2/">run #2</a>)' in page
+    utc_time = r'<time datetime="[^"]+Z" data-local-time="date">[-\d]{10} [:\d]{8} UTC</time>'
+    assert re.search(utc_time, page)
+    assert ".u" not in page and not re.search(r"\d\d:\d\d:\d\d\.\d{6}", page)
+
+
+def test_the_project_page_links_releases_to_their_run_commit_and_the_environments_serving_them(
+    client: Client, web: dict[str, object]
+) -> None:
+    client.force_login(User.objects.create_user("viewer"))
+    page = client.get("/projects/web/").content.decode()
+    row = re.search(r'<tr class="release-2">(.*?)</tr>', page, re.S)[1]
+    assert '<a href="/projects/web/runs/2/">#2</a>' in row
+    assert f'href="https://github.com/acme/web/commit/{"2" * 40}"' in row
+    assert 'href="/projects/web/environments/production/"' in row
+    assert (
+        "environments/production"
+        not in re.search(r'<tr class="release-1">(.*?)</tr>', page, re.S)[1]
+    )
+    assert re.search(r'<a href="http://[^"]+:19504/"><code>http://[^<]+:19504/</code></a>', page)

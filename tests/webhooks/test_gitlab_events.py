@@ -17,6 +17,7 @@ EXPECTED: dict[str, tuple[str, ForgeEvent]] = {
             ref="refs/heads/master",
             commit_sha="da1560886d4f094c3e6c9ef40349f7d38b5d27d7",
             commit_message="fixed readme",
+            commit_author="GitLab dev user <gitlabdev@dv6700.(none)>",
             kind="branch",
             name="master",
             clone_url="http://example.com/mike/diaspora.git",
@@ -44,6 +45,7 @@ EXPECTED: dict[str, tuple[str, ForgeEvent]] = {
             commit_sha="16862e368d8ab812e48833b741dad720d6e2cb7f",
             # The commit's message, not the tag's ("hi").
             commit_message="Update main.go",
+            commit_author="the test <test@test.test>",
             kind="tag",
             name="v22",
             clone_url="http://10.40.8.5:3200/test/woodpecker.git",

@@ -109,7 +109,9 @@ class Command(BaseCommand):
             f"promote:  python manage.py deploy {project.slug} production "
             f"{deployment.release.number}"
         )
-        self.stdout.write(f"web UI:   {server}/runs/{run.pk}/ (user demo, password {password})")
+        self.stdout.write(
+            f"web UI:   {server}{run.get_absolute_url()} (user demo, password {password})"
+        )
 
     def _commit_sample(self, repository: Path) -> tuple[str, str]:
         if not BUSYBOX.is_file():

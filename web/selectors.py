@@ -1,0 +1,304 @@
+"""Reads for the pages: what each one shows, in a number of queries that does not grow with
+the number of projects, runs or deployments on it."""
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.core.paginator import Page, Paginator
+from django.db.models import F, OuterRef, QuerySet, Subquery, Window
+from django.db.models.functions import RowNumber
+
+from pipelines.models import LogChunk, PipelineRun
+from pipelines.states import RunStatus
+from projects.models import Forge, Project
+from releases.models import Deployment, DeploymentEvent, Environment, Release
+from releases.selectors import environment_history, project_environments, project_releases
+from releases.states import DEPLOYMENT_STEPS, DeploymentStatus
+from web.log_lines import LogLine, first_error_line, numbered_lines
+
+PROJECTS_PER_DASHBOARD_PAGE = 50
+RUNS_PER_DASHBOARD_PROJECT = 3
+# Enough to see what a failing tool said last; the whole log is one click away.
+FAILURE_BANNER_LINES = 12
+
+
+# --- Runs ------------------------------------------------------------------------------------
+
+
+def run_page_runs() -> QuerySet[PipelineRun]:
+    """Runs with what their page shows of their project and of the run that caused them."""
+    return PipelineRun.objects.select_related("project", "triggered_by__project")
+
+
+def run_by_number(slug: str, number: int) -> PipelineRun:
+    """The run a page address names; PipelineRun.DoesNotExist when there is none."""
+    return run_page_runs().get(project__slug=slug, number=number)
+
+
+def run_log_chunks(run: PipelineRun) -> Iterator[tuple[str, str]]:
+    """(stage name, text) of the run's stored log, in order, read in batches."""
+    return (
+        LogChunk.objects.filter(run=run)
+        .order_by("seq")
+        .values_list("stage__name", "text")
+        .iterator(chunk_size=500)
+    )
+
+
+def run_log_texts(run_id: int, *, after: int, limit: int) -> list[tuple[int, str]]:
+    """(seq, text) of up to `limit` chunks of the run's log after `after`: one batch of a
+    download."""
+    return list(
+        LogChunk.objects.filter(run_id=run_id, seq__gt=after)
+        .order_by("seq")
+        .values_list("seq", "text")[:limit]
+    )
+
+
+@dataclass(frozen=True)
+class LogSearch:
+    matches: list[LogLine]
+    # More lines matched than were sent.
+    truncated: bool
+
+
+def run_log_search(run: PipelineRun, query: str, *, limit: int) -> LogSearch:
+    """The first `limit` lines of the stored log whose shown text contains `query`, ignoring
+    case."""
+    needle = query.casefold()
+    matches: list[LogLine] = []
+    for line in numbered_lines(run_log_chunks(run)):
+        if needle in line.text.casefold():
+            if len(matches) == limit:
+                return LogSearch(matches=matches, truncated=True)
+            matches.append(line)
+    return LogSearch(matches=matches, truncated=False)
+
+
+@dataclass(frozen=True)
+class RunFailure:
+    """What the failure banner says: where the run failed, why, and what the log said last."""
+
+    stage: str
+    reason: str
+    last_lines: list[LogLine]
+    # Where "jump to the error" goes; None when the failed stage wrote nothing.
+    error_line: LogLine | None
+
+
+def run_failure(run: PipelineRun) -> RunFailure | None:
+    """The failure of a failed run, read from its stored log; None for any other run."""
+    if run.status != RunStatus.FAILED:
+        return None
+    lines = numbered_lines(run_log_chunks(run))
+    # Every line is read, to number them; only the failed stage's are kept. A run failed
+    # outside its stages (their worker lost for good) names none: its log's end is then where
+    # it stopped.
+    if run.failed_stage:
+        stage_lines = [line for line in lines if line.stage == run.failed_stage]
+    else:
+        stage_lines = list(lines)
+    while stage_lines and not stage_lines[-1].text.strip():
+        stage_lines.pop()
+    return RunFailure(
+        stage=run.failed_stage,
+        reason=run.failure_reason,
+        last_lines=stage_lines[-FAILURE_BANNER_LINES:],
+        error_line=first_error_line(stage_lines),
+    )
+
+
+@dataclass(frozen=True)
+class RunCancellation:
+    # "Cancelled by ada", "Cancelled: superseded by #5"
+    summary: str
+    at: datetime
+
+
+def run_cancellation(run: PipelineRun) -> RunCancellation | None:
+    """Who or what cancelled the run, and when, as its cancelling move recorded it."""
+    if run.status != RunStatus.CANCELLED:
+        return None
+    event = run.events.filter(stage__isnull=True, to_status=RunStatus.CANCELLED).first()
+    if event is None:
+        return None
+    reason = event.reason
+    if reason.startswith("cancelled "):
+        summary = "Cancelled " + reason.removeprefix("cancelled ")
+    else:
+        summary = f"Cancelled: {reason}" if reason else "Cancelled"
+    return RunCancellation(summary=summary, at=event.at)
+
+
+# Repository URLs whose host also serves the forge's web pages: https, ssh, scp-like.
+_FORGE_URL_PREFIXES = ("https://", "ssh://", "git@")
+
+
+def commit_url(project: Project, commit_sha: str) -> str:
+    """The commit's page on the project's forge; "" for a repository that has none (a local
+    path, a plain-http test server)."""
+    if not project.repository_url.startswith(_FORGE_URL_PREFIXES):
+        return ""
+    # "github.com/owner/name", whichever way the URL names it.
+    key = project.repository_key
+    if project.forge == Forge.GITLAB:
+        return f"https://{key}/-/commit/{commit_sha}"
+    return f"https://{key}/commit/{commit_sha}"
+
+
+# --- The dashboard ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProjectOverview:
+    project: Project
+    latest_runs: list[PipelineRun]
+    environments: list[Environment]
+
+
+@dataclass(frozen=True)
+class DashboardPage:
+    overviews: list[ProjectOverview]
+    # Which page of how many, of how many projects.
+    page: Page[Project]
+
+
+def dashboard_page(
+    *, search: str = "", status: str = "", page: str | int | None = 1
+) -> DashboardPage:
+    """One page of projects, filtered by name and by the status of their latest run, each with
+    its latest runs and what its environments serve: four queries, however many projects."""
+    # Only what the page shows: the secrets would be decrypted for nothing.
+    projects = Project.objects.only("slug").order_by("slug")
+    if search:
+        projects = projects.filter(slug__icontains=search)
+    if status:
+        latest_status = (
+            PipelineRun.objects.filter(project=OuterRef("pk"))
+            .order_by("-created_at", "-id")
+            .values("status")[:1]
+        )
+        projects = projects.annotate(latest_status=Subquery(latest_status)).filter(
+            latest_status=status
+        )
+    listed = Paginator(projects, PROJECTS_PER_DASHBOARD_PAGE).get_page(page)
+    on_page = {project.pk: project for project in listed.object_list}
+    latest_runs = (
+        PipelineRun.objects.filter(project_id__in=list(on_page))
+        .annotate(
+            recency=Window(
+                RowNumber(),
+                partition_by=F("project_id"),
+                order_by=[F("created_at").desc(), F("id").desc()],
+            )
+        )
+        .filter(recency__lte=RUNS_PER_DASHBOARD_PROJECT)
+        .order_by("project_id", "recency")
+    )
+    runs_by_project: dict[int, list[PipelineRun]] = {}
+    for run in latest_runs:
+        # The project is at hand: a link to the run needs its slug, not another query.
+        run.project = on_page[run.project_id]
+        runs_by_project.setdefault(run.project_id, []).append(run)
+    environments: dict[int, list[Environment]] = {}
+    for environment in Environment.objects.filter(project_id__in=list(on_page)).select_related(
+        "current_release"
+    ):
+        environments.setdefault(environment.project_id, []).append(environment)
+    overviews = [
+        ProjectOverview(
+            project=project,
+            latest_runs=runs_by_project.get(project.pk, []),
+            environments=environments.get(project.pk, []),
+        )
+        for project in listed.object_list
+    ]
+    return DashboardPage(overviews=overviews, page=listed)
+
+
+# --- Releases and environments ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReleaseRow:
+    release: Release
+    commit_url: str
+    # The environments it serves in now.
+    serving_in: list[Environment]
+
+
+def project_release_rows(project: Project, *, limit: int = 20) -> list[ReleaseRow]:
+    """The project's newest releases with their run and where each serves."""
+    serving: dict[int, list[Environment]] = {}
+    for environment in project_environments(project):
+        if environment.current_release_id is not None:
+            serving.setdefault(environment.current_release_id, []).append(environment)
+    return [
+        ReleaseRow(
+            release=release,
+            commit_url=commit_url(project, release.commit_sha),
+            serving_in=serving.get(release.pk, []),
+        )
+        for release in project_releases(project).select_related("run")[:limit]
+    ]
+
+
+@dataclass(frozen=True)
+class DeploymentStep:
+    """One step a deployment went through: when it began, how long it took, what it said."""
+
+    status: str
+    at: datetime | None
+    took: timedelta | None
+    detail: str
+    # "done", "current" (under way), "failed", or "waiting" (not reached yet)
+    state: str
+
+
+@dataclass(frozen=True)
+class DeploymentRow:
+    deployment: Deployment
+    steps: list[DeploymentStep] = field(default_factory=list)
+
+
+def deployment_steps(deployment: Deployment, events: list[DeploymentEvent]) -> list[DeploymentStep]:
+    """The deployment's steps from its events, and, while it runs, the steps still to come."""
+    steps: list[DeploymentStep] = []
+    final = deployment.status in (DeploymentStatus.SUCCEEDED, DeploymentStatus.FAILED)
+    for index, event in enumerate(events):
+        following = events[index + 1] if index + 1 < len(events) else None
+        if event.to_status == DeploymentStatus.FAILED:
+            state = "failed"
+        elif following is not None or final:
+            state = "done"
+        else:
+            state = "current"
+        steps.append(
+            DeploymentStep(
+                status=event.to_status,
+                at=event.at,
+                took=following.at - event.at if following is not None else None,
+                detail=event.detail,
+                state=state,
+            )
+        )
+    if not final:
+        reached = {event.to_status for event in events}
+        steps.extend(
+            DeploymentStep(status=status, at=None, took=None, detail="", state="waiting")
+            for status in DEPLOYMENT_STEPS
+            if status not in reached
+        )
+    return steps
+
+
+def environment_history_rows(environment: Environment, *, limit: int = 100) -> list[DeploymentRow]:
+    """The environment's deployments, newest first, each with its steps."""
+    return [
+        DeploymentRow(
+            deployment=deployment,
+            steps=deployment_steps(deployment, list(deployment.events.all())),
+        )
+        for deployment in environment_history(environment).select_related("release__run")[:limit]
+    ]
