@@ -5,7 +5,7 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from audit.models import AuditEntry
-from pipelines.models import LogChunk, PipelineRun, Stage
+from pipelines.models import LogChunk, PipelineRun, Stage, TestCase, TestStep
 from projects.models import Forge, Project
 from releases.models import Deployment, DeploymentEvent, Environment, Release
 
@@ -144,6 +144,41 @@ class RunSerializer(serializers.ModelSerializer):
 
     def get_url(self, run: PipelineRun) -> str:
         return _link("run-detail", run.pk)
+
+
+class TestStepSerializer(serializers.ModelSerializer):
+    duration = serializers.FloatField(source="duration_seconds", read_only=True, allow_null=True)
+
+    class Meta:
+        model = TestStep
+        fields = [
+            "name",
+            "group",
+            "status",
+            "exit_code",
+            "failure_reason",
+            "started_at",
+            "finished_at",
+            "duration",
+        ]
+        read_only_fields = fields
+
+
+class TestCaseSerializer(serializers.ModelSerializer):
+    step = serializers.SlugRelatedField(slug_field="name", read_only=True)
+
+    class Meta:
+        model = TestCase
+        fields = ["step", "report", "classname", "name", "file", "status", "seconds", "message"]
+        read_only_fields = fields
+
+
+class RunTestsSerializer(serializers.Serializer):
+    """A run's test steps and the cases their JUnit reports named, failures first."""
+
+    counts = serializers.DictField(child=serializers.IntegerField())
+    steps = TestStepSerializer(many=True)
+    cases = TestCaseSerializer(many=True)
 
 
 class RunTriggerSerializer(serializers.Serializer):

@@ -29,7 +29,7 @@ from audit.models import AuditAction, AuditEntry
 from audit.selectors import audit_entries
 from pipelines.access import require_run_controller
 from pipelines.models import LogChunk, PipelineRun
-from pipelines.selectors import run_list
+from pipelines.selectors import run_list, run_tests
 from pipelines.services import (
     run_cancel,
     run_retry,
@@ -173,6 +173,18 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         run = self.get_object()
         require_run_controller(request.user, to="retry runs")
         return Response(s.RunSerializer(run_retry(run=run)).data, status=201)
+
+    @extend_schema(responses={200: s.RunTestsSerializer, **ERRORS})
+    @action(detail=True, methods=["get"])
+    def tests(self, request: Request, pk: str) -> Response:
+        """The run's test steps, the counts, and each test case its reports named, failures
+        first."""
+        found = run_tests(self.get_object())
+        return Response(
+            s.RunTestsSerializer(
+                {"counts": found.counts, "steps": found.steps, "cases": found.cases}
+            ).data
+        )
 
     @extend_schema(
         parameters=[

@@ -33,7 +33,7 @@ from infrastructure.docker_engine import (
 )
 from infrastructure.registry import RegistryError, manifest_digest
 from projects.models import Project
-from projects.spec import ImageSpec, PipelineSpec
+from projects.spec import ImageSpec, PipelineSpec, steps_of
 
 BASE_IMAGE_ARG = "BASE_IMAGE"
 
@@ -54,8 +54,13 @@ class ParentImage:
 
 
 def stack_plan(spec: PipelineSpec) -> list[PlannedLayer]:
-    """The images a run needs, in build order: what it tests and publishes, and their bases."""
-    targets = {spec.publish.image} | ({spec.test.image} if spec.test else set())
+    """The images a run needs, in build order: what it tests (each step's, each service's of
+    the stack) and publishes, and their bases."""
+    names = {image.name for image in spec.images}
+    targets = {spec.publish.image}
+    if spec.test is not None:
+        targets |= {spec.test.image} | {step.image for step in steps_of(spec.test)}
+    targets |= {service.image for service in spec.services if service.image in names}
     needed: set[str] = set()
     for name in targets:
         current: str | None = name

@@ -102,3 +102,27 @@ class RefTag(models.Model):
 
     def __str__(self) -> str:
         return f"{self.repository}:{self.tag} <- {self.ref}"
+
+
+class CacheVolume(models.Model):
+    """A volume that keeps a test's cache folder between runs of one project's branch.
+
+    Never shared between projects (the volume's name carries the project's); pruned by
+    retention once unused for DOCKYARD_CACHE_RETENTION_DAYS.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="cache_volumes")
+    branch = models.CharField(max_length=255)
+    path = models.CharField(max_length=500)
+    volume = models.CharField(max_length=200, unique=True)
+    last_used_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "branch", "path"], name="cache_volume_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project.slug} {self.branch} {self.path}"

@@ -327,6 +327,8 @@ DOCKYARD_LOG_RETENTION_DAYS = env_int("DOCKYARD_LOG_RETENTION_DAYS", 30, minimum
 DOCKYARD_LOG_RETENTION_RUNS = env_int("DOCKYARD_LOG_RETENTION_RUNS", 20, minimum=0)
 #: Unused local images of Dockyard's projects are removed after this many hours.
 DOCKYARD_IMAGE_RETENTION_HOURS = env_int("DOCKYARD_IMAGE_RETENTION_HOURS", 72, minimum=1)
+#: Test caches (`test.cache` volumes) no run used for this many days are removed.
+DOCKYARD_CACHE_RETENTION_DAYS = env_int("DOCKYARD_CACHE_RETENTION_DAYS", 14, minimum=1)
 # What Dockyard labels its containers with (dockyard.managed=<this>): start-up clean-up and
 # retention touch only their own installation's containers on a shared engine.
 #: The `dockyard.managed` label value on this installation's containers. (default: from the data

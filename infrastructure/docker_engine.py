@@ -6,6 +6,10 @@ carries Dockyard's labels, so that a sweep by label finds any that outlived its 
 """
 
 import codecs
+import hashlib
+import posixpath
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +28,10 @@ from docker.utils.build import exclude_paths
 from docker.utils.build import tar as context_tar
 
 MANAGED_LABEL = "dockyard.managed"
+# The static busybox a namespace holder runs (Debian's busybox-static).
+HOLDER_BUSYBOX = "/bin/busybox"
+# What a test may leave for Dockyard to read back (its reports), per path.
+ARCHIVE_LIMIT = 64 * 1024 * 1024
 # Whatever a repository's .dockerignore says (even "!.git"), history never enters a build
 # context: it grows with every commit and slows every build. Appended last, so they win.
 ALWAYS_EXCLUDED = (".git", ".git/**", "**/.git", "**/.git/**")
@@ -78,6 +86,9 @@ class ContainerLimits:
     nano_cpus: int = 1_000_000_000
     network: bool = False
     user: str | None = None
+    # The id of a running container whose network namespace this one joins (a test's own
+    # namespace, shared with its services); overrides `network`.
+    network_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +97,8 @@ class ContainerOutcome:
     timed_out: bool
     oom_killed: bool
     stopped: bool = False
+    # (path asked for, tar archive of it) for each path the caller wanted back that existed.
+    archives: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -187,7 +200,25 @@ class ContainerEngine(Protocol):
         on_output: OutputSink,
         environment: dict[str, str] | None = None,
         stop: threading.Event | None = None,
+        volumes: dict[str, str] | None = None,
+        archive_paths: tuple[str, ...] = (),
     ) -> ContainerOutcome: ...
+
+    def namespace_holder_start(self, *, labels: dict[str, str], hosts: dict[str, str]) -> str: ...
+
+    def sidecar_start(
+        self,
+        *,
+        image: str,
+        command: list[str] | None,
+        environment: dict[str, str],
+        labels: dict[str, str],
+        limits: ContainerLimits,
+    ) -> str: ...
+
+    def exec_run(self, container_id: str, command: list[str]) -> tuple[int, str]: ...
+
+    def volume_ensure(self, name: str, *, labels: dict[str, str]) -> None: ...
 
     def start_service(
         self, *, image: str, name: str, environment: dict[str, str], labels: dict[str, str]
@@ -357,12 +388,17 @@ class DockerEngine:
         on_output: OutputSink,
         environment: dict[str, str] | None = None,
         stop: threading.Event | None = None,
+        volumes: dict[str, str] | None = None,
+        archive_paths: tuple[str, ...] = (),
     ) -> ContainerOutcome:
         """Run `command` in a locked-down container that is removed afterwards, whatever happens.
 
-        No network unless asked, no capabilities, no privilege escalation, bounded memory (no
-        swap), processes and CPU, no volumes (so never the Docker socket). The container is
-        killed when `timeout` seconds pass or `stop` is set.
+        No network unless asked (or the namespace of `limits.network_of`), no capabilities, no
+        privilege escalation, bounded memory (no swap), processes and CPU, and no volume but
+        the named ones Dockyard owns (`volumes`: name to path; never a host path, so never the
+        Docker socket). The container is killed when `timeout` seconds pass or `stop` is set.
+        Before it goes, each of `archive_paths` (absolute, or relative to the image's working
+        folder) is read back through the engine's archive API, at most ARCHIVE_LIMIT bytes.
         """
         with self._translated_errors("test container"):
             container = self._client.containers.create(
@@ -370,7 +406,10 @@ class DockerEngine:
                 command=command,
                 environment=environment or {},
                 labels={**labels, MANAGED_LABEL: settings.DOCKYARD_INSTANCE},
-                network_mode="host" if limits.network else "none",
+                network_mode=self._network_mode(limits),
+                volumes={
+                    name: {"bind": path, "mode": "rw"} for name, path in (volumes or {}).items()
+                },
                 cap_drop=["ALL"],
                 security_opt=["no-new-privileges"],
                 pids_limit=limits.pids,
@@ -382,9 +421,155 @@ class DockerEngine:
                 tty=False,
             )
             try:
-                return self._follow(container, timeout=timeout, stop=stop, on_output=on_output)
+                outcome = self._follow(container, timeout=timeout, stop=stop, on_output=on_output)
+                if archive_paths:
+                    archives = self._archives(container, archive_paths, on_output)
+                    outcome = ContainerOutcome(**{**outcome.__dict__, "archives": archives})
+                return outcome
             finally:
                 self._remove(container)
+
+    def namespace_holder_start(self, *, labels: dict[str, str], hosts: dict[str, str]) -> str:
+        """Start a container that only holds a network namespace with nothing but a loopback,
+        for a test and its services to share; `hosts` become its /etc/hosts entries (which the
+        containers joining it see too). Its id; remove it with remove_container."""
+        image = self._holder_image()
+        with self._translated_errors("namespace holder"):
+            container = self._client.containers.run(
+                image=image,
+                command=["/busybox", "sleep", "2147483647"],
+                labels={**labels, MANAGED_LABEL: settings.DOCKYARD_INSTANCE},
+                network_mode="none",
+                extra_hosts=hosts,
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
+                read_only=True,
+                pids_limit=16,
+                mem_limit=16 * 1024 * 1024,
+                detach=True,
+            )
+            return str(container.id)
+
+    def sidecar_start(
+        self,
+        *,
+        image: str,
+        command: list[str] | None,
+        environment: dict[str, str],
+        labels: dict[str, str],
+        limits: ContainerLimits,
+    ) -> str:
+        """Start a long-running helper container (a test's database) under a test's limits,
+        in the network namespace `limits.network_of` names; its id."""
+        with self._translated_errors("service container"):
+            container = self._client.containers.run(
+                image=image,
+                command=command,
+                environment=environment,
+                labels={**labels, MANAGED_LABEL: settings.DOCKYARD_INSTANCE},
+                network_mode=self._network_mode(limits),
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
+                pids_limit=limits.pids,
+                mem_limit=limits.memory_bytes,
+                memswap_limit=limits.memory_bytes,
+                nano_cpus=limits.nano_cpus,
+                user=limits.user or "",
+                detach=True,
+            )
+            return str(container.id)
+
+    def exec_run(self, container_id: str, command: list[str]) -> tuple[int, str]:
+        """Run `command` inside a running container: (exit code, output)."""
+        with self._translated_errors("exec"):
+            result = self._client.containers.get(container_id).exec_run(command, demux=False)
+            output = result.output or b""
+            return int(result.exit_code), output.decode("utf-8", errors="replace")
+
+    def volume_ensure(self, name: str, *, labels: dict[str, str]) -> None:
+        """A named volume Dockyard owns, made when missing."""
+        with self._translated_errors("volume"):
+            try:
+                self._client.volumes.get(name)
+            except NotFound:
+                self._client.volumes.create(
+                    name=name, labels={**labels, MANAGED_LABEL: settings.DOCKYARD_INSTANCE}
+                )
+
+    def volumes(self) -> list[tuple[str, dict[str, str]]]:
+        """(name, labels) of every volume this installation made."""
+        with self._translated_errors("volume list"):
+            found = self._client.volumes.list(
+                filters={"label": f"{MANAGED_LABEL}={settings.DOCKYARD_INSTANCE}"}
+            )
+            return [(volume.name, dict(volume.attrs.get("Labels") or {})) for volume in found]
+
+    def volume_remove(self, name: str) -> bool:
+        """Remove a volume unless a container uses it; whether it went."""
+        with self._translated_errors("volume removal"):
+            try:
+                self._client.api.remove_volume(name)
+            except NotFound:
+                return False
+            except APIError as error:
+                if error.status_code == 409:  # in use
+                    return False
+                raise
+        return True
+
+    def _network_mode(self, limits: ContainerLimits) -> str:
+        if limits.network_of:
+            return f"container:{limits.network_of}"
+        return "host" if limits.network else "none"
+
+    def _archives(
+        self, container: Any, paths: tuple[str, ...], on_output: OutputSink
+    ) -> tuple[tuple[str, bytes], ...]:
+        workdir = str(container.attrs.get("Config", {}).get("WorkingDir") or "/")
+        found = []
+        for path in paths:
+            absolute = path if path.startswith("/") else posixpath.join(workdir, path)
+            try:
+                stream, _ = container.get_archive(absolute)
+            except NotFound:
+                continue
+            data = bytearray()
+            for chunk in stream:
+                data.extend(chunk)
+                if len(data) > ARCHIVE_LIMIT:
+                    # What the code under test wrote is not Dockyard's to hold unbounded; the
+                    # step's exit code still decides, so this is said and skipped.
+                    on_output(
+                        f"{absolute} holds more than {ARCHIVE_LIMIT // 2**20} MiB; "
+                        "its reports are not read\n"
+                    )
+                    break
+            else:
+                found.append((path, bytes(data)))
+        return tuple(found)
+
+    def _holder_image(self) -> str:
+        """The image of namespace holders: the machine's static busybox and nothing else,
+        built once per engine (tagged by the busybox's hash)."""
+        busybox = Path(HOLDER_BUSYBOX)
+        if not busybox.is_file():
+            raise DockerEngineError(
+                f"{HOLDER_BUSYBOX} is missing: install Debian's busybox-static (services need it)"
+            )
+        digest = hashlib.sha256(busybox.read_bytes()).hexdigest()[:16]
+        tag = f"dockyard/netns-holder:{digest}"
+        if self.image_exists(tag):
+            return tag
+        with tempfile.TemporaryDirectory() as folder:
+            shutil.copy(busybox, Path(folder) / "busybox")
+            (Path(folder) / "Dockerfile").write_text("FROM scratch\nCOPY busybox /busybox\n")
+            self.build_image(
+                context_dir=Path(folder),
+                dockerfile=Path(folder) / "Dockerfile",
+                tag=tag,
+                on_output=lambda _: None,
+            )
+        return tag
 
     def ensure_image(self, *, reference: str, on_output: OutputSink) -> str:
         """Make `reference` (repository@digest or :tag) present on this engine; its image id."""
@@ -441,7 +626,7 @@ class DockerEngine:
 
     def remove_container(self, container_id: str) -> None:
         with self._translated_errors("container removal"), suppress(NotFound):
-            self._client.containers.get(container_id).remove(force=True, v=True)
+            self._remove(self._client.containers.get(container_id))
 
     def container_state(self, container_id: str) -> str | None:
         """ "running", "exited", ... or None when there is no such container."""
@@ -613,8 +798,15 @@ class DockerEngine:
         )
 
     def _remove(self, container: Any) -> None:
-        with suppress(NotFound):
+        try:
             container.remove(force=True, v=True)
+        except NotFound:
+            pass
+        except APIError as error:
+            # A cancel sweeps the run's containers while the stage removes its own: the second
+            # to ask finds the first removing it, which is what both wanted.
+            if not _removal_in_progress(error):
+                raise
 
     @contextmanager
     def _translated_errors(self, action: str) -> Iterator[None]:
@@ -624,6 +816,10 @@ class DockerEngine:
             raise
         except (DockerException, requests.exceptions.RequestException, OSError) as error:
             raise DockerEngineError(f"{action} on {self._base_url}: {_explain(error)}") from None
+
+
+def _removal_in_progress(error: APIError) -> bool:
+    return error.status_code == 409 and "already in progress" in str(error.explanation or "")
 
 
 def _ignore_patterns(context_dir: Path) -> list[str]:

@@ -17,7 +17,8 @@ from django.db.models import Exists, F, OuterRef, Q, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
-from builds.models import LayerBuild, LayerRole
+from builds.caching import CACHE_LABEL
+from builds.models import CacheVolume, LayerBuild, LayerRole
 from infrastructure.docker_engine import (
     MANAGED_LABEL,
     ContainerSummary,
@@ -65,6 +66,8 @@ class PruneReport:
     runs_log_pruned: list[int] = field(default_factory=list)
     containers_removed: list[PrunedContainer] = field(default_factory=list)
     images_removed: list[PrunedImage] = field(default_factory=list)
+    # Test caches (volumes) unused for DOCKYARD_CACHE_RETENTION_DAYS.
+    cache_volumes_removed: list[str] = field(default_factory=list)
     # As the engine's disk usage says, before and after; None in a dry run or when nothing
     # went. Builds running meanwhile make it an approximation.
     bytes_reclaimed: int | None = None
@@ -76,7 +79,8 @@ class PruneReport:
         summary = (
             f"{verb} the logs of {len(self.runs_log_pruned)} run(s) "
             f"({self.log_chunks_deleted} chunks), {len(self.containers_removed)} container(s), "
-            f"{len(self.images_removed)} image(s)"
+            f"{len(self.images_removed)} image(s), "
+            f"{len(self.cache_volumes_removed)} test cache(s)"
         )
         if self.bytes_reclaimed is not None:
             summary += f", {self.bytes_reclaimed / 1e6:.1f} MB reclaimed"
@@ -95,10 +99,27 @@ def retention_prune(*, now: datetime | None = None, dry_run: bool = False) -> Pr
             # Containers first: an image is unused only once its stopped containers are gone.
             _containers_prune(report, engine)
             _images_prune(report, engine, now=now)
+            _cache_volumes_prune(report, engine, now=now)
     except DockerEngineError as error:
         logger.warning("retention: %s", error)
         report.problems.append(str(error))
     return report
+
+
+def _cache_volumes_prune(report: PruneReport, engine: DockerEngine, *, now: datetime) -> None:
+    """Remove this installation's test caches that no run used for a while, with their rows;
+    a volume with no row (its project deleted) goes too. One in use by a container stays."""
+    cutoff = now - timedelta(days=settings.DOCKYARD_CACHE_RETENTION_DAYS)
+    recent = set(
+        CacheVolume.objects.filter(last_used_at__gte=cutoff).values_list("volume", flat=True)
+    )
+    for name, labels in engine.volumes():
+        if labels.get(CACHE_LABEL) != "1" or name in recent:
+            continue
+        if report.dry_run or engine.volume_remove(name):
+            report.cache_volumes_removed.append(name)
+            if not report.dry_run:
+                CacheVolume.objects.filter(volume=name).delete()
 
 
 def _logs_prune(report: PruneReport, *, now: datetime) -> None:

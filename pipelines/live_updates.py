@@ -19,7 +19,13 @@ def run_event_publish(run_id: int, event: dict[str, Any]) -> None:
 
 
 def log_event(chunk: LogChunk, stage_name: str) -> dict[str, Any]:
-    return {"type": "log", "seq": chunk.seq, "stage": stage_name, "text": chunk.text}
+    return {
+        "type": "log",
+        "seq": chunk.seq,
+        "stage": stage_name,
+        "section": chunk.section,
+        "text": chunk.text,
+    }
 
 
 def status_event(run: PipelineRun) -> dict[str, Any]:

@@ -143,6 +143,9 @@ class LogChunk(models.Model):
 
     run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="log_chunks")
     stage = models.ForeignKey(Stage, on_delete=models.CASCADE, related_name="log_chunks")
+    # The part of the stage it belongs to (a test step), so that a reader can fold it; steps
+    # running side by side write chunks of their own.
+    section = models.CharField(max_length=63, blank=True)
     seq = models.PositiveIntegerField()
     text = models.TextField()
     created_at = models.DateTimeField(auto_now_add=True)
@@ -155,3 +158,75 @@ class LogChunk(models.Model):
 
     def __str__(self) -> str:
         return f"{self.run} log #{self.seq}"
+
+
+class StepStatus(models.TextChoices):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class TestStep(models.Model):
+    """One step of a run's test stage (dockyard.yml test.steps, or the one test.command)."""
+
+    __test__ = False  # not a test case, for pytest
+
+    run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="test_steps")
+    name = models.CharField(max_length=63)
+    position = models.PositiveSmallIntegerField()
+    # Steps of one group ran side by side.
+    group = models.PositiveSmallIntegerField()
+    status = models.CharField(max_length=16, choices=StepStatus.choices)
+    exit_code = models.IntegerField(null=True, blank=True)
+    failure_reason = models.TextField(blank=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "name"], name="test_step_name_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run} step {self.name}"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+class CaseStatus(models.TextChoices):
+    PASSED = "passed"
+    FAILED = "failed"
+    ERROR = "error"
+    SKIPPED = "skipped"
+
+
+class TestCase(models.Model):
+    """One test case a step's JUnit report names, with its outcome."""
+
+    __test__ = False  # not a test case, for pytest
+
+    run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="test_cases")
+    step = models.ForeignKey(TestStep, on_delete=models.CASCADE, related_name="cases")
+    report = models.CharField(max_length=500)
+    name = models.CharField(max_length=500)
+    classname = models.CharField(max_length=500, blank=True)
+    file = models.CharField(max_length=500, blank=True)
+    status = models.CharField(max_length=8, choices=CaseStatus.choices)
+    seconds = models.FloatField()
+    message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["run", "id"]
+        indexes = [
+            # The project page's "slowest" and "most often failing" over recent runs.
+            models.Index(fields=["run", "status"], name="test_case_run_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.classname}.{self.name} {self.status}"

@@ -2,9 +2,9 @@
 
 from dataclasses import dataclass
 
-from django.db.models import QuerySet
+from django.db.models import Avg, Count, Q, QuerySet
 
-from pipelines.models import LogChunk, PipelineRun, Stage
+from pipelines.models import LogChunk, PipelineRun, Stage, TestCase, TestStep
 from pipelines.states import RunStatus
 from projects.models import BaseDependency, Project
 
@@ -97,3 +97,63 @@ def run_log_after(run_id: int, after: int) -> list[tuple[int, str, str]]:
         .order_by("seq")
         .values_list("seq", "stage__name", "text")
     )
+
+
+# Failures first, then errors, skips, passes: what a reader of a red run looks for.
+CASE_STATUS_ORDER = {"failed": 0, "error": 1, "skipped": 2, "passed": 3}
+
+
+@dataclass(frozen=True)
+class RunTests:
+    """What a run's test stage found: its steps, the counts, the cases with failures first."""
+
+    steps: list[TestStep]
+    counts: dict[str, int]
+    cases: list[TestCase]
+
+
+def run_tests(run: PipelineRun) -> RunTests:
+    cases = sorted(
+        TestCase.objects.filter(run=run).select_related("step"),
+        key=lambda case: (CASE_STATUS_ORDER.get(case.status, 9), case.id),
+    )
+    counts = {status: 0 for status in CASE_STATUS_ORDER}
+    for case in cases:
+        counts[case.status] = counts.get(case.status, 0) + 1
+    return RunTests(steps=list(run.test_steps.all()), counts=counts, cases=cases)
+
+
+@dataclass(frozen=True)
+class CaseHistory:
+    classname: str
+    name: str
+    runs: int
+    failures: int
+    average_seconds: float
+
+
+def project_test_history(
+    project: Project, *, recent_runs: int = 20
+) -> tuple[list[CaseHistory], list[CaseHistory]]:
+    """(slowest, most often failing) test cases over the project's newest runs with reports."""
+    run_ids = list(
+        PipelineRun.objects.filter(project=project, test_cases__isnull=False)
+        .distinct()
+        .order_by("-number")
+        .values_list("pk", flat=True)[:recent_runs]
+    )
+    rows = (
+        TestCase.objects.filter(run_id__in=run_ids)
+        .values("classname", "name")
+        .annotate(
+            runs=Count("run", distinct=True),
+            failures=Count("id", filter=Q(status__in=["failed", "error"])),
+            average_seconds=Avg("seconds"),
+        )
+    )
+    history = [CaseHistory(**row) for row in rows]
+    slowest = sorted(history, key=lambda case: -case.average_seconds)[:10]
+    failing = sorted(
+        (case for case in history if case.failures), key=lambda case: (-case.failures, case.name)
+    )[:10]
+    return slowest, failing

@@ -1,8 +1,10 @@
 """A stage's log: masked, and written to the database as the output arrives, in numbered chunks.
 
 Only the thread that runs the stage touches the database. Output produced on other threads (a
-container's output reader inside `stream()`) is handed over through a queue; the stage's thread
-writes it out every half second, and in between asks whether the run was cancelled.
+container's output reader inside `stream()`, test steps running side by side) is handed over
+through a queue; the stage's thread writes it out every half second, and in between asks
+whether the run was cancelled. A stage's log may have sections (its test steps): each is
+masked on its own and written in chunks of its own, so a reader can fold it.
 """
 
 import queue
@@ -38,9 +40,12 @@ class StageLog:
     ) -> None:
         self._stage = stage
         self._owner = threading.get_ident()
-        self._incoming: queue.SimpleQueue[str] = queue.SimpleQueue()
-        self._masker = SecretMasker(secrets)
-        self._masked: list[str] = []
+        # (section, text, whether it is a whole line of Dockyard's own)
+        self._incoming: queue.SimpleQueue[tuple[str, str, bool]] = queue.SimpleQueue()
+        self._secrets = tuple(secrets)
+        self._maskers: dict[str, SecretMasker] = {}
+        # Masked text waiting to be written, in arrival order, by section.
+        self._masked: list[tuple[str, str]] = []
         self._masked_size = 0
         self._last_flush = time.monotonic()
         self._should_stop = should_stop
@@ -51,13 +56,16 @@ class StageLog:
 
     def write(self, text: str) -> None:
         """Add output; safe to call from any thread."""
-        if text:
-            self._incoming.put(text)
-        if threading.get_ident() == self._owner:
-            self._flush_if_due()
+        self._put("", text)
 
     def line(self, text: str) -> None:
-        self.write(text if text.endswith("\n") else text + "\n")
+        """Add a whole line of Dockyard's own."""
+        self._put("", text if text.endswith("\n") else text + "\n", whole=True)
+
+    def section(self, name: str) -> "SectionLog":
+        """A writer for one part of the stage (a test step), safe to use from any thread while
+        this log's stream() runs."""
+        return SectionLog(self, name)
 
     def stream(self, work: Callable[[], T]) -> T:
         """Run `work` on a helper thread, writing its output meanwhile; returns what it returns."""
@@ -87,44 +95,92 @@ class StageLog:
 
     def flush(self) -> None:
         self._drain(final=False)
-        self._write_chunk()
+        self._write_chunks()
 
     def close(self) -> None:
         """Write out everything, including text held back in case it began a secret."""
         self._drain(final=True)
-        self._write_chunk()
+        self._write_chunks()
+
+    def _put(self, section: str, text: str, *, whole: bool = False) -> None:
+        if text:
+            self._incoming.put((section, text, whole))
+        if threading.get_ident() == self._owner:
+            self._flush_if_due()
 
     def _flush_if_due(self) -> None:
         self._drain(final=False)
         if self._masked_size >= FLUSH_SIZE or (
             self._masked and time.monotonic() - self._last_flush >= FLUSH_INTERVAL_SECONDS
         ):
-            self._write_chunk()
+            self._write_chunks()
 
     def _drain(self, *, final: bool) -> None:
-        pieces: list[str] = []
+        arrived: list[tuple[str, str, bool]] = []
         while True:
             try:
-                pieces.append(self._incoming.get_nowait())
+                arrived.append(self._incoming.get_nowait())
             except queue.Empty:
                 break
-        masked = self._masker.feed("".join(pieces)) if pieces else ""
+        for section, text, whole in arrived:
+            masker = self._masker(section)
+            self._keep(section, masker.feed(text))
+            if whole:
+                # No secret continues past a line of Dockyard's own: nothing need wait for the
+                # next piece (which may come much later, after other sections' output).
+                self._keep(section, masker.finish())
         if final:
-            masked += self._masker.finish()
-        if masked:
-            self._masked.append(masked)
-            self._masked_size += len(masked)
+            for section, masker in self._maskers.items():
+                self._keep(section, masker.finish())
 
-    def _write_chunk(self) -> None:
-        self._last_flush = time.monotonic()
-        if not self._masked:
+    def _masker(self, section: str) -> SecretMasker:
+        # One per section: two steps' outputs interleave, and neither may hold back the other.
+        if section not in self._maskers:
+            self._maskers[section] = SecretMasker(self._secrets)
+        return self._maskers[section]
+
+    def _keep(self, section: str, masked: str) -> None:
+        if not masked:
             return
-        # PostgreSQL text cannot hold NUL; a binary-spewing test must not crash the log.
-        text = "".join(self._masked).replace("\x00", "\ufffd")
-        self._masked, self._masked_size = [], 0
-        chunk = LogChunk.objects.create(
-            run_id=self._stage.run_id, stage=self._stage, seq=self._next_seq, text=text
-        )
-        self._next_seq += 1
-        # Stored first, then sent: a browser that misses this reads it back from the database.
-        run_event_publish(self._stage.run_id, log_event(chunk, self._stage.name))
+        if self._masked and self._masked[-1][0] == section:
+            self._masked[-1] = (section, self._masked[-1][1] + masked)
+        else:
+            self._masked.append((section, masked))
+        self._masked_size += len(masked)
+
+    def _write_chunks(self) -> None:
+        self._last_flush = time.monotonic()
+        pending, self._masked, self._masked_size = self._masked, [], 0
+        for section, masked in pending:
+            # PostgreSQL text cannot hold NUL; a binary-spewing test must not crash the log.
+            text = masked.replace("\x00", "\ufffd")
+            chunk = LogChunk.objects.create(
+                run_id=self._stage.run_id,
+                stage=self._stage,
+                seq=self._next_seq,
+                text=text,
+                section=section,
+            )
+            self._next_seq += 1
+            # Stored first, then sent: a browser that misses this reads it back from the database.
+            run_event_publish(self._stage.run_id, log_event(chunk, self._stage.name))
+
+
+class SectionLog:
+    """One section of a stage's log (a test step): writes from any thread; its stream() runs
+    the work in the calling thread, the stage log's own stream() writing everything out."""
+
+    def __init__(self, log: StageLog, name: str) -> None:
+        self._log = log
+        self.name = name
+        self.stop_requested = log.stop_requested
+
+    def write(self, text: str) -> None:
+        self._log._put(self.name, text)
+
+    def line(self, text: str) -> None:
+        """Add a whole line of Dockyard's own."""
+        self._log._put(self.name, text if text.endswith("\n") else text + "\n", whole=True)
+
+    def stream(self, work: Callable[[], T]) -> T:
+        return work()

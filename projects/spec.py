@@ -41,18 +41,51 @@ TEST_KEYS = (
     "pids",
     "user",
     "network",
+    "steps",
+    "reports",
+    "cache",
 )
+STEP_KEYS = ("name", "command", "image", "env", "timeout")
+STEP_GROUP_KEYS = ("parallel", "steps")
+SERVICE_KEYS = (
+    "image",
+    "env",
+    "command",
+    "ready",
+    "ready_timeout",
+    "user",
+    "memory",
+    "cpus",
+    "pids",
+)
+DEFAULT_READY_TIMEOUT = 60
+MAX_READY_TIMEOUT = 3600
+# The one step of the one-step form (`test.command`).
+SINGLE_STEP_NAME = "test"
 PUBLISH_KEYS = ("image", "repository", "tags")
 DEPLOY_KEYS = ("port", "health", "environments")
 ENVIRONMENT_KEYS = ("auto", "branches", "after")
-TOP_LEVEL_KEYS = ("images", "test", "publish", "deploy")
+TOP_LEVEL_KEYS = ("images", "services", "test", "publish", "deploy")
 
 PROJECT_PREFIX = "project:"
+# Below a project's namespace, where the build pushes what it built before it is published
+# (builds.candidates); not a place to publish.
+CANDIDATES_FOLDER = "candidates"
 
 _IMAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 _PROJECT_SLUG = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 _VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ENVIRONMENT_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+# A service's name is also its host name inside the test's network namespace.
+_SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+_STEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+# A reference to an image in a registry: repository, then a tag, a digest or both.
+_IMAGE_REFERENCE = re.compile(
+    r"^(?P<repository>[^@:\s]+(?::\d+)?(?:/[^@:\s]+)*)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
+    r"(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
+)
+# Where a test's cache may not go: the system's own trees.
+_CACHE_REFUSED_ROOTS = ("/proc", "/sys", "/dev", "/etc", "/bin", "/sbin", "/usr", "/lib")
 # What `docker run --user` takes: a name or uid, optionally ':' a group or gid.
 _USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(?::[A-Za-z0-9_][A-Za-z0-9_.-]*)?$")
 _MEMORY = re.compile(r"^(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>[kmg]?)b?$", re.IGNORECASE)
@@ -133,6 +166,58 @@ class TestSpec:
     pids: int
     user: str | None
     network: bool
+    # The several-steps form; empty in the one-step form (`command`).
+    steps: tuple["StepSpec", ...] = ()
+    # JUnit XML files the steps leave behind (globs, relative to the image's working folder).
+    reports: tuple[str, ...] = ()
+    # Folders kept between runs of a project's branch (a volume per folder).
+    cache: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """One step of a test: its command in a container of its own, after (or beside) others."""
+
+    name: str
+    command: tuple[str, ...]
+    image: str
+    env: tuple[tuple[str, str], ...]
+    timeout: int
+    # Steps of one group run side by side; groups run in order.
+    group: int
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """A container the test talks to (a database, a cache), in the test's own namespace."""
+
+    name: str
+    # A registry reference, or the name of an image of the stack.
+    image: str
+    env: tuple[tuple[str, str], ...]
+    command: tuple[str, ...] | None
+    ready: tuple[str, ...] | None
+    ready_timeout: int
+    user: str | None
+    memory_bytes: int
+    cpus: float
+    pids: int
+
+
+def steps_of(test: TestSpec) -> tuple[StepSpec, ...]:
+    """The steps a test runs: its `steps`, or its one `command` as a step named "test"."""
+    if test.steps:
+        return test.steps
+    return (
+        StepSpec(
+            name=SINGLE_STEP_NAME,
+            command=test.command,
+            image=test.image,
+            env=(),
+            timeout=test.timeout,
+            group=0,
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -163,6 +248,7 @@ class PipelineSpec:
     test: TestSpec | None
     publish: PublishSpec
     deploy: DeploySpec | None
+    services: tuple[ServiceSpec, ...] = ()
 
     def image(self, name: str) -> ImageSpec:
         """The image called `name`; KeyError if the pipeline defines none."""
@@ -261,6 +347,7 @@ def spec_to_dict(spec: PipelineSpec) -> dict[str, Any]:
             "tags": list(spec.publish.tags),
         },
         "deploy": None if spec.deploy is None else _deploy_to_dict(spec.deploy),
+        "services": [_service_to_dict(service) for service in spec.services],
     }
 
 
@@ -285,6 +372,8 @@ def spec_from_dict(data: dict[str, Any]) -> PipelineSpec:
             image=publish["image"], repository=publish["repository"], tags=tuple(publish["tags"])
         ),
         deploy=None if data["deploy"] is None else _deploy_from_dict(data["deploy"]),
+        # Runs recorded before services existed have none.
+        services=tuple(_service_from_dict(item) for item in data.get("services", [])),
     )
 
 
@@ -300,6 +389,19 @@ def _test_to_dict(test: TestSpec) -> dict[str, Any]:
         "pids": test.pids,
         "user": test.user,
         "network": test.network,
+        "steps": [
+            {
+                "name": step.name,
+                "command": list(step.command),
+                "image": step.image,
+                "env": [[name, value] for name, value in step.env],
+                "timeout": step.timeout,
+                "group": step.group,
+            }
+            for step in test.steps
+        ],
+        "reports": list(test.reports),
+        "cache": list(test.cache),
     }
 
 
@@ -316,6 +418,50 @@ def _test_from_dict(data: dict[str, Any]) -> TestSpec:
         pids=data["pids"],
         user=data["user"],
         network=data["network"],
+        # Runs recorded before steps, reports and caches existed have none.
+        steps=tuple(
+            StepSpec(
+                name=step["name"],
+                command=tuple(step["command"]),
+                image=step["image"],
+                env=_pairs(step["env"]),
+                timeout=step["timeout"],
+                group=step["group"],
+            )
+            for step in data.get("steps", [])
+        ),
+        reports=tuple(data.get("reports", [])),
+        cache=tuple(data.get("cache", [])),
+    )
+
+
+def _service_to_dict(service: ServiceSpec) -> dict[str, Any]:
+    return {
+        "name": service.name,
+        "image": service.image,
+        "env": [[name, value] for name, value in service.env],
+        "command": None if service.command is None else list(service.command),
+        "ready": None if service.ready is None else list(service.ready),
+        "ready_timeout": service.ready_timeout,
+        "user": service.user,
+        "memory_bytes": service.memory_bytes,
+        "cpus": service.cpus,
+        "pids": service.pids,
+    }
+
+
+def _service_from_dict(data: dict[str, Any]) -> ServiceSpec:
+    return ServiceSpec(
+        name=data["name"],
+        image=data["image"],
+        env=_pairs(data["env"]),
+        command=None if data["command"] is None else tuple(data["command"]),
+        ready=None if data["ready"] is None else tuple(data["ready"]),
+        ready_timeout=data["ready_timeout"],
+        user=data["user"],
+        memory_bytes=data["memory_bytes"],
+        cpus=float(data["cpus"]),
+        pids=data["pids"],
     )
 
 
@@ -525,7 +671,15 @@ def _pipeline(root: _Located, policy: SpecPolicy | None) -> PipelineSpec:
     # Without a publish section the image is still published, with the default tags.
     publish = _publish(sections.get("publish", _Located(None, "publish", root.line)), names, policy)
     deploy = _deploy(sections["deploy"]) if "deploy" in sections else None
-    return PipelineSpec(images=images, test=test, publish=publish, deploy=deploy)
+    services = _services(sections["services"], names, policy) if "services" in sections else ()
+    if services and test is None:
+        raise sections["services"].error("services are started for the test: add a test section")
+    if services and test is not None and test.network:
+        raise sections["services"].error(
+            "services live in the test's own network namespace: they cannot go with "
+            "test.network: true"
+        )
+    return PipelineSpec(images=images, test=test, publish=publish, deploy=deploy, services=services)
 
 
 def _images(located: _Located) -> tuple[ImageSpec, ...]:
@@ -628,14 +782,25 @@ def _test(located: _Located, image_names: list[str], policy: SpecPolicy | None) 
     env = _variables(fields["env"]) if "env" in fields else ()
     env_names = {name for name, _ in env}
     secrets = _secrets(fields["secrets"], env_names) if "secrets" in fields else ()
+    image = _image_name(fields, image_names)
+    timeout = (
+        _integer(fields["timeout"], minimum=1, maximum=MAX_TEST_TIMEOUT)
+        if "timeout" in fields
+        else DEFAULT_TEST_TIMEOUT
+    )
+    if "command" in fields and "steps" in fields:
+        raise fields["steps"].error("give either test.command (one step) or test.steps, not both")
+    if "command" not in fields and "steps" not in fields:
+        raise SpecError("required (or test.steps)", line=located.line, key=f"{located.key}.command")
+    steps = (
+        _steps(fields["steps"], image_names, default_image=image, default_timeout=timeout)
+        if "steps" in fields
+        else ()
+    )
     test = TestSpec(
-        image=_image_name(fields, image_names),
-        command=_command(_required(fields, "command", located)),
-        timeout=(
-            _integer(fields["timeout"], minimum=1, maximum=MAX_TEST_TIMEOUT)
-            if "timeout" in fields
-            else DEFAULT_TEST_TIMEOUT
-        ),
+        image=image,
+        command=_command(fields["command"]) if "command" in fields else (),
+        timeout=timeout,
         env=env,
         secrets=secrets,
         memory_bytes=_memory(fields["memory"]) if "memory" in fields else DEFAULT_MEMORY_BYTES,
@@ -643,6 +808,9 @@ def _test(located: _Located, image_names: list[str], policy: SpecPolicy | None) 
         pids=_integer(fields["pids"], minimum=MIN_PIDS) if "pids" in fields else DEFAULT_PIDS,
         user=_user(fields["user"]) if "user" in fields else None,
         network=_boolean(fields["network"]) if "network" in fields else False,
+        steps=steps,
+        reports=_reports(fields["reports"]) if "reports" in fields else (),
+        cache=_cache_paths(fields["cache"]) if "cache" in fields else (),
     )
     if policy is not None and (refusal := policy_refusal_of_test(test, policy)):
         field, message = refusal
@@ -650,6 +818,150 @@ def _test(located: _Located, image_names: list[str], policy: SpecPolicy | None) 
             message
         )
     return test
+
+
+def _steps(
+    located: _Located, image_names: list[str], *, default_image: str, default_timeout: int
+) -> tuple[StepSpec, ...]:
+    """test.steps: steps run in order; a group `{parallel: true, steps: [...]}` side by side."""
+    steps: list[StepSpec] = []
+    names: dict[str, int | None] = {}
+    items = _items(located)
+    if not items:
+        raise located.error("at least one step is required")
+    for group, item in enumerate(items):
+        entries = _entries(item)
+        if "parallel" in entries or "steps" in entries:
+            fields = _entries(item, STEP_GROUP_KEYS)
+            if not _boolean(_required(fields, "parallel", item)):
+                raise fields["parallel"].error(
+                    "a group of steps is `parallel: true`; list steps in order otherwise"
+                )
+            members = _items(_required(fields, "steps", item))
+            if len(members) < 2:
+                raise fields["steps"].error("a parallel group needs at least two steps")
+        else:
+            members = [item]
+        for member in members:
+            step = _step(member, image_names, default_image, default_timeout, group)
+            if step.name in names:
+                raise member.error(
+                    f"duplicate step name {step.name!r} (first on line {names[step.name]})"
+                )
+            names[step.name] = member.line
+            steps.append(step)
+    return tuple(steps)
+
+
+def _step(
+    located: _Located, image_names: list[str], default_image: str, default_timeout: int, group: int
+) -> StepSpec:
+    fields = _entries(located, STEP_KEYS)
+    name = _non_empty_string(_required(fields, "name", located))
+    if not _STEP_NAME.match(name):
+        raise fields["name"].error(
+            f"{name!r} is not a step name (1 to 63 letters, digits, '_', '.' or '-')"
+        )
+    return StepSpec(
+        name=name,
+        command=_command(_required(fields, "command", located)),
+        image=_image_name(fields, image_names) if "image" in fields else default_image,
+        env=_variables(fields["env"]) if "env" in fields else (),
+        timeout=(
+            _integer(fields["timeout"], minimum=1, maximum=MAX_TEST_TIMEOUT)
+            if "timeout" in fields
+            else default_timeout
+        ),
+        group=group,
+    )
+
+
+def _reports(located: _Located) -> tuple[str, ...]:
+    """Globs of JUnit XML files, inside the container (relative: to its working folder)."""
+    reports: list[str] = []
+    for item in _items(located):
+        pattern = _non_empty_string(item)
+        if any(ord(character) < 32 for character in pattern):
+            raise item.error(f"{pattern!r} contains a control character")
+        if ".." in pattern.split("/"):
+            raise item.error(f"{pattern!r} contains '..'")
+        if pattern not in reports:
+            reports.append(pattern)
+    return tuple(reports)
+
+
+def _cache_paths(located: _Located) -> tuple[str, ...]:
+    """Absolute folders of the test container kept between runs (never a system folder)."""
+    paths: list[str] = []
+    for item in _items(located):
+        path = _non_empty_string(item)
+        if not path.startswith("/") or ".." in path.split("/") or "\\" in path:
+            raise item.error(f"{path!r} must be an absolute path without '..'")
+        normalised = posixpath.normpath(path)
+        if normalised == "/" or any(
+            normalised == root or normalised.startswith(root + "/") for root in _CACHE_REFUSED_ROOTS
+        ):
+            raise item.error(f"{path!r} is a system folder; cache a folder of your own")
+        if normalised not in paths:
+            paths.append(normalised)
+    return tuple(paths)
+
+
+def _services(
+    located: _Located, image_names: list[str], policy: SpecPolicy | None
+) -> tuple[ServiceSpec, ...]:
+    services: list[ServiceSpec] = []
+    for name, body in _entries(located).items():
+        if not _SERVICE_NAME.match(name):
+            raise body.error(
+                f"service name {name!r} must be 1 to 32 lowercase letters, digits or '-', "
+                "starting with a letter (it is the service's host name)"
+            )
+        fields = _entries(body, SERVICE_KEYS)
+        image = _non_empty_string(_required(fields, "image", body))
+        if image not in image_names and not _IMAGE_REFERENCE.match(image):
+            raise fields["image"].error(
+                f"{image!r} is neither an image of the stack ({', '.join(image_names)}) nor an "
+                "image reference (registry.example.com/team/postgres:15)"
+            )
+        service = ServiceSpec(
+            name=name,
+            image=image,
+            env=_variables(fields["env"]) if "env" in fields else (),
+            command=_command(fields["command"]) if "command" in fields else None,
+            ready=_command(fields["ready"]) if "ready" in fields else None,
+            ready_timeout=(
+                _integer(fields["ready_timeout"], minimum=1, maximum=MAX_READY_TIMEOUT)
+                if "ready_timeout" in fields
+                else DEFAULT_READY_TIMEOUT
+            ),
+            user=_user(fields["user"]) if "user" in fields else None,
+            memory_bytes=_memory(fields["memory"]) if "memory" in fields else DEFAULT_MEMORY_BYTES,
+            cpus=_cpus(fields["cpus"]) if "cpus" in fields else DEFAULT_CPUS,
+            pids=_integer(fields["pids"], minimum=MIN_PIDS) if "pids" in fields else DEFAULT_PIDS,
+        )
+        if policy is not None and (refusal := policy_refusal_of_service(service, policy)):
+            field, message = refusal
+            raise fields.get(field, body).error(message)
+        services.append(service)
+    return tuple(services)
+
+
+def policy_refusal_of_service(service: ServiceSpec, policy: SpecPolicy) -> tuple[str, str] | None:
+    """(the service field, why) when `service` asks for more than `policy` allows, else None."""
+    as_test = TestSpec(
+        image="",
+        command=(),
+        timeout=1,
+        env=(),
+        secrets=(),
+        memory_bytes=service.memory_bytes,
+        cpus=service.cpus,
+        pids=service.pids,
+        user=None,
+        network=False,
+    )
+    return policy_refusal_of_test(as_test, policy)
 
 
 def policy_refusal_of_test(test: TestSpec, policy: SpecPolicy) -> tuple[str, str] | None:
@@ -677,6 +989,12 @@ def policy_refusal_of_test(test: TestSpec, policy: SpecPolicy) -> tuple[str, str
             f"{test.timeout}s is above this installation's ceiling of {policy.max_timeout}s "
             "(DOCKYARD_TEST_MAX_TIMEOUT)"
         )
+    for step in test.steps:
+        if step.timeout > policy.max_timeout:
+            return "steps", (
+                f"step {step.name}: {step.timeout}s is above this installation's ceiling of "
+                f"{policy.max_timeout}s (DOCKYARD_TEST_MAX_TIMEOUT)"
+            )
     if test.network and policy.network_refusal is not None:
         return "network", policy.network_refusal
     return None

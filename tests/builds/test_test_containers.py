@@ -231,3 +231,8 @@ def test_cancelling_a_run_stops_its_test_container_within_seconds(
     assert run.status == RunStatus.CANCELLED
     assert {s.name: s.status for s in run.stages.all()}["test"] == StageStatus.CANCELLED
     assert {s.name: s.status for s in run.stages.all()}["publish"] == StageStatus.CANCELLED
+    # The sweep and the stage both removing the container is no error of anyone's to show.
+    reasons = [event.reason for event in run.events.all()]
+    assert "cancelled by the test" in reasons
+    assert not [reason for reason in reasons if "in progress" in reason], reasons
+    assert "already in progress" not in stage_log_text(run.stages.get(name="test"))

@@ -77,3 +77,20 @@ def test_nul_bytes_from_a_test_do_not_break_the_log(stage: Stage) -> None:
     log.write("binary\x00junk\n")
     log.close()
     assert stage_log_text(stage) == "binary\ufffdjunk\n"
+
+
+def test_a_line_of_dockyards_own_is_not_held_back_behind_a_sections_output(stage: Stage) -> None:
+    # A long secret makes the masker hold back its length of every piece; Dockyard's own
+    # whole lines must still come out before what a step prints after them.
+    log = StageLog(stage, secrets=["s" * 40])
+    log.line("image app: registry/app@sha256:0123456789abcdef0123456789abcdef")
+    step = log.section("unit")
+    log.flush()
+    step.write("step output, no newline yet")
+    log.close()
+
+    chunks = list(LogChunk.objects.filter(stage=stage).order_by("seq"))
+    assert [(chunk.section, chunk.text) for chunk in chunks] == [
+        ("", "image app: registry/app@sha256:0123456789abcdef0123456789abcdef\n"),
+        ("unit", "step output, no newline yet"),
+    ]

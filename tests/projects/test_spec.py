@@ -426,6 +426,7 @@ def test_the_dict_form_of_the_default_spec_is_plain_data() -> None:
         "test": None,
         "publish": {"image": "app", "repository": None, "tags": ["{sha}", "{branch}", "{tag}"]},
         "deploy": None,
+        "services": [],
     }
 
 
@@ -509,7 +510,7 @@ def test_an_unknown_top_level_key_is_named_with_the_allowed_ones() -> None:
       command: pytest
     """
     assert error_for(text) == (
-        "dockyard.yml:3: tests: unknown key (allowed: images, test, publish, deploy)"
+        "dockyard.yml:3: tests: unknown key (allowed: images, services, test, publish, deploy)"
     )
 
 
@@ -747,11 +748,14 @@ def test_a_test_section_without_a_command_is_refused_at_its_key() -> None:
     test:
       image: app
     """
-    assert error_for(text) == "dockyard.yml:2: test.command: required"
+    assert error_for(text) == "dockyard.yml:2: test.command: required (or test.steps)"
 
 
 def test_an_empty_test_section_is_missing_its_command() -> None:
-    assert error_for("images: {app: }\ntest:\n") == "dockyard.yml:2: test.command: required"
+    assert (
+        error_for("images: {app: }\ntest:\n")
+        == "dockyard.yml:2: test.command: required (or test.steps)"
+    )
 
 
 @pytest.mark.parametrize(
@@ -797,7 +801,7 @@ def test_an_unknown_test_setting_is_named_with_the_allowed_ones() -> None:
     """
     assert error_for(text) == (
         "dockyard.yml:4: test.memory_limit: unknown key (allowed: image, command, timeout, env,"
-        " secrets, memory, cpus, pids, user, network)"
+        " secrets, memory, cpus, pids, user, network, steps, reports, cache)"
     )
 
 
