@@ -9,6 +9,7 @@ ARGS ?=
 # Dockyard's Redis and registry want logins; scripts/services.sh makes their passwords.
 SECRETS := /var/lib/dockyard/secrets
 SERVICES_ENV := DOCKYARD_REDIS_PASSWORD_FILE=$(SECRETS)/redis-password \
+	DOCKYARD_SECRET_KEY_FILE=$(SECRETS)/secret-key \
 	DOCKYARD_REGISTRY_USERNAME=dockyard \
 	DOCKYARD_REGISTRY_PASSWORD_FILE=$(SECRETS)/registry-password
 RUN_ENV := REDIS_URL=redis://127.0.0.1:6380/0 $(SERVICES_ENV) DOCKYARD_ALLOW_LOCAL_REPOSITORIES=true
@@ -21,7 +22,8 @@ TEST_ENV := DATABASE_URL=postgres://dockyard:dockyard@127.0.0.1:5432/dockyard \
 	DOCKYARD_SLOT_PORTS=19200-19399 \
 	DOCKYARD_ALLOW_LOCAL_REPOSITORIES=true
 
-.PHONY: up down demo test lint system services bench-pipeline bench-webhooks bench-deploy bench-soak
+.PHONY: up down demo test lint system services hosts bench-pipeline bench-webhooks bench-deploy \
+	bench-soak bench-fleet
 
 $(VENV)/.installed: pyproject.toml
 	scripts/system-packages.sh
@@ -35,6 +37,10 @@ system:
 
 services: system
 	scripts/services.sh
+
+# Three more hosts on loopback (an engine and an sshd each), for the fleet tests and benchmark.
+hosts: system
+	scripts/hosts.sh up
 
 up: $(VENV)/.installed services
 	PORT=$(PORT) $(RUN_ENV) scripts/up.sh
@@ -51,7 +57,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-test: $(VENV)/.installed services lint
+test: $(VENV)/.installed services hosts lint
 	node --test tests/js/
 	$(TEST_ENV) $(VENV)/bin/pytest $(ARGS)
 
@@ -66,3 +72,12 @@ bench-deploy: up
 
 bench-soak: up
 	$(RUN_ENV) $(PY) bench/soak.py
+
+# Its own PostgreSQL database, Redis database and data folder; its own workers on the hosts.
+bench-fleet: $(VENV)/.installed services hosts
+	runuser -u postgres -- psql -qtAc "select 1 from pg_database where datname = 'dockyard_bench'" \
+		| grep -q 1 || runuser -u postgres -- createdb -O dockyard dockyard_bench
+	DATABASE_URL=postgres://dockyard:dockyard@127.0.0.1:5432/dockyard_bench \
+		REDIS_URL=redis://127.0.0.1:6380/12 $(SERVICES_ENV) \
+		DOCKYARD_DATA_DIR=$(CURDIR)/data/bench-fleet DOCKYARD_ALLOW_LOCAL_REPOSITORIES=true \
+		$(PY) bench/fleet.py

@@ -329,3 +329,41 @@ class ErrorDetailSerializer(serializers.Serializer):
 
 class ErrorSerializer(serializers.Serializer):
     error = ErrorDetailSerializer()
+
+
+class ImagesQuerySerializer(serializers.Serializer):
+    base = StrictCharField(
+        max_length=600,
+        help_text="an image reference (debian:12, registry.example.com/infra/base:1), a digest "
+        "(sha256:…), or both (repository@sha256:…)",
+    )
+
+
+class ProjectOnBaseSerializer(serializers.Serializer):
+    slug = serializers.CharField()
+    current = serializers.BooleanField(help_text="its newest default-branch build is on the base")
+    runs = serializers.ListField(child=serializers.IntegerField(), help_text="run numbers")
+
+
+class ReleaseOnBaseSerializer(serializers.Serializer):
+    project = serializers.CharField()
+    number = serializers.IntegerField()
+    image = serializers.CharField()
+    run = serializers.IntegerField(help_text="the run's number")
+    created_at = serializers.DateTimeField()
+    serving = serializers.ListField(child=serializers.CharField(), help_text="environments")
+
+
+class EnvironmentOnBaseSerializer(serializers.Serializer):
+    project = serializers.CharField()
+    environment = serializers.CharField()
+    release = serializers.IntegerField(help_text="the release's number")
+
+
+class ImagesOnBaseSerializer(serializers.Serializer):
+    """Which projects, releases and environments run on a base, now and before."""
+
+    base = serializers.CharField()
+    projects = ProjectOnBaseSerializer(many=True)
+    releases = ReleaseOnBaseSerializer(many=True)
+    environments = EnvironmentOnBaseSerializer(many=True, help_text="serving one of them now")

@@ -14,6 +14,7 @@ router.register("audit", views.AuditEntryViewSet, basename="audit-entry")
 
 urlpatterns = [
     path("", include(router.urls)),
+    path("images/", views.ImagesView.as_view(), name="images"),
     path("chatops/", views.ChatOpsView.as_view(), name="chatops"),
     path("chatops/slack/", views.SlackCommandView.as_view(), name="chatops-slack"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),

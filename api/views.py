@@ -15,6 +15,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, viewsets
 from rest_framework.authtoken.models import Token
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import AllowAny, IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -28,6 +29,7 @@ from audit.actors import Actor, request_actor
 from audit.models import AuditAction, AuditEntry
 from audit.selectors import audit_entries
 from pipelines.access import require_run_controller
+from pipelines.image_lineage import BaseNotUnderstood, images_on_base
 from pipelines.models import LogChunk, PipelineRun
 from pipelines.selectors import run_list, run_tests
 from pipelines.services import (
@@ -352,6 +354,25 @@ class AuditEntryViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     )
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().list(request, *args, **kwargs)
+
+
+@extend_schema(tags=["images"])
+class ImagesView(APIView):
+    """What is built on a base image: "there is a new OpenSSL in debian:12; which apps use it,
+    which releases, and what serves them now?"."""
+
+    @extend_schema(
+        parameters=[s.ImagesQuerySerializer],
+        responses={200: s.ImagesOnBaseSerializer, **ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        query = s.ImagesQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        try:
+            found = images_on_base(query.validated_data["base"])
+        except BaseNotUnderstood as error:
+            raise ValidationError({"base": [str(error)]}) from None
+        return Response(s.ImagesOnBaseSerializer(found).data)
 
 
 class ChatOpsView(APIView):

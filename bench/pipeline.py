@@ -18,7 +18,6 @@ Run with `make bench-pipeline` (it starts Dockyard with `make up` first).
 
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,13 +36,13 @@ django.setup()
 from django.conf import settings  # noqa: E402
 
 from bench.local_forge import commit_all, git, signed_push  # noqa: E402
+from bench.raw_docker import docker  # noqa: E402
 from builds.models import LayerBuild  # noqa: E402
 from pipelines.models import PipelineRun  # noqa: E402
-from pipelines.services import project_create  # noqa: E402
 from pipelines.states import RUN_FINAL_STATES  # noqa: E402
+from projects.services import project_create  # noqa: E402
 
 SERVER = os.environ.get("DOCKYARD_BENCH_SERVER", "http://127.0.0.1:8000")
-DOCKER = "/usr/bin/docker"  # Debian's CLI, matching the engine; the legacy builder, like Dockyard
 BASE_DOCKERFILE = """\
 FROM scratch
 COPY busybox /bin/busybox
@@ -68,16 +67,6 @@ test:
   command: ["sh", "/app/test.sh"]
 """
 TEST_SCRIPT = "test -s /opt/runtime.bin && grep -q hello /app/greeting.txt && echo 'tests pass'\n"
-
-
-def docker(*args: str, cwd: Path | None = None) -> None:
-    subprocess.run(
-        [DOCKER, *args],
-        cwd=cwd,
-        check=True,
-        capture_output=True,
-        env={**os.environ, "DOCKER_BUILDKIT": "0"},
-    )
 
 
 def make_repository(path: Path, nonce: str) -> None:
@@ -145,6 +134,7 @@ def raw_cli_run(repo: Path, sha: str, name: str) -> tuple[float, float]:
 
 def build_seconds(run: PipelineRun) -> float:
     build = run.stages.get(name="build")
+    assert build.finished_at is not None and build.started_at is not None, "the build never ran"
     return (build.finished_at - build.started_at).total_seconds()
 
 

@@ -65,9 +65,10 @@ django.setup()
 from django.conf import settings  # noqa: E402
 
 from bench.local_forge import commit_all, git, signed_push  # noqa: E402
-from pipelines.models import PipelineRun, Project  # noqa: E402
-from pipelines.services import project_create  # noqa: E402
+from pipelines.models import PipelineRun  # noqa: E402
 from pipelines.states import RUN_FINAL_STATES  # noqa: E402
+from projects.models import Project  # noqa: E402
+from projects.services import project_create  # noqa: E402
 from releases.models import Deployment, Environment, Release  # noqa: E402
 from releases.states import DEPLOYMENT_FINAL_STATES  # noqa: E402
 from webhooks.models import Delivery  # noqa: E402

@@ -33,7 +33,7 @@ django.setup()
 
 from config.celery import app as celery_app  # noqa: E402
 from pipelines.models import PipelineRun  # noqa: E402
-from pipelines.services import project_create  # noqa: E402
+from projects.services import project_create  # noqa: E402
 from webhooks.models import Delivery  # noqa: E402
 from webhooks.signatures import github_signature  # noqa: E402
 

@@ -3,7 +3,9 @@
 An image something else builds on is a *base*: its cache key (builds.cache_keys) names it in the
 registry, and a worker that finds that tag locally or in the registry builds nothing. The
 images that are tested or published are *app* layers: built on every run, FROM their base
-pinned by digest, so the base's ONBUILD instructions do the app-specific part.
+pinned by digest, so the base's ONBUILD instructions do the app-specific part, and pushed at
+once as the run's candidates (builds.candidates). Every layer thus has a registry reference
+by digest: the stages after the build, on whatever worker, run exactly what was built.
 
 Knows images, not runs: the caller (pipelines' build stage) gives the project, the run's id
 (layer records and tags carry it), the validated spec, the checked-out source, a log, an
@@ -21,9 +23,11 @@ from django.conf import settings
 
 from builds.build_log import BuildLog
 from builds.cache_keys import ContextFile, base_layer_cache_key
+from builds.candidates import candidate_push
 from builds.dockerfile import external_parents
 from builds.errors import BuildCancelled, BuildFailure
-from builds.models import BaseLayerRecord, CacheSource, LayerBuild, LayerRole
+from builds.models import BaseLayerRecord, CacheSource, LayerBuild, LayerRole, LayerUpstream
+from builds.pushing import image_push
 from builds.upstream import upstream_resolve
 from infrastructure.docker_engine import (
     BuildStopped,
@@ -79,6 +83,7 @@ def stack_build(
     *,
     project: Project,
     run_id: int,
+    run_number: int,
     spec: PipelineSpec,
     source: Path,
     log: BuildLog,
@@ -93,6 +98,10 @@ def stack_build(
     for position, planned in enumerate(stack_plan(spec)):
         image = planned.image
         parent = _parent(image, layers, project_parents)
+        if parent is not None and image.from_project is not None:
+            # Another project's published image: tagged in the registry, on no engine until
+            # pulled (with Dockyard's login: the builder's own pull of a FROM has none).
+            engine.ensure_image(reference=parent.reference, on_output=_quiet)
         started = time.monotonic()
         dockerfile, context = _paths(image, source)
         args = _build_args(image, parent)
@@ -125,7 +134,15 @@ def stack_build(
                 log=log,
                 engine=engine,
             )
-            reference, source_of, key = "", CacheSource.BUILT, ""
+            reference = candidate_push(
+                project=project,
+                run_number=run_number,
+                name=image.name,
+                image_id=image_id,
+                engine=engine,
+                log=log,
+            )
+            source_of, key = CacheSource.BUILT, ""
         info = engine.image_info(image_id)
         layer, _ = LayerBuild.objects.update_or_create(
             run_id=run_id,
@@ -142,6 +159,12 @@ def stack_build(
                 "duration_seconds": time.monotonic() - started,
                 "size_bytes": info.size_bytes if info else 0,
             },
+        )
+        # Indexed apart too: "which layers were built on this upstream digest?"
+        LayerUpstream.objects.filter(layer=layer).delete()
+        LayerUpstream.objects.bulk_create(
+            LayerUpstream(layer=layer, reference=reference, digest=digest)
+            for reference, digest in upstream.items()
         )
         layers[image.name] = layer
     return layers
@@ -205,11 +228,7 @@ def _base_layer(
         log.line(f"{image.name}: cache miss ({key[:16]}); building")
     image_id = _build(image=image, parent=parent, paths=paths, tag=cached, log=log, engine=engine)
     # The registry is the cache every worker shares: what this one built, the next reuses.
-    digest = log.stream(
-        lambda: engine.push_image(
-            image_id=image_id, repository=repository, tag=key, on_output=log.write
-        )
-    )
+    digest = image_push(engine, log, image_id=image_id, repository=repository, tag=key)
     BaseLayerRecord.objects.update_or_create(
         project=project, repository=repository, cache_key=key, defaults={"digest": digest}
     )
@@ -307,3 +326,7 @@ def _context_files(context: Path, dockerfile: Path) -> list[ContextFile]:
                 digest = hashlib.file_digest(content, "sha256").hexdigest()
         files.append(ContextFile(path=relative, mode=path.lstat().st_mode, content_digest=digest))
     return files
+
+
+def _quiet(_: str) -> None:
+    """Pull progress is noise in a build log."""

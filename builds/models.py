@@ -33,8 +33,12 @@ class LayerBuild(models.Model):
     cache_key = models.CharField(max_length=64, blank=True)
     source = models.CharField(max_length=16, choices=CacheSource.choices)
     image_id = models.CharField(max_length=100)
-    # For a base: the registry reference its children were built FROM (repository@digest).
+    # Where the layer is in the registry, by digest: for a base, what its children were built
+    # FROM; for an app layer, the run's candidate (builds.candidates), which every stage
+    # after the build runs.
     reference = models.CharField(max_length=500, blank=True)
+    # When retention deleted the candidate from the registry.
+    candidate_removed_at = models.DateTimeField(null=True, blank=True)
     duration_seconds = models.FloatField()
     size_bytes = models.BigIntegerField()
     created_at = models.DateTimeField(auto_now_add=True)
@@ -54,6 +58,19 @@ class LayerBuild(models.Model):
         if self.role == LayerRole.APP:
             return None
         return self.source != CacheSource.BUILT
+
+
+class LayerUpstream(models.Model):
+    """An image outside the stack a layer was built FROM and the digest it resolved to (as in
+    LayerBuild.upstream), one row each so that "what is built on this?" is an indexed look-up
+    (the upstream watch, the images API)."""
+
+    layer = models.ForeignKey(LayerBuild, on_delete=models.CASCADE, related_name="upstream_images")
+    reference = models.CharField(max_length=500, db_index=True)
+    digest = models.CharField(max_length=100, db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.reference} = {self.digest}"
 
 
 class BaseLayerRecord(models.Model):
@@ -126,3 +143,28 @@ class CacheVolume(models.Model):
 
     def __str__(self) -> str:
         return f"{self.project.slug} {self.branch} {self.path}"
+
+
+class UpstreamMove(models.Model):
+    """An image outside every stack (`FROM debian:12`) whose tag now points elsewhere than
+    the digest some project's newest build used: the watch found it and rebuilt those projects
+    (operations.upstream_watch). One per reference and new digest."""
+
+    reference = models.CharField(max_length=500)
+    # The digest the rebuilt projects had used (the most common one, when they differed).
+    old_digest = models.CharField(max_length=100)
+    new_digest = models.CharField(max_length=100)
+    detected_at = models.DateTimeField(auto_now_add=True)
+    # The runs it started, one per project that used the reference.
+    runs = models.ManyToManyField("pipelines.PipelineRun", related_name="upstream_moves")
+
+    class Meta:
+        ordering = ["-detected_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["reference", "new_digest"], name="upstream_move_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reference}: {self.old_digest[:19]} -> {self.new_digest[:19]}"

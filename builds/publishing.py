@@ -1,21 +1,23 @@
-"""Publishing an image: under the tags its dockyard.yml asks for, inside what the project may
-push to, never over another ref's tag, through a registry that may be briefly down."""
+"""Publishing an image: the run's candidate tagged under the tags its dockyard.yml asks for,
+inside what the project may push to, never over another ref's tag, through a registry that may
+be briefly down.
+
+Publishing moves no layer and builds nothing: the registry is told to tag the candidate the
+build pushed and the tests ran (builds.candidates), so what is published is that digest.
+"""
 
 from dataclasses import dataclass
 from functools import partial
 
-from django.conf import settings
-
 from builds.build_log import BuildLog
-from builds.errors import BuildCancelled, BuildFailure
+from builds.errors import BuildFailure
 from builds.image_tags import ref_scoped, render_tags
 from builds.models import RefTag
-from infrastructure.docker_engine import ContainerEngine, RegistryUnreachable
+from builds.pushing import registry_retrying
+from infrastructure.registry import image_tag
 from projects.models import Project
 from projects.services import project_namespace
 from projects.spec import PublishSpec, publish_repository_refusal
-
-PUSH_BACKOFF_CAP = 30.0
 
 
 @dataclass(frozen=True)
@@ -29,15 +31,14 @@ def image_publish(
     *,
     project: Project,
     publish: PublishSpec,
-    image_id: str,
+    candidate: str,
     commit_sha: str,
     ref: str,
     run_number: int,
-    engine: ContainerEngine,
     log: BuildLog,
 ) -> Published:
-    """Push `image_id` under its tags (commit sha, branch, git tag, ...); BuildFailure says
-    why not."""
+    """Tag `candidate` (repository@digest) under the publish tags (commit sha, branch, git
+    tag, ...); BuildFailure says why not."""
     namespace = project_namespace(project.slug)
     repository = publish.repository or namespace
     # Checked when dockyard.yml was read, and again here: a grant may have been taken back.
@@ -57,14 +58,13 @@ def image_publish(
         ref=ref,
         run_number=run_number,
     )
-    digest = ""
+    source, _, digest = candidate.partition("@")
     for tag in tags:
-        log.line(f"pushing {repository}:{tag}")
-        digest = log.stream(
-            partial(
-                _push_with_retries, engine, log, image_id=image_id, repository=repository, tag=tag
-            )
+        log.line(f"tagging {repository}:{tag}")
+        tag_candidate = partial(
+            image_tag, source_repository=source, digest=digest, repository=repository, tag=tag
         )
+        registry_retrying(tag_candidate, log, what=f"{repository}:{tag}")
     log.line(f"published {repository}@{digest} as {', '.join(tags)}")
     return Published(repository=repository, digest=digest, tags=tags)
 
@@ -96,32 +96,3 @@ def ref_tags_claim(
                 f"overwrite it (both names become {tag!r} as a tag). Rename the branch or tag, "
                 "or publish without {branch}/{tag} templates"
             )
-
-
-def _push_with_retries(
-    engine: ContainerEngine, log: BuildLog, *, image_id: str, repository: str, tag: str
-) -> str:
-    """Push, waiting out a registry that is down or restarting (doubling waits, capped),
-    then give up saying so; a registry that answers with a refusal fails at once."""
-    attempts = settings.DOCKYARD_PUSH_ATTEMPTS
-    for attempt in range(1, attempts + 1):
-        try:
-            return engine.push_image(
-                image_id=image_id, repository=repository, tag=tag, on_output=log.write
-            )
-        except RegistryUnreachable as error:
-            if attempt == attempts:
-                raise BuildFailure(
-                    f"the registry for {repository} is unreachable; gave up after "
-                    f"{attempts} attempts: {error}"
-                ) from None
-            delay = min(
-                settings.DOCKYARD_PUSH_BACKOFF_SECONDS * 2 ** (attempt - 1), PUSH_BACKOFF_CAP
-            )
-            log.line(
-                f"the registry is unreachable ({error}); retrying in {delay:g}s "
-                f"(attempt {attempt + 1} of {attempts})"
-            )
-            if log.stop_requested.wait(delay):
-                raise BuildCancelled() from None
-    raise AssertionError("unreachable: the loop returns or raises")

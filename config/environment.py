@@ -168,14 +168,27 @@ def env_path(name: str, default: Path, environ: Mapping[str, str] | None = None)
     return path
 
 
-def secret_key(name: str, data_dir: Path, environ: Mapping[str, str] | None = None) -> str:
-    """The variable if set, else a key generated once and kept in the data folder."""
+def secret_key(
+    name: str,
+    data_dir: Path,
+    environ: Mapping[str, str] | None = None,
+    *,
+    required_because: str | None = None,
+) -> str:
+    """The variable if set, else a key generated once and kept in the data folder; with
+    `required_because`, a missing variable is an error that says why it must be set."""
     value = _raw(name, environ)
     if value is not None:
         if len(value) < 32:
             raise ImproperlyConfigured(f"{name} is too short: use at least 32 characters")
         return value
     key_file = data_dir / "secret_key"
+    if required_because is not None:
+        kept = f" (this host's generated key is in {key_file})" if key_file.exists() else ""
+        raise ImproperlyConfigured(
+            f"{name} (or {name}_FILE) must be set {required_because}{kept}; make one with "
+            "`python3 -c 'import secrets; print(secrets.token_urlsafe(50))'`"
+        )
     if not key_file.exists():
         data_dir.mkdir(parents=True, exist_ok=True)
         # Written aside and linked into place, so that processes starting together all
@@ -252,6 +265,25 @@ def env_choice(
     if value not in choices:
         raise ImproperlyConfigured(f"{name}={value!r}: use one of {', '.join(choices)}")
     return value
+
+
+def env_choices(
+    name: str,
+    default: tuple[str, ...],
+    choices: tuple[str, ...],
+    environ: Mapping[str, str] | None = None,
+) -> tuple[str, ...]:
+    """Some of `choices`, commas between (`build,deploy`), in the order of `choices`."""
+    value = _raw(name, environ)
+    if value is None:
+        return default
+    given = [item.strip().lower() for item in value.split(",") if item.strip()]
+    unknown = [item for item in given if item not in choices]
+    if unknown or not given:
+        raise ImproperlyConfigured(
+            f"{name}={value!r}: use one or more of {', '.join(choices)}, commas between"
+        )
+    return tuple(choice for choice in choices if choice in given)
 
 
 _SIZE = re.compile(r"^(?P<amount>\d+)(?P<unit>[kmg]?)b?$", re.IGNORECASE)

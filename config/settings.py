@@ -11,6 +11,7 @@ from config import process_kind
 from config.environment import (
     env_bool,
     env_choice,
+    env_choices,
     env_database,
     env_fernet_keys,
     env_file_defaults,
@@ -40,15 +41,6 @@ env_file_defaults(DATA_DIR / "dockyard.env")
 
 #: Django's debug pages.
 DEBUG = env_bool("DOCKYARD_DEBUG", False)
-#: Django's secret key (at least 32 characters); the same on every host. (default: generated once
-#: into the data folder)
-SECRET_KEY = secret_key("DOCKYARD_SECRET_KEY", DATA_DIR)
-# Webhook secrets, forge tokens, project secrets and notification URLs are encrypted in the
-# database with the first of these Fernet keys and decrypted with any (config.encrypted_fields).
-# None set: one is derived from SECRET_KEY, which then must never change.
-#: Fernet keys (commas, spaces or one a line) that encrypt stored secrets; the first encrypts, all
-#: decrypt. (default: derived from the secret key)
-DOCKYARD_ENCRYPTION_KEYS = env_fernet_keys("DOCKYARD_ENCRYPTION_KEYS")
 #: Host names the web server answers. (default: `127.0.0.1,localhost,[::1]`)
 ALLOWED_HOSTS = env_list("DOCKYARD_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 # Where forges and browsers reach this server; used in the webhook URLs we print and in links.
@@ -157,6 +149,29 @@ if DB_POOL and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Webhook secrets, forge tokens, project secrets and notification URLs are encrypted in the
+# database with the first of these Fernet keys and decrypted with any (config.encrypted_fields).
+# None set: one is derived from SECRET_KEY, which then must never change.
+#: Fernet keys (commas, spaces or one a line) that encrypt stored secrets; the first encrypts, all
+#: decrypt. (default: derived from the secret key)
+DOCKYARD_ENCRYPTION_KEYS = env_fernet_keys("DOCKYARD_ENCRYPTION_KEYS")
+# A key generated into one host's data folder is that host's alone: with PostgreSQL (several
+# hosts, one database) a second host could neither read the secrets the first stored nor
+# accept its sessions. SQLite is one host's by nature.
+#: Django's secret key (at least 32 characters), the same on every host; required with PostgreSQL.
+#: (default: with SQLite, generated once into the data folder)
+SECRET_KEY = secret_key(
+    "DOCKYARD_SECRET_KEY",
+    DATA_DIR,
+    required_because=(
+        "when the database is PostgreSQL: every host of an installation needs the same key "
+        "to read the secrets stored in it"
+        if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+        and not DOCKYARD_ENCRYPTION_KEYS
+        else None
+    ),
+)
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
@@ -253,6 +268,15 @@ CELERY_WORKER_MAX_TASKS_PER_CHILD = 50
 DOCKER_HOST = env_url(
     "DOCKER_HOST", "unix:///var/run/docker.sock", schemes={"unix", "tcp", "ssh", "http", "https"}
 )
+# An engine on tcp:// is reached over TLS with a client certificate, as the docker CLI does:
+# DOCKER_CERT_PATH holds ca.pem (the engines' CA), cert.pem and key.pem (Dockyard's client
+# certificate). An engine on ssh:// is reached with the worker user's ssh set-up (~/.ssh/config,
+# its keys or agent, and known_hosts: an unknown host key is refused).
+#: `1`: engines on `tcp://` must present a certificate of DOCKER_CERT_PATH's CA, and Dockyard
+#: presents its own.
+DOCKER_TLS_VERIFY = env_bool("DOCKER_TLS_VERIFY", False)
+#: The folder of `ca.pem`, `cert.pem` and `key.pem` for engines on `tcp://`. (default: `~/.docker`)
+DOCKER_CERT_PATH = env_path("DOCKER_CERT_PATH", Path.home() / ".docker")
 #: Where images are pushed (`host[:port]`).
 DOCKYARD_REGISTRY = env_host_port("DOCKYARD_REGISTRY", "127.0.0.1:5000")
 # The registry's account: pushes, pulls and cache look-ups all log in with it.
@@ -263,6 +287,17 @@ DOCKYARD_REGISTRY_PASSWORD = env_str("DOCKYARD_REGISTRY_PASSWORD", "")
 if bool(DOCKYARD_REGISTRY_USERNAME) != bool(DOCKYARD_REGISTRY_PASSWORD):
     raise ImproperlyConfigured(
         "set both DOCKYARD_REGISTRY_USERNAME and DOCKYARD_REGISTRY_PASSWORD, or neither"
+    )
+# Dockyard's own requests to the registry (cache look-ups, tagging, upstream checks) go over
+# TLS verified with this bundle; a registry on a loopback address is plain HTTP without one.
+# The engines push and pull themselves: each engine host trusts the same CA in
+# /etc/docker/certs.d/<registry>/ca.crt.
+#: PEM bundle of the CA that signed the registry's certificate (`https://` even on loopback).
+#: (default: the system's CAs)
+DOCKYARD_REGISTRY_CA_FILE = env_str("DOCKYARD_REGISTRY_CA_FILE", "")
+if DOCKYARD_REGISTRY_CA_FILE and not Path(DOCKYARD_REGISTRY_CA_FILE).is_file():
+    raise ImproperlyConfigured(
+        f"DOCKYARD_REGISTRY_CA_FILE={DOCKYARD_REGISTRY_CA_FILE!r} is not a readable file"
     )
 # A push that cannot reach the registry is tried this many times in all, waiting BACKOFF
 # seconds after the first failure, doubling each time (at most 30 s between tries).
@@ -356,6 +391,29 @@ DOCKYARD_ATTEMPTS = env_int("DOCKYARD_ATTEMPTS", 2, minimum=1)
 DOCKYARD_HOUSEKEEPING = env_bool("DOCKYARD_HOUSEKEEPING", True)
 #: How often each worker prunes (retention).
 DOCKYARD_PRUNE_INTERVAL_SECONDS = env_float("DOCKYARD_PRUNE_INTERVAL_SECONDS", 3600.0, minimum=1.0)
+# What a worker does decides which queues it consumes and which chores its housekeeper runs
+# (operations.housekeeping): a build host checks out, builds, tests and publishes, and cleans
+# its own engine and disk; a deploy host makes releases, deploys and keeps HAProxy. The chores
+# of the whole installation (the reaper, upstream checks, pruning logs) run on one worker at a
+# time, whichever holds their lock. Every worker sends notifications.
+#: `build`, `deploy` or both (commas between): the queues this worker consumes and its chores.
+#: (default: `build,deploy`)
+DOCKYARD_WORKER_ROLES = env_choices(
+    "DOCKYARD_WORKER_ROLES", ("build", "deploy"), ("build", "deploy")
+)
+# Bases that build FROM an image outside the stack (`FROM debian:12`) record the digest it
+# resolved to; the watch asks the registry for each such reference's digest now, and when one
+# moved, every project whose stack uses it runs its default branch again.
+#: How often the installation asks registries whether an upstream image moved; `0`: never (run
+#: `manage.py checkupstream` instead).
+DOCKYARD_UPSTREAM_CHECK_SECONDS = env_float("DOCKYARD_UPSTREAM_CHECK_SECONDS", 3600.0, minimum=0.0)
+# The build stage pushes what it built as a candidate (tagged by run, not by branch or sha);
+# candidates are deleted from the registry this long after their run ended (what was published
+# stays under its own tags).
+#: Hours after its run ended that a run's candidate images are deleted from the registry.
+DOCKYARD_CANDIDATE_RETENTION_HOURS = env_float(
+    "DOCKYARD_CANDIDATE_RETENTION_HOURS", 48.0, minimum=0.0
+)
 
 LOGGING = {
     "version": 1,

@@ -19,6 +19,14 @@ DEPLOYS = "deploys"
 # Reports to forges and chat are small and must not wait behind a long build.
 NOTIFY = "notify"
 QUEUES: tuple[str, ...] = (BUILDS, DEPLOYS, NOTIFY)
+# What a worker consumes by its roles (DOCKYARD_WORKER_ROLES); every worker notifies.
+ROLE_QUEUES: dict[str, tuple[str, ...]] = {"build": (BUILDS, NOTIFY), "deploy": (DEPLOYS, NOTIFY)}
+
+
+def queues_of_roles(roles: Sequence[str]) -> list[str]:
+    """The queues a worker with `roles` consumes, in QUEUES order."""
+    wanted = {queue for role in roles for queue in ROLE_QUEUES[role]}
+    return [queue for queue in QUEUES if queue in wanted]
 
 
 @dataclass(frozen=True)

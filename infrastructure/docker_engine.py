@@ -1,6 +1,7 @@
 """The Docker engine adapter: build images, run throwaway containers, pull and push.
 
-The only module that imports the Docker SDK. Its errors become DockerEngineError (or
+With engine_connections (how an engine is reached: socket, TLS, ssh), the only module that
+imports the Docker SDK. Its errors become DockerEngineError (or
 ImageBuildError for a build that failed because of the Dockerfile). Every container it starts
 carries Dockyard's labels, so that a sweep by label finds any that outlived its run.
 """
@@ -19,13 +20,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-import docker
+import paramiko
 import requests
 from django.conf import settings
 from docker.api.build import process_dockerfile
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.utils.build import exclude_paths
 from docker.utils.build import tar as context_tar
+
+from infrastructure.engine_connections import (
+    EngineConnectionError,
+    docker_client,
+    ssh_failure_explained,
+)
 
 MANAGED_LABEL = "dockyard.managed"
 # The static busybox a namespace holder runs (Debian's busybox-static).
@@ -237,6 +244,15 @@ class ContainerEngine(Protocol):
     def remove_containers(self, *, labels: dict[str, str]) -> int: ...
 
 
+@dataclass(frozen=True)
+class EngineIdentity:
+    """Which engine answered: its host's name, its version, where it keeps its data."""
+
+    name: str
+    version: str
+    data_root: str
+
+
 # How the code that needs an engine gets one: called with the engine's URL, it gives a context
 # manager that closes the connection. DockerEngine itself is the real factory.
 EngineFactory = Callable[[str], AbstractContextManager[ContainerEngine]]
@@ -248,17 +264,24 @@ class DockerEngine:
     def __init__(self, base_url: str, *, timeout: int = 300) -> None:
         self._base_url = base_url
         try:
-            self._client = docker.DockerClient(base_url=base_url, timeout=timeout)
-        except DockerException as error:
-            raise DockerEngineError(
-                f"cannot reach the Docker engine at {base_url}: {error}"
-            ) from None
+            self._client = docker_client(base_url, timeout=timeout)
+        except EngineConnectionError as error:
+            raise DockerEngineError(str(error)) from None
 
     def __enter__(self) -> "DockerEngine":
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self._client.close()
+
+    def identity(self) -> EngineIdentity:
+        with self._translated_errors("engine info"):
+            info = self._client.info()
+        return EngineIdentity(
+            name=str(info.get("Name", "")),
+            version=str(info.get("ServerVersion", "")),
+            data_root=str(info.get("DockerRootDir", "")),
+        )
 
     def build_image(
         self,
@@ -814,6 +837,10 @@ class DockerEngine:
             yield
         except DockerEngineError:
             raise
+        except paramiko.SSHException as error:
+            raise DockerEngineError(
+                f"{action}: {ssh_failure_explained(self._base_url, error)}"
+            ) from None
         except (DockerException, requests.exceptions.RequestException, OSError) as error:
             raise DockerEngineError(f"{action} on {self._base_url}: {_explain(error)}") from None
 

@@ -21,9 +21,20 @@ from django.utils import timezone
 logger = logging.getLogger(__name__)
 
 
+# The Celery worker's node name (dockyard@build-2), once the worker has said it: with several
+# workers on a host, or hosts of one name, the host name alone does not say which.
+_worker_node: list[str] = []
+
+
+def worker_node_name_set(name: str) -> None:
+    """Note this process's Celery node name (before the pool forks: its children inherit it)."""
+    _worker_node[:] = [name]
+
+
 def worker_name() -> str:
-    """Which process carries the work, for the timeline and the operator: host:pid."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """Which process carries the work, for the timeline and the operator: node:pid."""
+    node = _worker_node[0] if _worker_node else socket.gethostname()
+    return f"{node}:{os.getpid()}"
 
 
 def heartbeat_is_fresh(at: datetime | None, *, now: datetime | None = None) -> bool:

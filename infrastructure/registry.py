@@ -1,16 +1,25 @@
-"""The registry adapter: ask a Docker registry (the distribution HTTP API v2) what it holds.
+"""The registry adapter: talk to a Docker registry (the distribution HTTP API v2) directly.
 
-Pushing and pulling go through the Docker engine; this adapter only looks things up, so a
-worker can tell "the registry has this cached base" from "the registry is down".
+The engines push and pull layers; this adapter looks things up (is this cached base there,
+where does this upstream tag point now) and moves manifests only: tagging an image the registry
+already holds is a manifest put, with its blobs mounted from the repository that has them, so
+no layer moves twice. Dockyard's own registry is asked with its account (basic auth); any
+registry that answers 401 with a Bearer challenge (Docker Hub, GHCR, GitLab) gets a token
+first. TLS is verified with DOCKYARD_REGISTRY_CA_FILE, or the system's CAs; a loopback registry
+without a CA configured is plain HTTP, as the Docker engine treats it.
 """
 
+import ipaddress
+import json
+import re
 from dataclasses import dataclass
+from typing import Any
 
 import requests
 from django.conf import settings
 
-# A registry answers a manifest HEAD with the digest of the format the client accepts; these
-# are the formats the Docker engine pushes.
+# A registry answers a manifest request with the format the client accepts; these are the
+# formats the Docker engine pushes, and the lists and indexes of multi-platform images.
 MANIFEST_TYPES = ", ".join(
     [
         "application/vnd.docker.distribution.manifest.v2+json",
@@ -20,10 +29,20 @@ MANIFEST_TYPES = ", ".join(
     ]
 )
 TIMEOUT_SECONDS = 10
+# Docker Hub's names: `python:3.11` is docker.io/library/python, served by registry-1.
+DOCKER_HUB = "docker.io"
+DOCKER_HUB_API = "registry-1.docker.io"
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+
+_CHALLENGE_PARAMETER = re.compile(r'(\w+)="([^"]*)"')
 
 
 class RegistryError(Exception):
     """The registry could not be reached or answered something unexpected."""
+
+
+class RegistryUnavailable(RegistryError):
+    """The registry did not answer (down, restarting): worth trying again."""
 
 
 @dataclass(frozen=True)
@@ -40,53 +59,132 @@ class ImageName:
             raise RegistryError(f"{repository!r} names no registry (expected host[:port]/path)")
         return cls(registry=registry, path=path)
 
+    @classmethod
+    def of_reference(cls, repository: str) -> "ImageName":
+        """As the Docker engine reads a repository: `python` is Docker Hub's library/python,
+        `acme/web` Docker Hub's acme/web, `ghcr.io/acme/web` GHCR's."""
+        first, _, rest = repository.partition("/")
+        if rest and ("." in first or ":" in first or first == "localhost"):
+            registry, path = first, rest
+        else:
+            registry, path = DOCKER_HUB, repository if rest else f"library/{repository}"
+        return cls(registry=registry, path=path)
+
+    def __str__(self) -> str:
+        return f"{self.registry}/{self.path}"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    media_type: str
+    body: bytes
+    digest: str
+
+    def blob_digests(self) -> list[str]:
+        """The config and layers an image manifest names (none for a list or index)."""
+        document = json.loads(self.body)
+        blobs = [document["config"]["digest"]] if "config" in document else []
+        return blobs + [layer["digest"] for layer in document.get("layers", [])]
+
 
 def manifest_digest(repository: str, reference: str) -> str | None:
     """The digest of repository:reference in its registry, or None when it holds no such tag."""
     name = ImageName.parse(repository)
-    url = f"{_base_url(name.registry)}/v2/{name.path}/manifests/{reference}"
-    try:
-        response = requests.head(
-            url,
-            headers={"Accept": MANIFEST_TYPES},
-            auth=registry_credentials(name.registry),
-            timeout=TIMEOUT_SECONDS,
-        )
-    except requests.RequestException as error:
-        raise RegistryError(f"registry {name.registry} unreachable: {error}") from None
+    response = _request(
+        "HEAD",
+        name,
+        f"manifests/{reference}",
+        scope="pull",
+        headers={"Accept": MANIFEST_TYPES},
+    )
     if response.status_code == 404:
         return None
-    if response.status_code == 401:
-        raise RegistryError(
-            f"registry {name.registry} refused Dockyard's login for {repository} (401): check "
-            "DOCKYARD_REGISTRY_USERNAME and DOCKYARD_REGISTRY_PASSWORD"
-        )
-    if response.status_code != 200:
-        raise RegistryError(
-            f"registry {name.registry} answered {response.status_code} for {repository}:{reference}"
-        )
+    _expect(response, 200, name, f"{repository}:{reference}")
     digest = response.headers.get("Docker-Content-Digest")
     if not digest:
         raise RegistryError(f"registry {name.registry} sent no digest for {repository}:{reference}")
     return digest
 
 
+def upstream_digest(repository: str, reference: str) -> str | None:
+    """Where an outside image's tag points now (`python`, `3.11` asks Docker Hub), or None
+    when its registry holds no such tag."""
+    name = ImageName.of_reference(repository)
+    registry = DOCKER_HUB_API if name.registry == DOCKER_HUB else name.registry
+    return manifest_digest(f"{registry}/{name.path}", reference)
+
+
+def manifest_get(repository: str, reference: str) -> Manifest | None:
+    """The manifest of repository:reference (a tag or digest) as stored, or None."""
+    name = ImageName.parse(repository)
+    response = _request(
+        "GET", name, f"manifests/{reference}", scope="pull", headers={"Accept": MANIFEST_TYPES}
+    )
+    if response.status_code == 404:
+        return None
+    _expect(response, 200, name, f"{repository}:{reference}")
+    if len(response.content) > MAX_MANIFEST_BYTES:
+        raise RegistryError(f"the manifest of {repository}:{reference} is too large")
+    return Manifest(
+        media_type=response.headers.get("Content-Type", "").split(";")[0],
+        body=response.content,
+        digest=response.headers.get("Docker-Content-Digest", ""),
+    )
+
+
+def image_tag(*, source_repository: str, digest: str, repository: str, tag: str) -> str:
+    """Tag the image source_repository@digest as repository:tag, inside one registry: its
+    blobs are mounted (no data moves) and its manifest put under the tag. Returns the digest
+    the registry now gives repository:tag, which is `digest`: the same bytes."""
+    source, target = ImageName.parse(source_repository), ImageName.parse(repository)
+    if source.registry != target.registry:
+        raise RegistryError(
+            f"{repository} is on another registry than {source_repository}; Dockyard tags "
+            "images inside its own registry only"
+        )
+    manifest = manifest_get(source_repository, digest)
+    if manifest is None:
+        raise RegistryError(f"{source_repository}@{digest} is not in the registry")
+    if source.path != target.path:
+        for blob in manifest.blob_digests():
+            _blob_mount(target, blob, source)
+    response = _request(
+        "PUT",
+        target,
+        f"manifests/{tag}",
+        scope="pull,push",
+        headers={"Content-Type": manifest.media_type},
+        data=manifest.body,
+    )
+    _expect(response, 201, target, f"{repository}:{tag}")
+    put_digest = response.headers.get("Docker-Content-Digest", "")
+    if put_digest and put_digest != digest:
+        raise RegistryError(f"the registry stored {repository}:{tag} as {put_digest}, not {digest}")
+    return digest
+
+
+def manifest_delete(repository: str, digest: str) -> bool:
+    """Delete a manifest (every tag of it in this repository); False when it was not there.
+    Its blobs stay until the registry's garbage collection finds them unreferenced."""
+    name = ImageName.parse(repository)
+    response = _request("DELETE", name, f"manifests/{digest}", scope="pull,push,delete")
+    if response.status_code == 404:
+        return False
+    if response.status_code == 405:
+        raise RegistryError(
+            f"registry {name.registry} does not allow deletes (REGISTRY_STORAGE_DELETE_ENABLED)"
+        )
+    _expect(response, 202, name, f"{repository}@{digest}")
+    return True
+
+
 def repository_tags(repository: str) -> list[str]:
     """The tags the registry holds for `repository` (none when it holds no such repository)."""
     name = ImageName.parse(repository)
-    url = f"{_base_url(name.registry)}/v2/{name.path}/tags/list"
-    try:
-        response = requests.get(
-            url, auth=registry_credentials(name.registry), timeout=TIMEOUT_SECONDS
-        )
-    except requests.RequestException as error:
-        raise RegistryError(f"registry {name.registry} unreachable: {error}") from None
+    response = _request("GET", name, "tags/list", scope="pull")
     if response.status_code == 404:
         return []
-    if response.status_code != 200:
-        raise RegistryError(
-            f"registry {name.registry} answered {response.status_code} for {repository}'s tags"
-        )
+    _expect(response, 200, name, f"{repository}'s tags")
     try:
         return list(response.json().get("tags") or [])
     except ValueError:
@@ -100,9 +198,149 @@ def registry_credentials(registry: str) -> tuple[str, str] | None:
     return settings.DOCKYARD_REGISTRY_USERNAME, settings.DOCKYARD_REGISTRY_PASSWORD
 
 
+def _blob_mount(target: ImageName, digest: str, source: ImageName) -> None:
+    response = _request(
+        "POST",
+        target,
+        f"blobs/uploads/?mount={digest}&from={source.path}",
+        scope=f"pull,push;{source.path}:pull",
+    )
+    if response.status_code == 201:
+        return
+    if response.status_code == 202:
+        # The registry opened an upload instead of mounting: close it and say so (a registry
+        # that cannot mount within itself cannot tag without moving layers).
+        location = response.headers.get("Location", "")
+        if location:
+            _request("DELETE", target, location, scope="pull,push", absolute=True)
+        raise RegistryError(
+            f"registry {target.registry} did not mount {digest} from {source.path} into "
+            f"{target.path}"
+        )
+    _expect(response, 201, target, f"a mount of {digest}")
+
+
+def _request(
+    method: str,
+    name: ImageName,
+    path: str,
+    *,
+    scope: str,
+    headers: dict[str, str] | None = None,
+    data: bytes | None = None,
+    absolute: bool = False,
+) -> requests.Response:
+    """One request to the registry, with its credentials; a Bearer challenge is answered with
+    a token and the request sent again."""
+    url = path if absolute and path.startswith("http") else _url(name, path, absolute=absolute)
+    auth = registry_credentials(name.registry)
+    options: dict[str, Any] = {"timeout": TIMEOUT_SECONDS, "verify": _verify(), "data": data}
+    try:
+        response = requests.request(method, url, headers=headers, auth=auth, **options)
+        challenge = response.headers.get("WWW-Authenticate", "")
+        if response.status_code == 401 and challenge.lower().startswith("bearer "):
+            token = _token(name, challenge, scope, auth)
+            response = requests.request(
+                method,
+                url,
+                headers={**(headers or {}), "Authorization": f"Bearer {token}"},
+                **options,
+            )
+    except requests.exceptions.SSLError as error:
+        raise RegistryError(
+            f"registry {name.registry}: its TLS certificate was not trusted ({error}); set "
+            "DOCKYARD_REGISTRY_CA_FILE to the CA that signed it"
+        ) from None
+    except requests.RequestException as error:
+        raise RegistryUnavailable(f"registry {name.registry} unreachable: {error}") from None
+    return response
+
+
+def _token(name: ImageName, challenge: str, scope: str, auth: tuple[str, str] | None) -> str:
+    parameters = dict(_CHALLENGE_PARAMETER.findall(challenge))
+    realm = parameters.get("realm")
+    if not realm:
+        raise RegistryError(f"registry {name.registry} asked for a token but named no realm")
+    actions, _, extra = scope.partition(";")
+    scopes = [f"repository:{name.path}:{actions}"] + ([f"repository:{extra}"] if extra else [])
+    query: dict[str, Any] = {"scope": scopes}
+    if "service" in parameters:
+        query["service"] = parameters["service"]
+    try:
+        response = requests.get(
+            realm, params=query, auth=auth, timeout=TIMEOUT_SECONDS, verify=_verify()
+        )
+    except requests.RequestException as error:
+        raise RegistryUnavailable(f"the token service of {name.registry}: {error}") from None
+    if response.status_code != 200:
+        raise RegistryError(
+            f"the token service of {name.registry} refused ({response.status_code})"
+        )
+    body = response.json()
+    token = body.get("token") or body.get("access_token")
+    if not token:
+        raise RegistryError(f"the token service of {name.registry} gave no token")
+    return str(token)
+
+
+def _expect(response: requests.Response, status: int, name: ImageName, what: str) -> None:
+    if response.status_code == status:
+        return
+    if response.status_code == 401:
+        raise RegistryError(
+            f"registry {name.registry} refused Dockyard's login for {what} (401): check "
+            "DOCKYARD_REGISTRY_USERNAME and DOCKYARD_REGISTRY_PASSWORD"
+        )
+    if response.status_code in {502, 503, 504}:
+        raise RegistryUnavailable(f"registry {name.registry} answered {response.status_code}")
+    if response.status_code == 400 and _speaks_tls(response):
+        raise RegistryError(
+            f"registry {name.registry} speaks TLS, and Dockyard spoke plain HTTP to it (a "
+            "loopback registry without a CA configured): set DOCKYARD_REGISTRY_CA_FILE to the "
+            "CA that signed its certificate"
+        )
+    raise RegistryError(f"registry {name.registry} answered {response.status_code} for {what}")
+
+
+def _speaks_tls(response: requests.Response) -> bool:
+    """Whether a 400 came from a TLS server spoken to in plain HTTP (a HEAD has no body to
+    say so: the registry's root is asked)."""
+    if not response.url.startswith("http://"):
+        return False
+    if b"HTTP request to an HTTPS server" in response.content:
+        return True
+    root = response.url.split("/v2/", 1)[0] + "/v2/"
+    try:
+        probe = requests.get(root, timeout=TIMEOUT_SECONDS)
+    except requests.RequestException:
+        return False
+    return probe.status_code == 400 and "HTTPS server" in probe.text
+
+
+def _url(name: ImageName, path: str, *, absolute: bool) -> str:
+    base = _base_url(name.registry)
+    if absolute:
+        return f"{base}{path}"
+    return f"{base}/v2/{name.path}/{path}"
+
+
+def _verify() -> str | bool:
+    return settings.DOCKYARD_REGISTRY_CA_FILE or True
+
+
 def _base_url(registry: str) -> str:
-    # Docker itself talks plain HTTP to loopback registries and TLS to every other one.
+    # Docker itself talks plain HTTP to loopback registries and TLS to every other one; with
+    # a CA configured, Dockyard's own registry is TLS wherever it is.
+    if settings.DOCKYARD_REGISTRY_CA_FILE and registry == settings.DOCKYARD_REGISTRY:
+        return f"https://{registry}"
     host = registry.rsplit(":", 1)[0] if not registry.endswith("]") else registry
-    if host in {"127.0.0.1", "localhost", "[::1]"} or host.startswith("127."):
+    if host == "localhost" or _is_loopback(host):
         return f"http://{registry}"
     return f"https://{registry}"
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

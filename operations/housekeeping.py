@@ -1,26 +1,115 @@
 """The housekeeper: a thread in each worker's main process that keeps Dockyard honest.
 
-Every DOCKYARD_REAP_INTERVAL_SECONDS it runs the reaper and puts the proxy back as the
-database says; every DOCKYARD_PRUNE_INTERVAL_SECONDS it prunes what retention allows. A
-thread of the worker rather than a task: it must run while every pool slot is busy with a
-long build, and it needs no beat process or schedule file of its own.
+A thread of the worker rather than a task: it must run while every pool slot is busy with a
+long build, and it needs no beat process or schedule file of its own. What it does depends on
+the worker's roles (DOCKYARD_WORKER_ROLES), and each chore is of one of two scopes:
+
+- the installation's (the reaper, upstream checks, pruning logs and candidates): one worker at
+  a time, whichever takes the chore's lock (infrastructure.cluster_locks) once it is due; when
+  it last ran, where, and how it ended is in ChoreRecord, shared by all;
+- this host's (what finished runs left on its engine and disk, its images, its HAProxy): every
+  worker, for itself.
 """
 
 import logging
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import DatabaseError, close_old_connections, connection
+from django.utils import timezone
+
+from infrastructure.cluster_locks import cluster_lock
+from infrastructure.heartbeats import worker_name
+from operations.models import ChoreRecord
 
 logger = logging.getLogger(__name__)
 
+INSTALLATION = "installation"
+HOST = "host"
+
+
+@dataclass(frozen=True)
+class Chore:
+    name: str
+    scope: str
+    # Seconds between two runs of it (0: never).
+    every: Callable[[], float]
+    work: Callable[[], object]
+    # The worker role it needs, or None for any worker.
+    role: str | None = None
+    # A host chore that waits a full period after the worker starts (pruning: not while a
+    # fleet restarts at once).
+    delay_first: bool = False
+
+
+def worker_chores() -> list[Chore]:
+    """Every chore, whichever worker may run it."""
+    # Imported here: this module loads with the app registry, before models are ready.
+    from operations.reaper import lost_deployments_reap, lost_runs_reap
+    from operations.retention import host_prune, installation_prune
+    from operations.upstream_watch import upstream_check
+
+    def reap_interval() -> float:
+        return settings.DOCKYARD_REAP_INTERVAL_SECONDS
+
+    def prune_interval() -> float:
+        return settings.DOCKYARD_PRUNE_INTERVAL_SECONDS
+
+    return [
+        Chore("reap runs", INSTALLATION, reap_interval, lost_runs_reap),
+        Chore("reap deployments", INSTALLATION, reap_interval, lost_deployments_reap, "deploy"),
+        Chore(
+            "check upstream images",
+            INSTALLATION,
+            lambda: settings.DOCKYARD_UPSTREAM_CHECK_SECONDS,
+            upstream_check,
+        ),
+        Chore("prune logs and candidates", INSTALLATION, prune_interval, installation_prune),
+        Chore("sweep finished work", HOST, reap_interval, finished_work_sweep),
+        Chore("prune this host", HOST, prune_interval, host_prune, delay_first=True),
+        Chore("keep the proxy", HOST, reap_interval, proxy_keep, role="deploy"),
+    ]
+
+
+def finished_work_sweep() -> str:
+    """Remove what work that is over left on this host: its containers on this host's engine,
+    its workspaces on this host's disk (the stages of one run may have run on several hosts;
+    the run's own clean-up task reaches only the one that takes it)."""
+    from operations.reconciliation import finished_work_containers_remove
+    from pipelines.workspace import workspaces_of_finished_runs_remove
+
+    containers = finished_work_containers_remove()
+    workspaces = workspaces_of_finished_runs_remove()
+    if not containers and not workspaces:
+        return ""
+    return f"removed {len(containers)} container(s), the workspaces of runs {workspaces}"
+
+
+def proxy_keep() -> None:
+    """Put this host's HAProxy back as the database says (started if it is down)."""
+    from releases.proxy import proxy_reconcile
+    from releases.tools import deploy_tools
+
+    proxy_reconcile(deploy_tools().proxy())
+
 
 class Housekeeper(threading.Thread):
-    def __init__(self) -> None:
+    def __init__(self, roles: tuple[str, ...] | None = None) -> None:
         super().__init__(name="dockyard-housekeeper", daemon=True)
         self.stopping = threading.Event()
-        self._next_prune = time.monotonic() + settings.DOCKYARD_PRUNE_INTERVAL_SECONDS
+        roles = settings.DOCKYARD_WORKER_ROLES if roles is None else roles
+        self.chores = [
+            chore for chore in worker_chores() if chore.role is None or chore.role in roles
+        ]
+        # A host chore's next turn, by name (monotonic seconds).
+        now = time.monotonic()
+        self._next_turn = {
+            chore.name: now + chore.every() if chore.delay_first else now for chore in self.chores
+        }
 
     def run(self) -> None:
         try:
@@ -36,28 +125,61 @@ class Housekeeper(threading.Thread):
         self.stopping.set()
         self.join(timeout=30)
 
-    def one_pass(self) -> None:
-        # Imported here: this module loads with the app registry, before models are ready.
-        from operations.reaper import lost_work_reap
-        from releases.proxy import proxy_reconcile
-        from releases.tools import deploy_tools
-
-        def proxy_chore() -> None:
-            proxy_reconcile(deploy_tools().proxy())
-
-        for name, chore in (("reaper", lost_work_reap), ("proxy", proxy_chore)):
+    def one_pass(self) -> list[str]:
+        """Run every chore that is due; the names of those this worker ran."""
+        ran = []
+        for chore in self.chores:
+            if chore.every() <= 0 or self.stopping.is_set():
+                continue
             try:
-                chore()
+                if chore.scope == HOST:
+                    done = self._host_chore(chore)
+                else:
+                    done = self._installation_chore(chore)
             except Exception:
                 # One failed chore must not stop the others, or the next pass.
-                logger.exception("housekeeping: the %s failed", name)
+                logger.exception("housekeeping: %s failed", chore.name)
                 connection.close()
-        if time.monotonic() >= self._next_prune:
-            self._next_prune = time.monotonic() + settings.DOCKYARD_PRUNE_INTERVAL_SECONDS
-            try:
-                from operations.retention import retention_prune
+                continue
+            if done:
+                ran.append(chore.name)
+        return ran
 
-                logger.info("housekeeping: %s", retention_prune())
-            except Exception:
-                logger.exception("housekeeping: pruning failed")
-                connection.close()
+    def _host_chore(self, chore: Chore) -> bool:
+        if time.monotonic() < self._next_turn[chore.name]:
+            return False
+        self._next_turn[chore.name] = time.monotonic() + chore.every()
+        outcome = chore.work()
+        if outcome:
+            logger.info("housekeeping: %s: %s", chore.name, outcome)
+        return True
+
+    def _installation_chore(self, chore: Chore) -> bool:
+        with cluster_lock(f"chore:{chore.name}") as held:
+            if not held:
+                return False  # another worker is at it right now
+            record, _ = ChoreRecord.objects.get_or_create(name=chore.name)
+            due_after = timezone.now() - timedelta(seconds=chore.every())
+            if record.last_started_at is not None and record.last_started_at > due_after:
+                return False  # a worker did it recently
+            record.last_started_at, record.last_worker = timezone.now(), worker_name()
+            record.save(update_fields=["last_started_at", "last_worker"])
+            logger.info("housekeeping: %s began", chore.name)
+            error = ""
+            try:
+                outcome = chore.work()
+            except Exception as failure:
+                error = repr(failure)
+                raise
+            finally:
+                logger.info("housekeeping: %s ended", chore.name)
+                try:
+                    ChoreRecord.objects.filter(pk=record.pk).update(
+                        last_finished_at=timezone.now(), last_error=error[:2000]
+                    )
+                except DatabaseError:
+                    # The chore's own failure (the database went away) is the one to report.
+                    logger.warning("housekeeping: could not record how %s ended", chore.name)
+            if outcome:
+                logger.info("housekeeping: %s: %s", chore.name, outcome)
+            return True

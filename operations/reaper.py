@@ -1,6 +1,7 @@
 """The reaper: settle work whose worker is gone, send again what the broker lost.
 
-Every worker runs it every DOCKYARD_REAP_INTERVAL_SECONDS (operations.housekeeping). Stages and
+One worker at a time runs each half every DOCKYARD_REAP_INTERVAL_SECONDS
+(operations.housekeeping): runs on any worker, deployments on a deploy worker. Stages and
 deployments are durable jobs: the lost-work logic is written once, in
 infrastructure.durable_jobs, and each kind says only what "lost" means for it (pipelines.jobs,
 releases.jobs). Safe to run in several workers at once: each item is taken under a row lock
@@ -47,30 +48,62 @@ class ReapReport:
 
 
 def lost_work_reap(*, now: datetime | None = None) -> ReapReport:
+    """Both halves at once (a single worker, the tests)."""
+    now = now or timezone.now()
+    held = _broker_held()
+    report = lost_runs_reap(now=now, held=held)
+    deployments = lost_deployments_reap(now=now, held=held)
+    report.deployments_resumed = deployments.deployments_resumed
+    report.deployments_abandoned = deployments.deployments_abandoned
+    report.deployments_resent = deployments.deployments_resent
+    return report
+
+
+def lost_runs_reap(*, now: datetime | None = None, held: set[str] | None = None) -> ReapReport:
+    """Stages whose worker or message was lost, and commit statuses never told. Any worker
+    may do it: it only sends tasks and moves rows."""
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.DOCKYARD_LOST_AFTER_SECONDS)
-    # Read the broker before the database: a message taken and finished in between shows
-    # up in the database as no longer waiting, never as lost.
-    try:
-        held: set[str] | None = held_task_ids(QUEUES)
-    except BrokerError as error:
-        logger.warning("reaper: %s; not looking for lost messages this time", error)
-        held = None
+    held = held if held is not None else _broker_held()
     stages = jobs_reap(StageJobs(), now=now, held=held)
-    deployments = jobs_reap(DeploymentJobs(deploy_tools()), now=now, held=held)
     report = ReapReport(
         stages_restarted=stages.restarted,
         stages_failed=stages.given_up,
         stages_resent=stages.resent,
-        deployments_resumed=deployments.restarted,
-        deployments_abandoned=deployments.given_up,
-        deployments_resent=deployments.resent,
     )
     if held is not None:
         _commit_statuses_resend(now, cutoff, held, report)
     if report:
         logger.warning("reaper: %s", report)
     return report
+
+
+def lost_deployments_reap(
+    *, now: datetime | None = None, held: set[str] | None = None
+) -> ReapReport:
+    """Deployments whose worker or message was lost. On a deploy worker: abandoning one puts
+    the proxy back as the database says."""
+    now = now or timezone.now()
+    held = held if held is not None else _broker_held()
+    deployments = jobs_reap(DeploymentJobs(deploy_tools()), now=now, held=held)
+    report = ReapReport(
+        deployments_resumed=deployments.restarted,
+        deployments_abandoned=deployments.given_up,
+        deployments_resent=deployments.resent,
+    )
+    if report:
+        logger.warning("reaper: %s", report)
+    return report
+
+
+def _broker_held() -> set[str] | None:
+    # Read the broker before the database: a message taken and finished in between shows up
+    # in the database as no longer waiting, never as lost.
+    try:
+        return held_task_ids(QUEUES)
+    except BrokerError as error:
+        logger.warning("reaper: %s; not looking for lost messages this time", error)
+        return None
 
 
 def _commit_statuses_resend(

@@ -25,17 +25,28 @@ class ReconcileReport:
     containers_removed: list[str] = field(default_factory=list)
 
 
-def startup_reconcile() -> ReconcileReport:
-    report = ReconcileReport()
+def startup_reconcile(roles: tuple[str, ...] | None = None) -> ReconcileReport:
+    """Before a worker takes work: this host's containers of work that is over go, and on a
+    deploy worker the proxy is put back as the database says."""
+    roles = settings.DOCKYARD_WORKER_ROLES if roles is None else roles
+    report = ReconcileReport(containers_removed=finished_work_containers_remove())
+    if "deploy" in roles:
+        proxy_reconcile(deploy_tools().proxy())
+    return report
+
+
+def finished_work_containers_remove() -> list[str]:
+    """Remove the containers on this host's engine whose run or deployment is over (see
+    `_over`); their ids."""
+    removed = []
     with DockerEngine(settings.DOCKER_HOST) as engine:
         for labels in engine.managed_containers():
             why = _over(labels)
             if why:
                 engine.remove_container(labels["id"])
-                report.containers_removed.append(labels["id"])
+                removed.append(labels["id"])
                 logger.warning("removed container %s: %s", labels["id"][:12], why)
-    proxy_reconcile(deploy_tools().proxy())
-    return report
+    return removed
 
 
 def _over(labels: dict[str, str]) -> str:

@@ -18,6 +18,7 @@ from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from builds.caching import CACHE_LABEL
+from builds.candidates import candidates_prune
 from builds.models import CacheVolume, LayerBuild, LayerRole
 from infrastructure.docker_engine import (
     MANAGED_LABEL,
@@ -30,6 +31,7 @@ from infrastructure.docker_engine import (
 from pipelines.models import LogChunk, PipelineRun
 from pipelines.selectors import latest_published_run
 from pipelines.states import RUN_FINAL_STATES
+from pipelines.workspace import workspaces_of_finished_runs_remove
 from projects.models import Project
 from releases.models import Deployment, Environment, Release
 from releases.selectors import rollback_target
@@ -68,6 +70,10 @@ class PruneReport:
     images_removed: list[PrunedImage] = field(default_factory=list)
     # Test caches (volumes) unused for DOCKYARD_CACHE_RETENTION_DAYS.
     cache_volumes_removed: list[str] = field(default_factory=list)
+    # Candidates (repository@digest) deleted from the registry.
+    candidates_removed: list[str] = field(default_factory=list)
+    # Runs whose workspace on this host went.
+    workspaces_removed: list[int] = field(default_factory=list)
     # As the engine's disk usage says, before and after; None in a dry run or when nothing
     # went. Builds running meanwhile make it an approximation.
     bytes_reclaimed: int | None = None
@@ -80,7 +86,9 @@ class PruneReport:
             f"{verb} the logs of {len(self.runs_log_pruned)} run(s) "
             f"({self.log_chunks_deleted} chunks), {len(self.containers_removed)} container(s), "
             f"{len(self.images_removed)} image(s), "
-            f"{len(self.cache_volumes_removed)} test cache(s)"
+            f"{len(self.cache_volumes_removed)} test cache(s), "
+            f"{len(self.candidates_removed)} candidate(s), "
+            f"{len(self.workspaces_removed)} workspace(s)"
         )
         if self.bytes_reclaimed is not None:
             summary += f", {self.bytes_reclaimed / 1e6:.1f} MB reclaimed"
@@ -90,10 +98,37 @@ class PruneReport:
 
 
 def retention_prune(*, now: datetime | None = None, dry_run: bool = False) -> PruneReport:
-    """Prune old logs, then finished containers, then unused images on this worker's engine."""
+    """All of retention, from this worker: the installation's part, then this host's."""
+    report = installation_prune(now=now, dry_run=dry_run)
+    host = host_prune(now=now, dry_run=dry_run)
+    for name in ("containers_removed", "images_removed", "cache_volumes_removed", "problems"):
+        getattr(report, name).extend(getattr(host, name))
+    report.workspaces_removed = host.workspaces_removed
+    report.bytes_reclaimed = host.bytes_reclaimed
+    return report
+
+
+def installation_prune(*, now: datetime | None = None, dry_run: bool = False) -> PruneReport:
+    """What is the installation's, whichever worker does it: old logs in the database, old
+    candidates in the registry."""
     now = now or timezone.now()
     report = PruneReport(dry_run=dry_run)
     _logs_prune(report, now=now)
+    candidates = candidates_prune(
+        finished_before=now - timedelta(hours=settings.DOCKYARD_CANDIDATE_RETENTION_HOURS),
+        dry_run=dry_run,
+    )
+    report.candidates_removed = candidates.removed
+    report.problems += candidates.problems
+    return report
+
+
+def host_prune(*, now: datetime | None = None, dry_run: bool = False) -> PruneReport:
+    """What is this host's: finished containers, unused images and test caches on its
+    engine, and the workspaces of runs that are over on its disk."""
+    now = now or timezone.now()
+    report = PruneReport(dry_run=dry_run)
+    report.workspaces_removed = workspaces_of_finished_runs_remove(dry_run=dry_run)
     try:
         with DockerEngine(settings.DOCKER_HOST) as engine:
             # Containers first: an image is unused only once its stopped containers are gone.

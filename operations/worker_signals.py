@@ -5,10 +5,12 @@ import logging
 import os
 from typing import Any
 
-from celery.signals import worker_init, worker_ready, worker_shutting_down
+from celery.signals import celeryd_after_setup, worker_init, worker_ready, worker_shutting_down
 from django.conf import settings
 from django.db import connection
 
+from infrastructure.dispatch import queues_of_roles
+from infrastructure.heartbeats import worker_node_name_set
 from operations.housekeeping import Housekeeper
 
 logger = logging.getLogger(__name__)
@@ -24,6 +26,20 @@ def _on_worker_init(**kwargs: Any) -> None:
     gc.collect()
     gc.freeze()
     os.register_at_fork(before=gc.freeze)
+
+
+@celeryd_after_setup.connect
+def _on_worker_setup(sender: str, instance: Any, **kwargs: Any) -> None:
+    worker_node_name_set(sender)
+    # The worker's roles decide its queues, unless it was given some (celery worker -Q).
+    queues = instance.app.amqp.queues
+    if queues.consume_from is queues:  # all of them: no -Q given
+        queues.select(queues_of_roles(settings.DOCKYARD_WORKER_ROLES))
+    logger.info(
+        "worker roles %s: consuming %s",
+        ",".join(settings.DOCKYARD_WORKER_ROLES),
+        ", ".join(sorted(queues.consume_from)),
+    )
 
 
 @worker_ready.connect

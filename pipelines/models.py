@@ -18,6 +18,8 @@ class Trigger(models.TextChoices):
     MANUAL = "manual"
     # A base image this project builds on was published anew.
     BASE_UPDATED = "base-updated", "base updated"
+    # An image outside the stack its bases build FROM now points at another digest.
+    UPSTREAM_MOVED = "upstream-moved", "upstream image moved"
 
 
 class RunKind(models.TextChoices):
@@ -182,6 +184,8 @@ class TestStep(models.Model):
     failure_reason = models.TextField(blank=True)
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
+    # What it ran, by digest (the run's candidate): the image published is this one.
+    image = models.CharField(max_length=600, blank=True)
 
     class Meta:
         ordering = ["run", "position"]

@@ -325,27 +325,40 @@ def dependents_rebuild(*, base_run_id: int) -> list[PipelineRun]:
     for project in dependents:
         if project.runs.filter(triggered_by=base_run).exists():
             continue
-        try:
-            head = ref_head(
-                url=project.repository_url,
-                mirror_dir=mirror_dir(project),
-                ref=f"refs/heads/{project.default_branch}",
-                credentials=project.repository_credentials,
-            )
-        except GitCheckoutError:
-            logger.exception("cannot find the head of %s to rebuild it on %s", project, base_run)
-            continue
-        runs.append(
-            run_create(
-                project=project,
-                ref=f"refs/heads/{project.default_branch}",
-                commit_sha=head,
-                commit_message=f"rebuild on {base.slug} #{base_run.number}",
-                trigger=Trigger.BASE_UPDATED,
-                triggered_by=base_run,
-            )
+        run = default_branch_rebuild(
+            project=project,
+            why=f"rebuild on {base.slug} #{base_run.number}",
+            trigger=Trigger.BASE_UPDATED,
+            triggered_by=base_run,
         )
+        if run is not None:
+            runs.append(run)
     return runs
+
+
+def default_branch_rebuild(
+    *, project: Project, why: str, trigger: str, triggered_by: PipelineRun | None = None
+) -> PipelineRun | None:
+    """Queue a run of the project's default branch at its current head, `why` as its message;
+    None (logged) when the head cannot be found (the repository unreachable)."""
+    try:
+        head = ref_head(
+            url=project.repository_url,
+            mirror_dir=mirror_dir(project),
+            ref=f"refs/heads/{project.default_branch}",
+            credentials=project.repository_credentials,
+        )
+    except GitCheckoutError:
+        logger.exception("cannot find the head of %s to rebuild it (%s)", project, why)
+        return None
+    return run_create(
+        project=project,
+        ref=f"refs/heads/{project.default_branch}",
+        commit_sha=head,
+        commit_message=why,
+        trigger=trigger,
+        triggered_by=triggered_by,
+    )
 
 
 def mirror_dir(project: Project) -> Path:

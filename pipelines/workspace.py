@@ -11,6 +11,7 @@ from pipelines.execution import StageFailure
 from pipelines.models import PipelineRun
 from pipelines.services import mirror_dir, run_record_commit
 from pipelines.stage_log import StageLog
+from pipelines.states import RUN_FINAL_STATES
 
 _COMPLETE_MARKER = "complete"
 
@@ -51,6 +52,32 @@ def workspace_ensure(run: PipelineRun, log: StageLog) -> Path:
 
 def workspace_remove(run_id: int) -> None:
     shutil.rmtree(settings.DOCKYARD_WORKSPACES_DIR / f"run-{run_id}", ignore_errors=True)
+
+
+def workspaces_of_finished_runs_remove(*, dry_run: bool = False) -> list[int]:
+    """Remove this host's workspaces of runs that are over (or gone); their run ids.
+
+    A run's clean-up task removes its workspace on the host that takes the task; the stages
+    before it may have run on other hosts, each of which sweeps its own disk with this.
+    """
+    folders: dict[int, Path] = {}
+    if settings.DOCKYARD_WORKSPACES_DIR.is_dir():
+        for folder in settings.DOCKYARD_WORKSPACES_DIR.iterdir():
+            number = folder.name.removeprefix("run-")
+            if folder.is_dir() and folder.name.startswith("run-") and number.isdigit():
+                folders[int(number)] = folder
+    if not folders:
+        return []
+    unfinished = set(
+        PipelineRun.objects.filter(pk__in=folders)
+        .exclude(status__in=RUN_FINAL_STATES)
+        .values_list("pk", flat=True)
+    )
+    over = sorted(set(folders) - unfinished)
+    if not dry_run:
+        for run_id in over:
+            shutil.rmtree(folders[run_id], ignore_errors=True)
+    return over
 
 
 def _workspace_dir(run: PipelineRun) -> Path:

@@ -1010,6 +1010,12 @@ def publish_repository_refusal(
     """
     wanted = repository.lower()
     own = namespace.lower()
+    candidates = f"{own}/{CANDIDATES_FOLDER}"
+    if wanted == candidates or wanted.startswith(candidates + "/"):
+        return (
+            f"{repository!r} is where Dockyard keeps the candidates of this project's runs "
+            f"(images not yet published); publish elsewhere in {namespace}"
+        )
     if wanted == own or wanted.startswith(own + "/"):
         return None
     if wanted in {grant.lower() for grant in grants}:

@@ -40,6 +40,9 @@ secret_file() {  # secret_file NAME: the path of a random secret, made once
 }
 
 redis_password=$(cat "$(secret_file redis-password)")
+# Dockyard's own key (sessions, and the key that encrypts stored secrets): with PostgreSQL
+# every host of an installation must use the same one, so it is made here, not per data folder.
+secret_file secret-key >/dev/null
 registry_password=$(cat "$(secret_file registry-password)")
 
 docker_up() { curl -sf --unix-socket /var/run/docker.sock http://localhost/_ping >/dev/null; }

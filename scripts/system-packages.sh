@@ -5,9 +5,10 @@ set -euo pipefail
 need=()
 have_package() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
-# apache2-utils: htpasswd, for the registry's login.
+# apache2-utils: htpasswd, for the registry's login. openssh-server and openssl: the extra
+# hosts of the fleet tests (scripts/hosts.sh), reached over ssh and TLS.
 for package in docker.io docker-registry busybox-static git curl docker-compose haproxy chromium \
-  apache2-utils; do
+  apache2-utils openssh-server openssl; do
   have_package "$package" || need+=("$package")
 done
 # PostgreSQL and Redis may be installed some other way; only add Debian's when absent.
@@ -27,5 +28,12 @@ fi
 echo "dockyard: installing ${need[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
-# policy-rc.d may refuse to start services on install; scripts/services.sh starts them.
+# Nothing starts on install (no sshd listening on every address): scripts/services.sh and
+# scripts/hosts.sh start what is needed, where it is needed.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' >"$policy"
+  chmod 755 "$policy"
+  trap 'rm -f "$policy"' EXIT
+fi
 apt-get install -y -q --no-install-recommends "${need[@]}"

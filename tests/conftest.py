@@ -189,6 +189,21 @@ def registry_login() -> tuple[str, str] | None:
     return settings.DOCKYARD_REGISTRY_USERNAME, settings.DOCKYARD_REGISTRY_PASSWORD
 
 
+def pulled(client: docker.DockerClient, reference: str) -> str:
+    """`reference` made present on the engine `client` talks to (published images are tagged
+    in the registry, not on any engine); returns it."""
+    try:
+        client.images.get(reference)
+    except docker.errors.ImageNotFound:
+        login = registry_login()
+        auth = {"username": login[0], "password": login[1]} if login else None
+        repository, separator, rest = reference.partition("@")
+        if not separator:
+            repository, _, rest = reference.rpartition(":")
+        client.images.pull(repository, tag=rest, auth_config=auth)
+    return reference
+
+
 @pytest.fixture
 def registry_tags(registry_url: str) -> Callable[[str], list[str]]:
     """Ask the registry itself: GET /v2/<name>/tags/list."""

@@ -37,6 +37,7 @@ def run_stack_build(
     return stack_build(
         project=run.project,
         run_id=run.pk,
+        run_number=run.number,
         spec=spec,
         source=workspace_ensure(run, log),
         log=log,
@@ -45,17 +46,30 @@ def run_stack_build(
     )
 
 
+def run_layer_reference(run: PipelineRun, name: str) -> str:
+    """The registry reference (repository@digest) the build recorded for the run's image."""
+    layer = LayerBuild.objects.filter(run=run, name=name).first()
+    if layer is None or not layer.reference:
+        raise StageFailure(
+            f"the build stage recorded no image {name!r} in the registry for this run; "
+            "retry the run to build it again"
+        )
+    return layer.reference
+
+
 def run_layer_image(
     run: PipelineRun, spec: PipelineSpec, name: str, log: StageLog, engine: ContainerEngine
 ) -> str:
-    """The id of the run's image `name` on this engine, built here if it is not."""
-    # A later stage may land on a worker with another engine: build the stack there too (the
-    # bases come from the registry cache, so only the app layer is rebuilt).
-    layer = LayerBuild.objects.filter(run=run, name=name).first()
-    if layer is not None and engine.image_exists(layer.image_id):
-        return layer.image_id
-    log.line(f"image {name!r} is not on this worker's engine; building the stack here")
-    return run_stack_build(run, spec, log, engine)[name].image_id
+    """The id, on this engine, of exactly the image the build stage made for `name`: pulled
+    by digest when this worker's engine does not have it (the build ran on another host)."""
+    reference = run_layer_reference(run, name)
+    image_id = engine.ensure_image(reference=reference, on_output=_quiet)
+    log.line(f"image {name}: {reference}")
+    return image_id
+
+
+def _quiet(_: str) -> None:
+    """Pull progress is noise in a stage's log; the reference is said instead."""
 
 
 def _project_parents(spec: PipelineSpec) -> dict[str, ParentImage]:

@@ -1,26 +1,25 @@
-"""The publish stage: push the image under its tags (commit sha, branch, git tag)."""
+"""The publish stage: the run's candidate, the image its tests ran, tagged in the registry
+(commit sha, branch, git tag); no engine, no layer moved."""
 
 from builds.publishing import image_publish
 from pipelines.execution import StageTools
 from pipelines.models import PipelineRun
 from pipelines.services import run_record_image
 from pipelines.stage_log import StageLog
-from pipelines.stages.images import run_layer_image, run_spec
+from pipelines.stages.images import run_layer_reference, run_spec
 
 
 def publish_stage(run: PipelineRun, log: StageLog, tools: StageTools) -> None:
     spec = run_spec(run)
-    with tools.engine() as engine:
-        published = image_publish(
-            project=run.project,
-            publish=spec.publish,
-            image_id=run_layer_image(run, spec, spec.publish.image, log, engine),
-            commit_sha=run.commit_sha,
-            ref=run.ref,
-            run_number=run.number,
-            engine=engine,
-            log=log,
-        )
+    published = image_publish(
+        project=run.project,
+        publish=spec.publish,
+        candidate=run_layer_reference(run, spec.publish.image),
+        commit_sha=run.commit_sha,
+        ref=run.ref,
+        run_number=run.number,
+        log=log,
+    )
     run_record_image(
         run=run,
         image_repository=published.repository,

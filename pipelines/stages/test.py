@@ -24,7 +24,7 @@ from infrastructure.docker_engine import ContainerEngine
 from pipelines.execution import StageFailure, StageTools
 from pipelines.models import PipelineRun, StepStatus, TestCase, TestStep
 from pipelines.stage_log import SectionLog, StageLog
-from pipelines.stages.images import run_labels, run_layer_image, run_spec
+from pipelines.stages.images import run_labels, run_layer_image, run_layer_reference, run_spec
 from projects.selectors import project_secrets
 from projects.services import project_spec_policy
 from projects.spec import (
@@ -41,8 +41,10 @@ from projects.spec import (
 class _Plan:
     test: TestSpec
     steps: tuple[StepSpec, ...]
-    # The image id each step runs, by step name; each service's, by service name.
+    # The image id each step runs, by step name, and its registry reference (the candidate);
+    # each service's image id, by service name.
     step_images: dict[str, str]
+    step_references: dict[str, str]
     service_images: dict[str, str]
     secrets: dict[str, str]
     volumes: dict[str, str]
@@ -66,6 +68,7 @@ def test_stage(run: PipelineRun, log: StageLog, tools: StageTools) -> None:
             step_images={
                 step.name: run_layer_image(run, spec, step.image, log, engine) for step in steps
             },
+            step_references={step.name: run_layer_reference(run, step.image) for step in steps},
             service_images=_service_images(run, spec, log, engine),
             secrets=secrets,
             volumes=cache_volumes(
@@ -196,7 +199,7 @@ def _step(
 ) -> tuple[str, str | None]:
     """Run one step and record it; (its name, why it failed or None)."""
     section = log.section(step.name)
-    with _recorded(run, step, position) as record:
+    with _recorded(run, step, position, image=plan.step_references[step.name]) as record:
         outcome = step_run(
             engine=engine,
             image=plan.step_images[step.name],
@@ -216,7 +219,7 @@ def _step(
 
 
 @contextmanager
-def _recorded(run: PipelineRun, step: StepSpec, position: int) -> Iterator[TestStep]:
+def _recorded(run: PipelineRun, step: StepSpec, position: int, *, image: str) -> Iterator[TestStep]:
     """A TestStep row from the step's start; settled by how the block ends."""
     record, _ = TestStep.objects.update_or_create(
         run=run,
@@ -224,6 +227,7 @@ def _recorded(run: PipelineRun, step: StepSpec, position: int) -> Iterator[TestS
         defaults={
             "position": position,
             "group": step.group,
+            "image": image,
             "status": StepStatus.RUNNING,
             "started_at": timezone.now(),
             "finished_at": None,

@@ -14,6 +14,7 @@ from builds.models import CacheSource, LayerBuild
 from pipelines.models import PipelineRun
 from pipelines.selectors import stage_log_text
 from pipelines.states import RunStatus
+from tests.conftest import pulled
 from tests.factories import make_project, stack_repo
 
 pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
@@ -55,7 +56,9 @@ def sources(run: PipelineRun) -> dict[str, str]:
 
 
 def file_in_image(client: docker.DockerClient, image: str, path: str) -> str:
-    output = client.containers.run(image, ["cat", path], network_mode="none", remove=True)
+    output = client.containers.run(
+        pulled(client, image), ["cat", path], network_mode="none", remove=True
+    )
     return output.decode()
 
 

@@ -15,7 +15,7 @@ from builds.models import BaseLayerRecord, CacheSource, LayerBuild
 from pipelines.models import PipelineRun
 from pipelines.selectors import stage_log_text
 from pipelines.states import RunStatus
-from tests.conftest import registry_login
+from tests.conftest import pulled, registry_login
 from tests.factories import BUSYBOX, busybox_app_repo, make_project, stack_repo
 
 pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
@@ -51,7 +51,9 @@ def registry_digest(name: str, tag: str) -> str | None:
 
 def file_in_image(client: docker.DockerClient, image: str, path: str) -> str:
     command = ["sh", "-c", f"cat {path} 2>/dev/null || echo absent"]
-    return client.containers.run(image, command, network_mode="none", remove=True).decode()
+    return client.containers.run(
+        pulled(client, image), command, network_mode="none", remove=True
+    ).decode()
 
 
 def test_a_project_cannot_publish_into_another_projects_namespace(

@@ -13,7 +13,7 @@ from django.conf import settings
 from builds.models import CacheSource, LayerBuild
 from pipelines.models import PipelineRun
 from pipelines.states import RunStatus
-from tests.conftest import registry_login
+from tests.conftest import pulled, registry_login
 from tests.factories import BUSYBOX, GitRepo, make_project
 
 pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
@@ -53,7 +53,9 @@ def upstream_push(client: docker.DockerClient, folder: Path, reference: str, ver
 
 
 def file_in(client: docker.DockerClient, image: str, path: str) -> str:
-    return client.containers.run(image, ["cat", path], network_mode="none", remove=True).decode()
+    return client.containers.run(
+        pulled(client, image), ["cat", path], network_mode="none", remove=True
+    ).decode()
 
 
 def test_moving_the_upstream_tag_rebuilds_the_base_and_all_above_it(

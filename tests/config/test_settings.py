@@ -94,6 +94,42 @@ def test_manage_py_refuses_to_start_and_names_the_variable(
     assert "Traceback" not in completed.stderr
 
 
+def test_with_postgresql_start_up_refuses_a_host_of_its_own_secret_key(tmp_path: Path) -> None:
+    environment = {
+        **os.environ,
+        "DATABASE_URL": "postgres://dockyard:dockyard@127.0.0.1:5432/dockyard",
+        "DOCKYARD_DATA_DIR": str(tmp_path),
+    }
+    for name in ("DOCKYARD_SECRET_KEY", "DOCKYARD_SECRET_KEY_FILE", "DOCKYARD_ENCRYPTION_KEYS"):
+        environment.pop(name, None)
+
+    refused = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    environment["DOCKYARD_SECRET_KEY"] = "k" * 40
+    accepted = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert refused.returncode == 2
+    assert (
+        "DOCKYARD_SECRET_KEY (or DOCKYARD_SECRET_KEY_FILE) must be set when the database is "
+        "PostgreSQL" in refused.stderr
+    )
+    assert "Traceback" not in refused.stderr
+    assert accepted.returncode == 0, accepted.stderr
+
+
 def test_database_url_defaults_may_be_sqlite_or_postgres() -> None:
     postgres = env_database("DATABASE_URL", "", environ={"DATABASE_URL": "postgres://u:p@h:5/d"})
     assert (postgres["ENGINE"], postgres["NAME"], postgres["PORT"]) == (

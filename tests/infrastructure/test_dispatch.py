@@ -45,3 +45,9 @@ def test_a_hand_over_is_sent_only_once_its_transaction_commits(
         dispatch.queue_stage(stage_name="build", run_id=7, task_id="t-1")
         assert sent == []
     assert sent == [("pipelines.build", [7], "builds")]
+
+
+def test_a_worker_consumes_the_queues_of_its_roles_and_every_worker_notifies() -> None:
+    assert dispatch.queues_of_roles(("build",)) == [dispatch.BUILDS, dispatch.NOTIFY]
+    assert dispatch.queues_of_roles(("deploy",)) == [dispatch.DEPLOYS, dispatch.NOTIFY]
+    assert dispatch.queues_of_roles(("build", "deploy")) == list(dispatch.QUEUES)

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from builds.models import CacheSource, LayerBuild, LayerRole
 from infrastructure.docker_engine import DockerEngine
+from infrastructure.registry import manifest_digest
 from operations.retention import retention_prune
 from pipelines.models import LogChunk, PipelineRun, RunEvent
 from pipelines.services import do_run_transition, run_create, run_record_image
@@ -479,3 +480,65 @@ def test_a_dry_run_reports_what_would_go_and_removes_nothing(
     report = retention_prune(now=timezone.now() + LATER)
     assert [image.id for image in report.images_removed] == [leftover]
     assert not exists(docker_client, leftover)
+
+
+@pytest.mark.docker
+def test_candidates_of_runs_long_over_leave_the_registry_unless_a_recent_run_shares_them(
+    settings: Any, tmp_path: Path
+) -> None:
+    settings.DOCKYARD_CANDIDATE_RETENTION_HOURS = 48
+    project = make_project()
+    repository = f"{REGISTRY}/{project.slug}/candidates/app"
+    old, shared_old, recent = (
+        finished_run(project, days_ago=3),
+        finished_run(project, days_ago=3),
+        finished_run(project),
+    )
+    with DockerEngine(settings.DOCKER_HOST) as engine:
+        first = candidate(engine, tmp_path, repository, old, "one")
+        second = candidate(engine, tmp_path, repository, recent, "two")
+        # Another run built the very same bytes: one manifest, two tags.
+        engine.push_image(
+            image_id=engine.image_info(f"{repository}@{second}").id,
+            repository=repository,
+            tag=f"run-{shared_old.pk}",
+            on_output=lambda _: None,
+        )
+    for run, digest in ((old, first), (shared_old, second), (recent, second)):
+        LayerBuild.objects.create(
+            run=run,
+            name="app",
+            position=0,
+            role=LayerRole.APP,
+            source=CacheSource.BUILT,
+            image_id="sha256:x",
+            reference=f"{repository}@{digest}",
+            duration_seconds=1,
+            size_bytes=1,
+        )
+
+    report = retention_prune()
+
+    assert report.candidates_removed == [f"{repository}@{first}"]
+    assert manifest_digest(repository, f"run-{old.pk}") is None
+    assert manifest_digest(repository, f"run-{recent.pk}") == second
+    assert LayerBuild.objects.get(run=old).candidate_removed_at is not None
+    assert LayerBuild.objects.get(run=shared_old).candidate_removed_at is None
+
+
+def candidate(
+    engine: DockerEngine, tmp_path: Path, repository: str, run: PipelineRun, content: str
+) -> str:
+    context = tmp_path / content
+    context.mkdir()
+    (context / "content.txt").write_text(content)
+    (context / "Dockerfile").write_text("FROM scratch\nCOPY content.txt /content.txt\n")
+    image_id = engine.build_image(
+        context_dir=context,
+        dockerfile=context / "Dockerfile",
+        tag=f"{repository}:local",
+        on_output=lambda _: None,
+    )
+    return engine.push_image(
+        image_id=image_id, repository=repository, tag=f"run-{run.pk}", on_output=lambda _: None
+    )

@@ -142,3 +142,11 @@ def test_the_policy_reads_the_settings_and_the_projects_grants() -> None:
     assert policy.publish_namespace == "registry.example.com/web"
     assert policy.publish_grants == ("registry.example.com/shared/one", "other.example/two")
     assert policy.max_pids == 100
+
+
+def test_a_project_may_not_publish_where_dockyard_keeps_its_candidates() -> None:
+    namespace = "127.0.0.1:5000/web"
+    for repository in ("127.0.0.1:5000/web/candidates", "127.0.0.1:5000/web/candidates/app"):
+        refusal = publish_repository_refusal(repository, namespace=namespace)
+        assert refusal is not None and "candidates" in refusal
+    assert publish_repository_refusal("127.0.0.1:5000/web/candidate-x", namespace=namespace) is None

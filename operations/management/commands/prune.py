@@ -15,7 +15,9 @@ class Command(BaseCommand):
         "project's newest DOCKYARD_LOG_RETENTION_RUNS runs keep theirs), containers whose work "
         "is over, and this engine's images of Dockyard's projects older than "
         "DOCKYARD_IMAGE_RETENTION_HOURS that no environment's current, rollback or kept release "
-        "and no newest build cache needs. Runs, stages and events always stay."
+        "and no newest build cache needs, candidates of runs that ended over "
+        "DOCKYARD_CANDIDATE_RETENTION_HOURS ago, and this host's workspaces of finished runs. "
+        "Runs, stages and events always stay."
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
@@ -42,6 +44,11 @@ class Command(BaseCommand):
                 f"image: {verb} {image.id.removeprefix('sha256:')[:12]} {names} "
                 f"({image.size_bytes / 1e6:.1f} MB)"
             )
+        for reference in report.candidates_removed:
+            self.stdout.write(f"candidate: {verb} {reference}")
+        if report.workspaces_removed:
+            runs = ", ".join(map(str, report.workspaces_removed))
+            self.stdout.write(f"workspaces: {verb} those of run(s) {runs}")
         if report.bytes_reclaimed is not None:
             self.stdout.write(f"reclaimed {report.bytes_reclaimed / 1e6:.1f} MB")
         if report.problems:
