@@ -1,7 +1,8 @@
-# Dockyard's own image, for docker-compose.yml: the web process and the worker run from it.
+# Dockyard's own image, for docker-compose.yml: the web process and the workers run from it.
+# haproxy, socat and busybox-static are not run here: the hosts' proxy image is made of them.
 FROM python:3.11-slim
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends git haproxy \
+    && apt-get install -y --no-install-recommends git haproxy socat busybox-static \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /srv/dockyard
 COPY pyproject.toml README.md ./

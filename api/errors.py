@@ -11,12 +11,14 @@ from rest_framework.views import exception_handler
 
 from pipelines.states import IllegalTransition
 from projects.services import ProjectError
+from releases.hosts import HostRefused
 from releases.services import DeploymentRefused
 
 # The domain's refusals and the HTTP answers they become.
 DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
     ProjectError: (status.HTTP_400_BAD_REQUEST, "invalid"),
     DeploymentRefused: (status.HTTP_409_CONFLICT, "deployment_refused"),
+    HostRefused: (status.HTTP_400_BAD_REQUEST, "host_refused"),
     IllegalTransition: (status.HTTP_409_CONFLICT, "illegal_transition"),
 }
 

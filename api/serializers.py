@@ -7,7 +7,7 @@ from rest_framework import serializers
 from audit.models import AuditEntry
 from pipelines.models import LogChunk, PipelineRun, Stage, TestCase, TestStep
 from projects.models import Forge, Project
-from releases.models import Deployment, DeploymentEvent, Environment, Release
+from releases.models import Deployment, DeploymentEvent, Environment, Host, HostDeployment, Release
 
 
 class StrictCharField(serializers.CharField):
@@ -215,11 +215,47 @@ class ReleaseSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class HostSerializer(serializers.ModelSerializer):
+    engine_url = serializers.CharField(
+        allow_blank=True,
+        required=False,
+        default="",
+        help_text="unix://, ssh://user@host or tcp://host:2376 (TLS); empty: the deploy "
+        "worker's own engine",
+    )
+
+    class Meta:
+        model = Host
+        fields = ["name", "engine_url", "address", "created_at"]
+        read_only_fields = ["created_at"]
+        # Names are checked by the service (which also changes an existing host).
+        extra_kwargs: dict[str, dict[str, object]] = {"name": {"validators": []}}
+
+
+class HostChangeSerializer(serializers.Serializer):
+    engine_url = serializers.CharField(allow_blank=True, required=False)
+    address = serializers.IPAddressField(required=False)
+
+
+class EnvironmentHostsSerializer(serializers.Serializer):
+    hosts = serializers.ListField(
+        child=serializers.SlugField(), allow_empty=False, help_text="host names"
+    )
+    max_parallel = serializers.IntegerField(
+        min_value=1,
+        allow_null=True,
+        required=False,
+        help_text="hosts switched at a time; null: one after another environment, else all",
+    )
+
+
 class EnvironmentSerializer(serializers.ModelSerializer):
     project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     after = serializers.SlugRelatedField(slug_field="name", read_only=True)
     current_release = ReleaseSerializer(read_only=True)
     url = serializers.SerializerMethodField()
+    urls = serializers.SerializerMethodField()
+    hosts = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
 
     class Meta:
         model = Environment
@@ -229,6 +265,10 @@ class EnvironmentSerializer(serializers.ModelSerializer):
             "name",
             "after",
             "url",
+            "urls",
+            "hosts",
+            "max_parallel",
+            "frontend_port",
             "live_slot",
             "current_release",
             "health_path",
@@ -239,11 +279,36 @@ class EnvironmentSerializer(serializers.ModelSerializer):
     def get_url(self, environment: Environment) -> str:
         return environment.frontend_url
 
+    def get_urls(self, environment: Environment) -> list[str]:
+        """Each host's frontend: what an outer load balancer spreads requests over."""
+        return environment.frontend_urls
+
 
 class DeploymentEventSerializer(serializers.ModelSerializer):
+    host = serializers.SlugRelatedField(slug_field="name", read_only=True)
+
     class Meta:
         model = DeploymentEvent
-        fields = ["at", "from_status", "to_status", "detail"]
+        fields = ["at", "host", "from_status", "to_status", "detail"]
+        read_only_fields = fields
+
+
+class HostDeploymentSerializer(serializers.ModelSerializer):
+    host = serializers.SlugRelatedField(slug_field="name", read_only=True)
+
+    class Meta:
+        model = HostDeployment
+        fields = [
+            "host",
+            "batch",
+            "status",
+            "container_id",
+            "reused_container",
+            "failure_reason",
+            "container_log",
+            "started_at",
+            "finished_at",
+        ]
         read_only_fields = fields
 
 
@@ -253,6 +318,7 @@ class DeploymentSerializer(serializers.ModelSerializer):
     previous_release = serializers.SlugRelatedField(slug_field="number", read_only=True)
     requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     events = DeploymentEventSerializer(many=True, read_only=True)
+    hosts = HostDeploymentSerializer(source="host_deployments", many=True, read_only=True)
 
     class Meta:
         model = Deployment
@@ -266,6 +332,8 @@ class DeploymentSerializer(serializers.ModelSerializer):
             "status",
             "failure_reason",
             "container_log",
+            "release_log",
+            "hosts",
             "events",
             "created_at",
             "finished_at",

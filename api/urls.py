@@ -9,6 +9,7 @@ router.register("projects", views.ProjectViewSet, basename="project")
 router.register("runs", views.RunViewSet, basename="run")
 router.register("releases", views.ReleaseViewSet, basename="release")
 router.register("environments", views.EnvironmentViewSet, basename="environment")
+router.register("hosts", views.HostViewSet, basename="host")
 router.register("deployments", views.DeploymentViewSet, basename="deployment")
 router.register("audit", views.AuditEntryViewSet, basename="audit-entry")
 

@@ -40,8 +40,9 @@ from pipelines.services import (
 from projects.access import require_project_manager
 from projects.models import Project
 from projects.services import project_create, project_permissions_update, project_secret_rotate
-from releases.access import require_deployer
-from releases.models import Deployment, Environment, Release
+from releases.access import require_deployer, require_host_manager
+from releases.hosts import HostRefused, environment_hosts_set, host_save
+from releases.models import Deployment, Environment, Host, Release
 from releases.selectors import environment_history
 from releases.services import (
     deployment_request,
@@ -225,15 +226,81 @@ class ReleaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return releases
 
 
+@extend_schema(tags=["hosts"])
+class HostViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """The machines environments run on. Anyone signed in may read them; only superusers add
+    or change one (its engine receives the environments' secrets)."""
+
+    http_method_names = ["get", "post", "patch", "head", "options"]
+    serializer_class = s.HostSerializer
+    lookup_field = "name"
+    queryset = Host.objects.all()
+
+    @extend_schema(
+        request=s.HostSerializer,
+        responses={201: s.HostSerializer, **WRITE_ERRORS},
+        parameters=[IDEMPOTENCY_KEY],
+    )
+    @idempotent
+    def create(self, request: Request) -> Response:
+        require_host_manager(request.user, to="add hosts")
+        data = _valid(s.HostSerializer, request)
+        if Host.objects.filter(name=data["name"]).exists():
+            raise HostRefused(f"there is a host {data['name']} already; PATCH it to change it")
+        host, _ = host_save(
+            name=data["name"],
+            engine_url=data.get("engine_url", ""),
+            address=data["address"],
+            actor=request_actor(request),
+        )
+        return Response(s.HostSerializer(host).data, status=201)
+
+    @extend_schema(request=s.HostChangeSerializer, responses={200: s.HostSerializer, **ERRORS})
+    def partial_update(self, request: Request, name: str) -> Response:
+        host = self.get_object()
+        require_host_manager(request.user, to="change hosts")
+        data = _valid(s.HostChangeSerializer, request)
+        host, _ = host_save(
+            name=host.name,
+            engine_url=data.get("engine_url", host.engine_url),
+            address=data.get("address", host.address),
+            actor=request_actor(request),
+        )
+        return Response(s.HostSerializer(host).data)
+
+
 @extend_schema(tags=["environments"])
 class EnvironmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    http_method_names = ["get", "post", "patch", "head", "options"]
     serializer_class = s.EnvironmentSerializer
 
     def get_queryset(self) -> QuerySet[Environment]:
-        environments = Environment.objects.select_related("project", "after", "current_release")
+        environments = Environment.objects.select_related(
+            "project", "after", "current_release"
+        ).prefetch_related("hosts")
         if project := _filter_param(self.request, "project"):
             environments = environments.filter(project__slug=project)
         return environments
+
+    @extend_schema(
+        request=s.EnvironmentHostsSerializer, responses={200: s.EnvironmentSerializer, **ERRORS}
+    )
+    def partial_update(self, request: Request, pk: str) -> Response:
+        """Choose the environment's hosts and how many switch at a time."""
+        environment = self.get_object()
+        require_host_manager(request.user, to="choose an environment's hosts")
+        data = _valid(s.EnvironmentHostsSerializer, request)
+        hosts = list(Host.objects.filter(name__in=data["hosts"]))
+        unknown = sorted(set(data["hosts"]) - {host.name for host in hosts})
+        if unknown:
+            raise HostRefused(f"no host named {', '.join(unknown)}")
+        environment = environment_hosts_set(
+            environment=environment,
+            hosts=hosts,
+            max_parallel=data.get("max_parallel", environment.max_parallel),
+            actor=request_actor(request),
+        )
+        return Response(s.EnvironmentSerializer(environment).data)
 
     @extend_schema(parameters=[PROJECT_FILTER])
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -310,7 +377,7 @@ class DeploymentViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = s.DeploymentSerializer
     queryset = Deployment.objects.select_related(
         "environment", "release", "previous_release", "requested_by"
-    ).prefetch_related("events")
+    ).prefetch_related("events__host", "host_deployments__host")
 
 
 class OperatorsOnly(IsAdminUser):

@@ -26,6 +26,10 @@ class AuditAction(models.TextChoices):
     API_TOKEN_REVOKED = "api_token.revoked", "API token revoked"
     CHAT_IDENTITY_LINKED = "chat_identity.linked", "chat account linked"
     CHAT_IDENTITY_UNLINKED = "chat_identity.unlinked", "chat account unlinked"
+    # Hosts: where environments run, and so where their secrets go.
+    HOST_ADDED = "host.added", "host added"
+    HOST_CHANGED = "host.changed", "host changed"
+    ENVIRONMENT_HOSTS_CHANGED = "environment.hosts", "environment hosts changed"
     # Projects: whoever adds one runs its builds on the worker's Docker engine.
     PROJECT_CREATED = "project.created", "project created"
     PROJECT_REPOSITORY_CHANGED = "project.repository", "project repository changed"

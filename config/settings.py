@@ -332,19 +332,23 @@ DOCKYARD_TEST_MAX_CPUS = env_float(
 )
 #: The longest test timeout, in seconds, a `dockyard.yml` may ask for. (default: `86400`)
 DOCKYARD_TEST_MAX_TIMEOUT = env_int("DOCKYARD_TEST_MAX_TIMEOUT", 24 * 3600, minimum=1)
-# Deployed apps listen on this address, never on the UI's host: a browser sends a host's
-# cookies to every port of it, so an app on the UI's host would receive the UI's session.
-#: Where deployed apps and their frontends listen; never the UI's host.
+# Deployed apps listen on their host's address, never on the UI's host: a browser sends a
+# host's cookies to every port of it, so an app on the UI's host would receive the UI's
+# session. This is the address of the "local" host a one-machine install deploys to.
+#: Where the local host's apps and frontends listen; never the UI's host.
 DOCKYARD_APP_ADDRESS = env_ip_address("DOCKYARD_APP_ADDRESS", "127.0.0.2")
 if urlsplit(PUBLIC_URL).hostname == DOCKYARD_APP_ADDRESS:
     raise ImproperlyConfigured(
         f"DOCKYARD_APP_ADDRESS={DOCKYARD_APP_ADDRESS} is the host of DOCKYARD_PUBLIC_URL: "
         "browsers would hand every deployed app the UI's cookies; give apps another address"
     )
-# The HAProxy Dockyard runs: one frontend on DOCKYARD_APP_ADDRESS per environment, from the
-# first range; the containers of each environment's two slots listen on ports from the second.
-DOCKYARD_PROXY_DIR = DATA_DIR / "haproxy"
-#: Ports of the environments' frontends (HAProxy, on the app address).
+# Each host runs an HAProxy, as a container Dockyard starts through the host's engine: one
+# frontend per environment on the host's address, from the first range (the same port on
+# every host of the environment); each environment's two slots listen on ports from the second.
+#: The image of the hosts' HAProxy: it needs `/usr/sbin/haproxy`, `/usr/bin/socat` and
+#: `/bin/sh`. (default: one Dockyard builds from this worker's own haproxy, socat and busybox)
+DOCKYARD_PROXY_IMAGE = env_str("DOCKYARD_PROXY_IMAGE", "")
+#: Ports of the environments' frontends (each host's HAProxy, on the host's address).
 DOCKYARD_FRONTEND_PORTS = env_port_range("DOCKYARD_FRONTEND_PORTS", "9100-9199")
 #: Ports of the blue and green slots' containers.
 DOCKYARD_SLOT_PORTS = env_port_range("DOCKYARD_SLOT_PORTS", "9200-9399")

@@ -7,6 +7,7 @@ worker) every lock is granted.
 """
 
 import hashlib
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -37,3 +38,22 @@ def cluster_lock(name: str) -> Iterator[bool]:
         if held and connection.connection is not None:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+
+
+class ClusterLockTimeout(Exception):
+    """Another worker held the lock for longer than the caller would wait."""
+
+
+@contextmanager
+def cluster_lock_waited(name: str, *, seconds: float) -> Iterator[None]:
+    """Hold the lock `name` for the block, waiting up to `seconds` for another holder to let
+    go; ClusterLockTimeout after that."""
+    deadline = time.monotonic() + seconds
+    while True:
+        with cluster_lock(name) as held:
+            if held:
+                yield
+                return
+        if time.monotonic() > deadline:
+            raise ClusterLockTimeout(f"{name!r} stayed locked by another worker for {seconds:g}s")
+        time.sleep(0.05)

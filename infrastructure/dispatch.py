@@ -45,6 +45,7 @@ DEPENDENTS_REBUILD = TaskRoute("pipelines.rebuild_dependents", BUILDS)
 # Makes the release and may create environments (their proxy frontends): next to the proxy.
 RELEASE_FROM_RUN = TaskRoute("pipelines.release_from_run", DEPLOYS)
 DEPLOY = TaskRoute("releases.deploy", DEPLOYS)
+DEPLOY_HOST = TaskRoute("releases.deploy_host", DEPLOYS)
 COMMIT_STATUS_REPORT = TaskRoute("webhooks.report_commit_status", NOTIFY)
 RUN_NOTIFY = TaskRoute("webhooks.notify_run", NOTIFY)
 DEPLOYMENT_NOTIFY = TaskRoute("webhooks.notify_deployment", NOTIFY)
@@ -64,6 +65,7 @@ ROUTES: tuple[TaskRoute, ...] = (
     DEPENDENTS_REBUILD,
     RELEASE_FROM_RUN,
     DEPLOY,
+    DEPLOY_HOST,
     COMMIT_STATUS_REPORT,
     RUN_NOTIFY,
     DEPLOYMENT_NOTIFY,
@@ -91,14 +93,25 @@ def queue_dependents_rebuild(*, run_id: int) -> None:
     _send(DEPENDENTS_REBUILD, [run_id])
 
 
+def release_task_id(run_id: int) -> str:
+    """The release hand-over's task id, the same for every sending: the reaper can ask the
+    broker whether it still holds it."""
+    return f"release-from-run-{run_id}"
+
+
 def queue_release_from_run(*, run_id: int) -> None:
     """Make a release of a passed run and auto-deploy it where its rules say."""
-    _send(RELEASE_FROM_RUN, [run_id])
+    _send(RELEASE_FROM_RUN, [run_id], task_id=release_task_id(run_id))
 
 
 def queue_deployment(*, deployment_id: int, task_id: str) -> None:
     """Carry a deployment through its steps (releases.tasks)."""
     _send(DEPLOY, [deployment_id], task_id=task_id)
+
+
+def queue_host_deployment(*, host_deployment_id: int, task_id: str) -> None:
+    """Carry one host's part of a deployment through its steps (releases.tasks)."""
+    _send(DEPLOY_HOST, [host_deployment_id], task_id=task_id)
 
 
 def queue_commit_status_report(*, run_id: int, event_id: int, task_id: str) -> None:

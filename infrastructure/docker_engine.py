@@ -8,8 +8,10 @@ carries Dockyard's labels, so that a sweep by label finds any that outlived its 
 
 import codecs
 import hashlib
+import io
 import posixpath
 import shutil
+import tarfile
 import tempfile
 import threading
 import time
@@ -572,20 +574,30 @@ class DockerEngine:
         return tuple(found)
 
     def _holder_image(self) -> str:
-        """The image of namespace holders: the machine's static busybox and nothing else,
-        built once per engine (tagged by the busybox's hash)."""
+        """The image of namespace holders: the machine's static busybox and nothing else."""
         busybox = Path(HOLDER_BUSYBOX)
         if not busybox.is_file():
             raise DockerEngineError(
                 f"{HOLDER_BUSYBOX} is missing: install Debian's busybox-static (services need it)"
             )
-        digest = hashlib.sha256(busybox.read_bytes()).hexdigest()[:16]
-        tag = f"dockyard/netns-holder:{digest}"
+        return self.image_from_files("dockyard/netns-holder", {"/busybox": busybox})
+
+    def image_from_files(self, repository: str, files: dict[str, Path]) -> str:
+        """An image of exactly these files of this machine (path in the image: file here), on
+        nothing (FROM scratch); built once per engine, tagged by their content's hash."""
+        digest = hashlib.sha256()
+        for target, source in sorted(files.items()):
+            digest.update(target.encode() + b"\0" + source.read_bytes() + b"\0")
+        tag = f"{repository}:{digest.hexdigest()[:16]}"
         if self.image_exists(tag):
             return tag
         with tempfile.TemporaryDirectory() as folder:
-            shutil.copy(busybox, Path(folder) / "busybox")
-            (Path(folder) / "Dockerfile").write_text("FROM scratch\nCOPY busybox /busybox\n")
+            root = Path(folder) / "rootfs"
+            for target, source in files.items():
+                destination = root / target.lstrip("/")
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(source, destination)
+            (Path(folder) / "Dockerfile").write_text("FROM scratch\nCOPY rootfs/ /\n")
             self.build_image(
                 context_dir=Path(folder),
                 dockerfile=Path(folder) / "Dockerfile",
@@ -593,6 +605,97 @@ class DockerEngine:
                 on_output=lambda _: None,
             )
         return tag
+
+    def daemon_container_ensure(
+        self,
+        *,
+        name: str,
+        image: str,
+        command: list[str],
+        labels: dict[str, str],
+        files: dict[str, bytes],
+        directories: tuple[str, ...] = (),
+    ) -> tuple[str, bool]:
+        """A long-running helper of Dockyard's own on the host network (a host's HAProxy),
+        running `image`: made with `files` in place when missing or of another image, started
+        when stopped. Its id, and whether it was (re)made or started just now."""
+        with self._translated_errors("daemon container"):
+            try:
+                container = self._client.containers.get(name)
+            except NotFound:
+                container = None
+            if container is not None and container.attrs.get("Config", {}).get("Image") != image:
+                container.remove(force=True)
+                container = None
+            if container is None:
+                container = self._client.containers.create(
+                    image=image,
+                    name=name,
+                    command=command,
+                    labels={**labels, MANAGED_LABEL: settings.DOCKYARD_INSTANCE},
+                    network_mode="host",
+                    cap_drop=["ALL"],
+                    security_opt=["no-new-privileges"],
+                    restart_policy={"Name": "unless-stopped"},
+                    detach=True,
+                )
+                for path, content in files.items():
+                    self._file_put(container, path, content, directories=directories)
+                container.start()
+                return str(container.id), True
+            if container.status != "running":
+                for path, content in files.items():
+                    self._file_put(container, path, content, directories=directories)
+                container.start()
+                return str(container.id), True
+            return str(container.id), False
+
+    def file_put(self, container_id: str, path: str, content: bytes) -> None:
+        """Write a file into a container (running or not), replacing it."""
+        with self._translated_errors("file copy"):
+            self._file_put(self._client.containers.get(container_id), path, content)
+
+    def file_get(self, container_id: str, path: str) -> bytes | None:
+        """A file of a container, or None when it has none there."""
+        with self._translated_errors("file read"):
+            try:
+                stream, _ = self._client.api.get_archive(container_id, path)
+            except NotFound:
+                return None
+            with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as archive:
+                member = archive.extractfile(posixpath.basename(path))
+                return member.read() if member is not None else None
+
+    def container_signal(self, container_id: str, signal: str) -> None:
+        with self._translated_errors("signal"):
+            self._client.api.kill(container_id, signal=signal)
+
+    def container_exec(self, container_id: str, command: list[str]) -> tuple[int, str]:
+        """Run `command` in a running container by its id, with as few requests as the API
+        allows: (exit code, output)."""
+        with self._translated_errors("exec"):
+            created = self._client.api.exec_create(container_id, command)
+            output = self._client.api.exec_start(created["Id"]) or b""
+            code = self._client.api.exec_inspect(created["Id"]).get("ExitCode")
+        return int(code if code is not None else -1), output.decode("utf-8", errors="replace")
+
+    def _file_put(
+        self, container: Any, path: str, content: bytes, *, directories: tuple[str, ...] = ()
+    ) -> None:
+        # Unpacked at the root with every parent folder in the archive: the images Dockyard
+        # makes FROM scratch have no /etc/haproxy or /run until something puts them there.
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as archive:
+            folders = {*directories, *_parents(path)}
+            for folder in sorted(folders):
+                entry = tarfile.TarInfo(folder.strip("/"))
+                entry.type, entry.mode, entry.mtime = tarfile.DIRTYPE, 0o755, int(time.time())
+                archive.addfile(entry)
+            info = tarfile.TarInfo(path.lstrip("/"))
+            info.size, info.mode, info.mtime = len(content), 0o644, int(time.time())
+            archive.addfile(info, io.BytesIO(content))
+        if not container.put_archive("/", buffer.getvalue()):
+            raise DockerEngineError(f"could not write {path} into container {container.name}")
 
     def ensure_image(self, *, reference: str, on_output: OutputSink) -> str:
         """Make `reference` (repository@digest or :tag) present on this engine; its image id."""
@@ -843,6 +946,11 @@ class DockerEngine:
             ) from None
         except (DockerException, requests.exceptions.RequestException, OSError) as error:
             raise DockerEngineError(f"{action} on {self._base_url}: {_explain(error)}") from None
+
+
+def _parents(path: str) -> list[str]:
+    parent = posixpath.dirname(path)
+    return [] if parent in {"/", ""} else [*_parents(parent), parent]
 
 
 def _removal_in_progress(error: APIError) -> bool:

@@ -71,14 +71,23 @@ class Take(Enum):
     DUPLICATE = "duplicate"
 
 
-def job_enqueue(job: DurableJob, *, send: Callable[[str], None]) -> str:
+def job_enqueue(job: DurableJob, *, send: Callable[[str], None], new_phase: bool = False) -> str:
     """Give `job` a new task id, note when it was sent and that nobody carries it yet, and
-    send it with `send(task_id)` (a dispatch.queue_* call: sent on commit). Returns the id."""
+    send it with `send(task_id)` (a dispatch.queue_* call: sent on commit). Returns the id.
+
+    `new_phase`: the job goes on to work of another kind (a deployment that finishes after
+    its hosts switched), whose attempts count afresh.
+    """
     task_id = str(uuid.uuid4())
     job.task_id, job.queued_at, job.heartbeat_at = task_id, timezone.now(), None
-    type(job)._default_manager.filter(pk=job.pk).update(
-        task_id=task_id, queued_at=job.queued_at, heartbeat_at=None
-    )
+    fields: dict[str, object] = {
+        "task_id": task_id,
+        "queued_at": job.queued_at,
+        "heartbeat_at": None,
+    }
+    if new_phase:
+        job.attempts = fields["attempts"] = 0
+    type(job)._default_manager.filter(pk=job.pk).update(**fields)
     send(task_id)
     return task_id
 

@@ -1,23 +1,53 @@
-"""The HAProxy adapter: the config Dockyard generates, the process it runs, the runtime API.
+"""The HAProxy adapter: the config Dockyard generates, each host's HAProxy, its runtime API.
 
-The only module that talks to HAProxy. Every switch of traffic goes through the runtime API
-(`set server ... addr/state`), never a reload; the process is reloaded (master-worker, seamless)
-only when frontends are added or removed. Errors become ProxyError.
+The only module that talks to HAProxy. Each host runs one, as a container of Dockyard's on the
+host's network, started and repaired through the host's Docker engine (so a worker on any
+machine drives any host, and restarting a worker drops no frontend). Every switch of traffic
+goes through the runtime API (`set server ... addr/state`), reached with `docker exec` through
+the engine, never over the network: the admin socket stays a file inside the container, out of
+reach of the apps on the host. The process is reloaded (master-worker, seamless) only when
+frontends are added or removed. Errors become ProxyError.
 """
 
-import fcntl
-import os
-import socket
+import shlex
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from django.conf import settings
+
+from infrastructure.cluster_locks import cluster_lock_waited
+from infrastructure.docker_engine import DockerEngine, DockerEngineError
+
+# Inside the proxy container.
 HAPROXY = "/usr/sbin/haproxy"
-SOCKET_TIMEOUT_SECONDS = 5
+CONFIG_PATH = "/etc/haproxy/haproxy.cfg"
+ADMIN_SOCKET = Path("/run/haproxy/admin.sock")
+MASTER_SOCKET = "/run/haproxy/master.sock"
+PROXY_LABEL = "dockyard.proxy"
+
+
+def proxy_container_name(host: str) -> str:
+    """The name of this installation's proxy container for `host`: two installations sharing
+    an engine (the test suite beside `make up`), or two hosts on one engine (two addresses of
+    one machine), each keep their own."""
+    return f"dockyard-proxy-{settings.DOCKYARD_INSTANCE}-{host}"
+
+
+# What the image Dockyard builds of this machine's own binaries holds: HAProxy, socat (the
+# runtime API's client) and a static busybox as /bin/sh (for `docker exec`), with the
+# libraries they link. An image of one's own (DOCKYARD_PROXY_IMAGE) needs the same three.
+PROXY_BINARIES = {
+    "/usr/sbin/haproxy": "/usr/sbin/haproxy",
+    "/usr/bin/socat": "/usr/bin/socat",
+    "/bin/sh": "/bin/busybox",
+}
+# How often, and how patiently, a new slot's health is checked (through the check backend).
+CHECK_INTERVAL_MS = 100
+ANSWER_TIMEOUT_SECONDS = 15
 
 
 class ProxyError(Exception):
@@ -34,19 +64,35 @@ class ProxyServer:
 
 @dataclass(frozen=True)
 class ProxyBackend:
-    """One environment: a frontend on address:frontend_port and its two slots."""
+    """One environment on one host: a frontend on address:frontend_port and its two slots."""
 
     name: str
     address: str
     frontend_port: int
     servers: tuple[ProxyServer, ...]
+    # What a new slot must answer before it takes traffic (its check backend asks it).
+    health_path: str = "/"
+    health_host: str = ""
+
+
+@dataclass(frozen=True)
+class SlotHealth:
+    healthy: bool
+    detail: str
+
+
+def check_backend(backend: str) -> str:
+    """The name of the backend whose servers HAProxy health-checks for `backend`."""
+    return f"chk_{backend}"
 
 
 def render_config(backends: list[ProxyBackend], *, admin_socket: Path) -> str:
     """HAProxy's configuration for these environments. Pure.
 
-    Servers carry no health `check`: Dockyard checks a new slot itself before it takes
-    traffic, and a server HAProxy checked would start DOWN after each switch. Connection
+    The servers that take traffic carry no health `check`: a new slot is checked before it
+    takes traffic, and a server HAProxy checked would start DOWN after each switch. That check
+    is HAProxy's own, in a backend of its own per environment (`chk_<backend>`) that no
+    frontend uses, its servers in maintenance (unchecked) until a deployment asks. Connection
     failures are retried on the other slot (redispatch), so a request that lands on a slot in
     the instant it stops is served by the other one, not failed.
     """
@@ -78,17 +124,37 @@ def render_config(backends: list[ProxyBackend], *, admin_socket: Path) -> str:
         for server in backend.servers:
             state = "" if server.enabled else " disabled"
             lines.append(f"    server {server.name} {server.address}:{server.port}{state}")
+        check = f"http-check send meth GET uri {_config_word(backend.health_path)}"
+        if backend.health_host:
+            check += f" hdr Host {_config_word(backend.health_host)}"
+        lines += [
+            "",
+            f"backend {check_backend(backend.name)}",
+            "    option httpchk",
+            f"    {check}",
+            f"    default-server inter {CHECK_INTERVAL_MS} fall 1 rise 1",
+        ]
+        for server in backend.servers:
+            lines.append(f"    server {server.name} {server.address}:{server.port} check disabled")
     return "\n".join(lines) + "\n"
+
+
+def _config_word(value: str) -> str:
+    # Paths and host names come from dockyard.yml: one word, nothing HAProxy would parse.
+    if not value or any(character.isspace() or character in "\"'\\#" for character in value):
+        raise ProxyError(f"{value!r} cannot go into HAProxy's configuration")
+    return value
 
 
 def topology(config: str) -> str:
     """The config without the servers' enabled/disabled state: what a reload would change."""
-    return config.replace(" disabled\n", "\n")
+    return config.replace(" check disabled\n", " check\n").replace(" disabled\n", "\n")
 
 
 class TrafficProxy(Protocol):
-    """What deployments need of the proxy in front of the environments. HAProxy is the real
-    one; tests of the deploy state machine pass an in-memory stand-in (tests/fakes.py)."""
+    """What deployments need of a host's proxy in front of its environments. HostHAProxy is
+    the real one; tests of the deploy state machine pass an in-memory stand-in
+    (tests/fakes.py)."""
 
     def apply(self, backends: list[ProxyBackend]) -> None: ...
 
@@ -108,48 +174,82 @@ class TrafficProxy(Protocol):
 
     def server_states(self) -> dict[tuple[str, str], str]: ...
 
+    def health_check_start(self, backend: str, server: str, *, address: str, port: int) -> None:
+        """Have HAProxy check `server` of `backend` at address:port from now on, counting it
+        unhealthy until a check passes."""
 
-class HAProxy:
-    """One HAProxy process (master-worker) with its files in `directory`."""
+    def health(self, backend: str, server: str) -> SlotHealth:
+        """Whether a check started by health_check_start has passed, and what it last saw."""
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.config_path = directory / "haproxy.cfg"
-        self.admin_socket = directory / "admin.sock"
-        self.master_socket = directory / "master.sock"
-        self.pid_path = directory / "haproxy.pid"
+    def health_check_stop(self, backend: str, server: str) -> None: ...
+
+
+def proxy_image_files() -> dict[str, Path]:
+    """The files of the proxy image: this machine's HAProxy, socat and busybox, and every
+    library they load (as `ldd` lists them), at the paths they have here."""
+    files: dict[str, Path] = {}
+    for target, source in PROXY_BINARIES.items():
+        if not Path(source).is_file():
+            raise ProxyError(
+                f"{source} is missing: install Debian's haproxy, socat and busybox-static (the "
+                "hosts' proxy image is made of them), or set DOCKYARD_PROXY_IMAGE"
+            )
+        files[target] = Path(source)
+        for library in _libraries(source):
+            files[library] = Path(library).resolve()
+    return files
+
+
+def _libraries(binary: str) -> list[str]:
+    listed = subprocess.run(["ldd", binary], capture_output=True, text=True, check=False)
+    if listed.returncode != 0:  # static: nothing to add
+        return []
+    found = []
+    for line in listed.stdout.splitlines():
+        words = line.split()
+        path = words[2] if len(words) > 2 and words[1] == "=>" else words[0] if words else ""
+        if path.startswith("/"):
+            found.append(path)
+    return found
+
+
+class HostHAProxy:
+    """The HAProxy of one host: a container on the host's network, driven through `engine`
+    (an open connection to that host's Docker engine)."""
+
+    def __init__(self, engine: DockerEngine, *, host: str) -> None:
+        self.engine = engine
+        self.host = host
 
     def apply(self, backends: list[ProxyBackend]) -> None:
-        """Make the running proxy serve exactly these environments; start it if it is down.
-
-        The config file always mirrors the servers' current state, so a (re)start begins
-        right; a running proxy with the same frontends is left alone (cheap to call).
-        """
-        self.directory.mkdir(parents=True, exist_ok=True)
-        config = render_config(backends, admin_socket=self.admin_socket)
+        """Make the host's proxy serve exactly these environments: started (or made) if it is
+        down, reloaded if its frontends changed, left alone otherwise (cheap to call)."""
+        config = render_config(backends, admin_socket=ADMIN_SOCKET)
         with self._locked():
-            previous = self.config_path.read_text() if self.config_path.exists() else ""
-            running = self.running()
-            if running and topology(previous) == topology(config):
-                if previous != config:
-                    self._write(config)
+            container, fresh = self._container(config)
+            if fresh:
+                self._wait_until_answering(container)
                 return
-            self._write_checked(config)
-            if running:
-                self._reload()
-            else:
-                self._start()
+            previous = self._read(container)
+            if topology(previous) == topology(config):
+                if previous != config:
+                    self._write(container, config)
+                return
+            self._write_checked(container, config)
+            self.engine.container_signal(container, "SIGUSR2")  # master-worker: seamless
+            time.sleep(0.2)
+            self._wait_until_answering(container)
 
     def remember(self, backends: list[ProxyBackend]) -> None:
-        """Rewrite the config file after runtime switches, without touching the process."""
-        config = render_config(backends, admin_socket=self.admin_socket)
+        """Rewrite the config file after runtime switches, without touching the process: a
+        restart of the container begins as the database says."""
+        config = render_config(backends, admin_socket=ADMIN_SOCKET)
         with self._locked():
-            previous = self.config_path.read_text() if self.config_path.exists() else ""
-            if topology(previous) == topology(config):
-                # Only servers' enabled flags differ from a config HAProxy already accepted.
-                self._write(config)
+            container = self._running_container()
+            if topology(self._read(container)) == topology(config):
+                self._write(container, config)
             else:
-                self._write_checked(config)
+                self._write_checked(container, config)
 
     def set_server(
         self,
@@ -162,136 +262,161 @@ class HAProxy:
     ) -> None:
         """Runtime API: point `server` at address:port (when given) and set it ready, drain or
         maint."""
+        commands = []
         if address is not None and port is not None:
-            self._expect_ok(
-                self.command(f"set server {backend}/{server} addr {address} port {port}"),
-                "set addr",
-            )
-        self._expect_ok(self.command(f"set server {backend}/{server} state {state}"), state)
+            commands.append(f"set server {backend}/{server} addr {address} port {port}")
+        commands.append(f"set server {backend}/{server} state {state}")
+        for answer in self.commands(commands):
+            self._expect_ok(answer, f"{backend}/{server} {state}")
 
     def sessions(self, backend: str, server: str) -> int:
         """The server's current sessions (requests still being served by it)."""
-        for line in self.command("show stat").splitlines():
-            fields = line.split(",")
-            if len(fields) > 4 and fields[0] == backend and fields[1] == server:
-                return int(fields[4] or 0)
-        raise ProxyError(f"no server {backend}/{server} in HAProxy")
+        for row in self._stat_rows():
+            if row.get("pxname") == backend and row.get("svname") == server:
+                return int(row.get("scur") or 0)
+        raise ProxyError(f"no server {backend}/{server} in the HAProxy of {self.host}")
 
     def server_states(self) -> dict[tuple[str, str], str]:
-        """(backend, server) -> "ready", "drain" or "maint", as the running proxy has them."""
-        lines = self.command("show stat").splitlines()
-        if not lines or not lines[0].startswith("# "):
-            raise ProxyError(f"HAProxy answered 'show stat' with {lines[:1]!r}")
-        header = lines[0][2:].split(",")
-        name, server, status = (header.index(f) for f in ("pxname", "svname", "status"))
+        """(backend, server) -> "ready", "drain" or "maint", as the running proxy has them
+        (the check backends left out)."""
         states = {}
-        for line in lines[1:]:
-            fields = line.split(",")
-            if len(fields) <= status or fields[server] in {"FRONTEND", "BACKEND"}:
+        for row in self._stat_rows():
+            name, server = row.get("pxname", ""), row.get("svname", "")
+            if server in {"FRONTEND", "BACKEND"} or name.startswith("chk_"):
                 continue
             # Status words: UP, DOWN, "no check" (ready, not health-checked), MAINT, DRAIN.
-            word = fields[status].split()[0].upper() if fields[status] else ""
-            states[(fields[name], fields[server])] = {"MAINT": "maint", "DRAIN": "drain"}.get(
-                word, "ready"
-            )
+            word = (row.get("status") or "").split(" ")[0].upper()
+            states[(name, server)] = {"MAINT": "maint", "DRAIN": "drain"}.get(word, "ready")
         return states
+
+    def health_check_start(self, backend: str, server: str, *, address: str, port: int) -> None:
+        # Ready, then forced down: HAProxy keeps the last check's result across maintenance,
+        # and only a check that passes from now on may say the new slot is healthy.
+        name = f"{check_backend(backend)}/{server}"
+        answers = self.commands(
+            [
+                f"set server {name} addr {address} port {port}",
+                f"set server {name} state ready",
+                f"set server {name} health down",
+            ]
+        )
+        for answer in answers:
+            self._expect_ok(answer, f"health check of {name}")
+
+    def health(self, backend: str, server: str) -> SlotHealth:
+        for row in self._stat_rows():
+            if row.get("pxname") == check_backend(backend) and row.get("svname") == server:
+                status = (row.get("status") or "").upper()
+                # e.g. "L7STS 404 Not Found": HAProxy's verdict, the status, its reason.
+                seen = " ".join(
+                    part
+                    for part in (
+                        row.get("check_status"),
+                        row.get("check_code"),
+                        row.get("last_chk"),
+                    )
+                    if part
+                )
+                return SlotHealth(
+                    healthy=status.startswith("UP"),
+                    detail=f"HAProxy on {self.host}: {status or 'unknown'}"
+                    + (f" ({seen})" if seen else ""),
+                )
+        raise ProxyError(f"no check for {backend}/{server} in the HAProxy of {self.host}")
+
+    def health_check_stop(self, backend: str, server: str) -> None:
+        name = f"{check_backend(backend)}/{server}"
+        for answer in self.commands([f"set server {name} state maint"]):
+            self._expect_ok(answer, f"health check of {name}")
 
     def running(self) -> bool:
         try:
             self.command("show info")
-        except ProxyError:
+        except (ProxyError, DockerEngineError):
             return False
         return True
 
     def command(self, line: str) -> str:
-        return self._send(self.admin_socket, line)
+        return self.commands([line])[0]
+
+    def commands(self, lines: list[str]) -> list[str]:
+        """Send runtime API commands in one exec (one round trip to the host): their answers."""
+        container = self._running_container()
+        separator = "\x1e"  # answers are split on it; HAProxy never writes it
+        script = " ; ".join(
+            f"printf '%s\\n' {shlex.quote(line)} | /usr/bin/socat stdio "
+            f"unix-connect:{ADMIN_SOCKET}; printf '{separator}'"
+            for line in lines
+        )
+        code, output = self.engine.container_exec(container, ["/bin/sh", "-c", script])
+        if code != 0:
+            raise ProxyError(f"HAProxy of {self.host}: its runtime API did not answer: {output}")
+        return output.split(separator)[: len(lines)]
 
     def stop(self) -> None:
-        if self.pid_path.exists():
-            with suppress(ProcessLookupError, ValueError):
-                os.kill(int(self.pid_path.read_text().split()[0]), 15)
+        self.engine.remove_containers(labels={PROXY_LABEL: self.host})
 
-    def _start(self) -> None:
-        self.admin_socket.unlink(missing_ok=True)
-        self.master_socket.unlink(missing_ok=True)
-        completed = subprocess.run(
-            [
-                HAPROXY,
-                "-W",
-                "-D",
-                "-S",
-                f"{self.master_socket},mode,600",
-                "-f",
-                str(self.config_path),
-                "-p",
-                str(self.pid_path),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=30,
+    def _stat_rows(self) -> list[dict[str, str]]:
+        lines = self.command("show stat").splitlines()
+        if not lines or not lines[0].startswith("# "):
+            raise ProxyError(f"HAProxy of {self.host} answered 'show stat' with {lines[:1]!r}")
+        header = lines[0][2:].split(",")
+        return [dict(zip(header, line.split(","), strict=False)) for line in lines[1:] if line]
+
+    def _container(self, config: str) -> tuple[str, bool]:
+        return self.engine.daemon_container_ensure(
+            name=proxy_container_name(self.host),
+            image=self._image(),
+            command=[HAPROXY, "-W", "-db", "-S", f"{MASTER_SOCKET},mode,600", "-f", CONFIG_PATH],
+            labels={PROXY_LABEL: self.host},
+            files={CONFIG_PATH: config.encode()},
+            directories=(str(ADMIN_SOCKET.parent),),
         )
-        if completed.returncode != 0:
-            raise ProxyError(f"HAProxy did not start: {completed.stderr.strip()[-500:]}")
-        self._wait_until_answering()
 
-    def _reload(self) -> None:
-        # The master starts new workers with the new config; they take over the listening
-        # sockets from the old ones, which finish their connections and leave.
-        self._send(self.master_socket, "reload")
-        time.sleep(0.2)
-        self._wait_until_answering()
+    def _running_container(self) -> str:
+        container = self.engine.container_state(proxy_container_name(self.host))
+        if container != "running":
+            raise ProxyError(f"the HAProxy of {self.host} is {container or 'not there'}")
+        return proxy_container_name(self.host)
 
-    def _write(self, config: str) -> None:
-        draft = self.config_path.with_suffix(".cfg.new")
-        draft.write_text(config)
-        draft.replace(self.config_path)
-
-    def _write_checked(self, config: str) -> None:
-        draft = self.config_path.with_suffix(".cfg.new")
-        draft.write_text(config)
-        checked = subprocess.run(
-            [HAPROXY, "-c", "-q", "-f", str(draft)], capture_output=True, text=True, timeout=30
-        )
-        if checked.returncode != 0:
-            draft.unlink(missing_ok=True)
-            raise ProxyError(
-                f"generated HAProxy config is invalid: {checked.stderr.strip()[-500:]}"
+    def _image(self) -> str:
+        if settings.DOCKYARD_PROXY_IMAGE:
+            self.engine.ensure_image(
+                reference=settings.DOCKYARD_PROXY_IMAGE, on_output=lambda _: None
             )
-        draft.replace(self.config_path)
+            return str(settings.DOCKYARD_PROXY_IMAGE)
+        return self.engine.image_from_files("dockyard/haproxy", proxy_image_files())
 
-    def _wait_until_answering(self) -> None:
-        deadline = time.monotonic() + 10
+    def _read(self, container: str) -> str:
+        content = self.engine.file_get(container, CONFIG_PATH)
+        return content.decode() if content is not None else ""
+
+    def _write(self, container: str, config: str) -> None:
+        self.engine.file_put(container, CONFIG_PATH, config.encode())
+
+    def _write_checked(self, container: str, config: str) -> None:
+        draft = CONFIG_PATH + ".new"
+        self.engine.file_put(container, draft, config.encode())
+        code, output = self.engine.container_exec(container, [HAPROXY, "-c", "-q", "-f", draft])
+        if code != 0:
+            raise ProxyError(f"generated HAProxy config is invalid: {output.strip()[-500:]}")
+        self._write(container, config)
+
+    def _wait_until_answering(self, container: str) -> None:
+        deadline = time.monotonic() + ANSWER_TIMEOUT_SECONDS
         while not self.running():
             if time.monotonic() > deadline:
-                raise ProxyError(f"HAProxy does not answer on {self.admin_socket}")
+                logs = self.engine.container_logs(container, tail=20).strip()
+                raise ProxyError(f"the HAProxy of {self.host} does not answer: {logs[-500:]}")
             time.sleep(0.05)
-
-    def _send(self, path: Path, line: str) -> str:
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
-                connection.settimeout(SOCKET_TIMEOUT_SECONDS)
-                connection.connect(str(path))
-                connection.sendall(line.encode() + b"\n")
-                chunks = []
-                while chunk := connection.recv(65536):
-                    chunks.append(chunk)
-        except OSError as error:
-            raise ProxyError(f"HAProxy socket {path.name}: {error}") from None
-        return b"".join(chunks).decode(errors="replace")
 
     def _expect_ok(self, answer: str, what: str) -> None:
         # The runtime API answers nothing (or a confirmation) on success, a message otherwise.
         text = answer.strip()
         confirmations = ("IP changed from", "no need to change the addr", "port changed from")
         if text and not text.startswith(confirmations):
-            raise ProxyError(f"HAProxy refused {what}: {text}")
+            raise ProxyError(f"HAProxy of {self.host} refused {what}: {text}")
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        # Several workers on one host share the proxy: one rewrites its config at a time.
-        fd = os.open(self.directory / "haproxy.lock", os.O_CREAT | os.O_RDWR, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+    def _locked(self) -> AbstractContextManager[None]:
+        # Several workers may drive one host: one rewrites its config at a time.
+        return cluster_lock_waited(f"proxy:{self.host}", seconds=60)

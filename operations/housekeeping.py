@@ -7,8 +7,9 @@ the worker's roles (DOCKYARD_WORKER_ROLES), and each chore is of one of two scop
 - the installation's (the reaper, upstream checks, pruning logs and candidates): one worker at
   a time, whichever takes the chore's lock (infrastructure.cluster_locks) once it is due; when
   it last ran, where, and how it ended is in ChoreRecord, shared by all;
-- this host's (what finished runs left on its engine and disk, its images, its HAProxy): every
-  worker, for itself.
+- this host's (what finished runs left on its engine and disk, its images): every worker, for
+  itself. Every host's HAProxy is kept by an installation chore of the deploy workers: any of
+  them can drive any host through its engine.
 """
 
 import logging
@@ -69,9 +70,9 @@ def worker_chores() -> list[Chore]:
             upstream_check,
         ),
         Chore("prune logs and candidates", INSTALLATION, prune_interval, installation_prune),
+        Chore("keep the proxies", INSTALLATION, reap_interval, proxies_keep, role="deploy"),
         Chore("sweep finished work", HOST, reap_interval, finished_work_sweep),
         Chore("prune this host", HOST, prune_interval, host_prune, delay_first=True),
-        Chore("keep the proxy", HOST, reap_interval, proxy_keep, role="deploy"),
     ]
 
 
@@ -89,12 +90,13 @@ def finished_work_sweep() -> str:
     return f"removed {len(containers)} container(s), the workspaces of runs {workspaces}"
 
 
-def proxy_keep() -> None:
-    """Put this host's HAProxy back as the database says (started if it is down)."""
-    from releases.proxy import proxy_reconcile
+def proxies_keep() -> object:
+    """Put every host's HAProxy back as the database says (started, or made again, if it is
+    down or gone), from whichever deploy worker holds the chore: any can drive any host."""
+    from releases.proxy import proxies_reconcile
     from releases.tools import deploy_tools
 
-    proxy_reconcile(deploy_tools().proxy())
+    return proxies_reconcile(deploy_tools())
 
 
 class Housekeeper(threading.Thread):

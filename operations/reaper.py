@@ -16,11 +16,12 @@ from django.conf import settings
 from django.utils import timezone
 
 from infrastructure.broker import BrokerError, held_task_ids
-from infrastructure.dispatch import QUEUES
+from infrastructure.dispatch import QUEUES, queue_release_from_run, release_task_id
 from infrastructure.durable_jobs import jobs_reap
 from pipelines.jobs import StageJobs
+from pipelines.releasing import runs_without_their_release
 from pipelines.services import commit_status_enqueue, commit_status_task_id
-from releases.jobs import DeploymentJobs
+from releases.jobs import DeploymentJobs, HostDeploymentJobs
 from releases.tools import deploy_tools
 from webhooks.selectors import commit_statuses_unreported
 
@@ -29,6 +30,7 @@ logger = logging.getLogger(__name__)
 # A lost commit status is sent again while it is news; a run's state from days ago is on
 # its page, and looking further back would scan every run ever made.
 COMMIT_STATUS_RESEND_WITHIN = timedelta(days=1)
+RELEASE_RESEND_WITHIN = timedelta(days=1)
 
 
 @dataclass
@@ -41,7 +43,13 @@ class ReapReport:
     deployments_resumed: list[int] = field(default_factory=list)
     deployments_abandoned: list[int] = field(default_factory=list)
     deployments_resent: list[int] = field(default_factory=list)
+    # Hosts' parts of deployments (HostDeployment ids).
+    host_deployments_resumed: list[int] = field(default_factory=list)
+    host_deployments_abandoned: list[int] = field(default_factory=list)
+    host_deployments_resent: list[int] = field(default_factory=list)
     commit_statuses_resent: list[int] = field(default_factory=list)
+    # Passed runs whose release was never made (by run id).
+    releases_resent: list[int] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return any(getattr(self, name) for name in self.__dataclass_fields__)
@@ -56,6 +64,9 @@ def lost_work_reap(*, now: datetime | None = None) -> ReapReport:
     report.deployments_resumed = deployments.deployments_resumed
     report.deployments_abandoned = deployments.deployments_abandoned
     report.deployments_resent = deployments.deployments_resent
+    report.host_deployments_resumed = deployments.host_deployments_resumed
+    report.host_deployments_abandoned = deployments.host_deployments_abandoned
+    report.host_deployments_resent = deployments.host_deployments_resent
     return report
 
 
@@ -73,6 +84,11 @@ def lost_runs_reap(*, now: datetime | None = None, held: set[str] | None = None)
     )
     if held is not None:
         _commit_statuses_resend(now, cutoff, held, report)
+    if held is not None:
+        for run_id in runs_without_their_release(since=now - RELEASE_RESEND_WITHIN, before=cutoff):
+            if release_task_id(run_id) not in held:
+                queue_release_from_run(run_id=run_id)
+                report.releases_resent.append(run_id)
     if report:
         logger.warning("reaper: %s", report)
     return report
@@ -86,10 +102,14 @@ def lost_deployments_reap(
     now = now or timezone.now()
     held = held if held is not None else _broker_held()
     deployments = jobs_reap(DeploymentJobs(deploy_tools()), now=now, held=held)
+    hosts = jobs_reap(HostDeploymentJobs(), now=now, held=held)
     report = ReapReport(
         deployments_resumed=deployments.restarted,
         deployments_abandoned=deployments.given_up,
         deployments_resent=deployments.resent,
+        host_deployments_resumed=hosts.restarted,
+        host_deployments_abandoned=hosts.given_up,
+        host_deployments_resent=hosts.resent,
     )
     if report:
         logger.warning("reaper: %s", report)

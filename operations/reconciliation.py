@@ -13,7 +13,7 @@ from infrastructure.docker_engine import DockerEngine
 from pipelines.models import PipelineRun
 from pipelines.states import RUN_FINAL_STATES
 from releases.models import Deployment
-from releases.proxy import proxy_reconcile
+from releases.proxy import proxies_reconcile
 from releases.states import DeploymentStatus
 from releases.tools import deploy_tools
 
@@ -27,11 +27,11 @@ class ReconcileReport:
 
 def startup_reconcile(roles: tuple[str, ...] | None = None) -> ReconcileReport:
     """Before a worker takes work: this host's containers of work that is over go, and on a
-    deploy worker the proxy is put back as the database says."""
+    deploy worker every host's proxy is put back as the database says."""
     roles = settings.DOCKYARD_WORKER_ROLES if roles is None else roles
     report = ReconcileReport(containers_removed=finished_work_containers_remove())
     if "deploy" in roles:
-        proxy_reconcile(deploy_tools().proxy())
+        proxies_reconcile(deploy_tools())
     return report
 
 

@@ -33,9 +33,9 @@ from pipelines.selectors import latest_published_run
 from pipelines.states import RUN_FINAL_STATES
 from pipelines.workspace import workspaces_of_finished_runs_remove
 from projects.models import Project
-from releases.models import Deployment, Environment, Release
+from releases.models import Deployment, Environment, HostDeployment, Release
 from releases.selectors import rollback_target
-from releases.states import DEPLOYMENT_FINAL_STATES, DeploymentStatus
+from releases.states import DEPLOYMENT_FINAL_STATES, DeploymentStatus, HostStatus
 
 logger = logging.getLogger(__name__)
 
@@ -269,27 +269,35 @@ def _deployment_container_over(container: ContainerSummary, kept: dict[int, set[
 
 
 def _kept_containers(environment: Environment) -> set[str]:
-    """The live container, those kept for rollback, and any a deployment under way may reuse.
+    """The live containers, those kept for rollback, and any a deployment under way may reuse,
+    on every host of the environment.
 
-    As releases.services keeps them after each deployment, plus the rollback target's.
+    As releases.executor keeps them after each deployment, plus the rollback target's.
     """
-    succeeded = environment.deployments.filter(status=DeploymentStatus.SUCCEEDED).exclude(
-        container_id=""
-    )
-    newest: list[str] = []
-    for container_id in succeeded.order_by("-finished_at", "-id").values_list(
-        "container_id", flat=True
+    finished = HostDeployment.objects.filter(
+        deployment__environment=environment,
+        deployment__status=DeploymentStatus.SUCCEEDED,
+        status=HostStatus.FINISHED,
+    ).exclude(container_id="")
+    newest: dict[int, list[str]] = {}
+    for host_id, container_id in finished.order_by("-finished_at", "-id").values_list(
+        "host_id", "container_id"
     ):
-        if container_id not in newest:
-            newest.append(container_id)
-    kept = set(newest[: settings.DOCKYARD_KEEP_CONTAINERS + 1])
+        on_host = newest.setdefault(host_id, [])
+        if container_id not in on_host:
+            on_host.append(container_id)
+    kept = {
+        container_id
+        for on_host in newest.values()
+        for container_id in on_host[: settings.DOCKYARD_KEEP_CONTAINERS + 1]
+    }
     target = rollback_target(environment)
-    if target is not None and target.container_id:
-        kept.add(target.container_id)
+    if target is not None:
+        kept.update(finished.filter(deployment=target).values_list("container_id", flat=True))
     # A rollback under way restarts a kept container of its release, whichever it finds.
     under_way = environment.deployments.exclude(status__in=DEPLOYMENT_FINAL_STATES)
     kept.update(
-        succeeded.filter(release__in=under_way.values("release")).values_list(
+        finished.filter(deployment__release__in=under_way.values("release")).values_list(
             "container_id", flat=True
         )
     )

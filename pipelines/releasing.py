@@ -2,6 +2,7 @@
 deploy section becomes a release, which goes by itself where the rules say (auto-deploy)."""
 
 import logging
+from datetime import datetime
 
 from pipelines.models import PipelineRun, RunKind
 from pipelines.states import RunStatus
@@ -15,12 +16,11 @@ from releases.services import (
     release_create,
 )
 from releases.states import DeploymentKind
-from releases.tools import DeployTools
 
 logger = logging.getLogger(__name__)
 
 
-def release_from_run(*, run_id: int, tools: DeployTools) -> Release | None:
+def release_from_run(*, run_id: int) -> Release | None:
     """Make the release of a passed, published run with a deploy section, and auto-deploy it.
 
     Idempotent: a run makes one release, whatever the number of calls.
@@ -33,7 +33,7 @@ def release_from_run(*, run_id: int, tools: DeployTools) -> Release | None:
     deploy = spec_from_dict(run.spec).deploy
     if deploy is None:
         return None
-    environments_sync(project=run.project, deploy=deploy, proxy=tools.proxy())
+    environments_sync(project=run.project, deploy=deploy)
     release = release_create(
         project=run.project,
         run_id=run.pk,
@@ -52,3 +52,21 @@ def release_from_run(*, run_id: int, tools: DeployTools) -> Release | None:
                 # Busy, or not yet through `after`: an auto-deploy is a wish, not an order.
                 logger.info("no auto-deploy of %s to %s: %s", release, environment, refusal)
     return release
+
+
+def runs_without_their_release(*, since: datetime, before: datetime) -> list[int]:
+    """The passed, published runs with a deploy section that ended between `since` and
+    `before` and have no release: their hand-over was lost (its task failed for good, its
+    message lost with Redis)."""
+    candidates = (
+        PipelineRun.objects.filter(
+            status=RunStatus.SUCCEEDED,
+            finished_at__gte=since,
+            finished_at__lt=before,
+            releases__isnull=True,
+        )
+        .exclude(image_digest="")
+        .exclude(kind=RunKind.PULL_REQUEST)
+        .values_list("pk", "spec")
+    )
+    return [run_id for run_id, spec in candidates if spec and spec.get("deploy")]

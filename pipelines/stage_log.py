@@ -16,8 +16,8 @@ from typing import TypeVar
 from django.db.models import Max
 
 from pipelines.live_updates import log_event, run_event_publish
-from pipelines.log_masking import SecretMasker
 from pipelines.models import LogChunk, Stage
+from projects.secret_masking import SecretMasker
 
 # Often enough that a reader sees output as it happens, rarely enough that a chatty build does
 # not turn into a write per line.

@@ -16,7 +16,6 @@ from pipelines.stages.config import config_stage
 from pipelines.stages.publish import publish_stage
 from pipelines.stages.test import test_stage
 from pipelines.states import StageName
-from releases.tools import deploy_tools
 
 # This worker's engine, for every stage it runs.
 TOOLS = StageTools(engine=lambda: DockerEngine(settings.DOCKER_HOST))
@@ -61,6 +60,15 @@ def rebuild_dependents(run_id: int) -> None:
     dependents_rebuild(base_run_id=run_id)
 
 
-@shared_task(name=dispatch.RELEASE_FROM_RUN.name)
+# Tried again on any failure (two projects' environments taking ports at once, the database
+# away a moment): a passed run must not be left without its release. The reaper sends again
+# what is still missing after that.
+@shared_task(
+    name=dispatch.RELEASE_FROM_RUN.name,
+    autoretry_for=(Exception,),
+    retry_backoff=2,
+    retry_jitter=True,
+    max_retries=5,
+)
 def release(run_id: int) -> None:
-    release_from_run(run_id=run_id, tools=deploy_tools())
+    release_from_run(run_id=run_id)

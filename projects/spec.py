@@ -63,7 +63,8 @@ MAX_READY_TIMEOUT = 3600
 # The one step of the one-step form (`test.command`).
 SINGLE_STEP_NAME = "test"
 PUBLISH_KEYS = ("image", "repository", "tags")
-DEPLOY_KEYS = ("port", "health", "environments")
+DEFAULT_RELEASE_TIMEOUT = 600
+DEPLOY_KEYS = ("port", "health", "environments", "release_command", "release_timeout")
 ENVIRONMENT_KEYS = ("auto", "branches", "after")
 TOP_LEVEL_KEYS = ("images", "services", "test", "publish", "deploy")
 
@@ -240,6 +241,10 @@ class DeploySpec:
     port: int
     health: str
     environments: tuple[EnvironmentSpec, ...]
+    # Run once per deployment from the new image on one host, before any slot switches
+    # (migrations, say); its failure stops the deployment with nothing switched.
+    release_command: tuple[str, ...] = ()
+    release_timeout: int = DEFAULT_RELEASE_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -469,6 +474,8 @@ def _deploy_to_dict(deploy: DeploySpec) -> dict[str, Any]:
     return {
         "port": deploy.port,
         "health": deploy.health,
+        "release_command": list(deploy.release_command),
+        "release_timeout": deploy.release_timeout,
         "environments": [
             {
                 "name": environment.name,
@@ -485,6 +492,9 @@ def _deploy_from_dict(data: dict[str, Any]) -> DeploySpec:
     return DeploySpec(
         port=data["port"],
         health=data["health"],
+        # Specs stored before the release phase existed have neither.
+        release_command=tuple(data.get("release_command") or ()),
+        release_timeout=data.get("release_timeout") or DEFAULT_RELEASE_TIMEOUT,
         environments=tuple(
             EnvironmentSpec(
                 name=environment["name"],
@@ -1194,10 +1204,19 @@ def _deploy(located: _Located) -> DeploySpec:
         if not health.startswith("/"):
             raise fields["health"].error(f"{health!r} must be a path starting with '/'")
     environments = _environments(fields["environments"]) if "environments" in fields else ()
+    release_timeout = DEFAULT_RELEASE_TIMEOUT
+    if "release_timeout" in fields:
+        if "release_command" not in fields:
+            raise fields["release_timeout"].error("is only used with release_command")
+        release_timeout = _integer(fields["release_timeout"], minimum=1, maximum=MAX_TEST_TIMEOUT)
     return DeploySpec(
         port=_integer(_required(fields, "port", located), minimum=1, maximum=65535),
         health=health,
         environments=environments,
+        release_command=(
+            _command(fields["release_command"]) if "release_command" in fields else ()
+        ),
+        release_timeout=release_timeout,
     )
 
 

@@ -1,5 +1,6 @@
 """Who may deploy to an environment: its listed deployers, else any operator; superusers
-always. `can_*` answers; `require_*` raises AccessDenied naming the environment."""
+always. Who may manage hosts (where environments run, and so where their secrets go):
+superusers only. `can_*` answers; `require_*` raises AccessDenied naming what was refused."""
 
 from projects.access import AccessDenied, AnyUser
 from releases.models import Environment
@@ -20,3 +21,9 @@ def require_deployer(user: AnyUser, environment: Environment) -> None:
     """Raise AccessDenied unless `user` may deploy to `environment`."""
     if not can_deploy_to(user, environment):
         raise AccessDenied(f"you may not deploy to {environment.name}")
+
+
+def require_host_manager(user: AnyUser, *, to: str) -> None:
+    """Raise AccessDenied unless `user` may add hosts and choose an environment's hosts."""
+    if not (user.is_authenticated and user.is_active and getattr(user, "is_superuser", False)):
+        raise AccessDenied(f"only superusers may {to}")

@@ -1,22 +1,29 @@
-"""Carrying a deployment through its steps: make sure the image is there, start the new slot,
-check its health, switch the proxy to it, drain and stop the old one (kept for rollback).
+"""Carrying a deployment out on every host of its environment (the machines are in
+releases.states).
 
-A deployment is a durable job (infrastructure.durable_jobs): a worker lost mid-way is replaced
-and the next one resumes at the step it was in, each step being safe to repeat. The engines,
-the proxy and the health probe are passed in (releases.tools).
+Two kinds of durable job (infrastructure.durable_jobs) do it. The deployment itself (the
+coordinator) prepares every host, runs the release command, and at the end finishes or
+reverts; in between, each host's part is a job of its own (HostDeployment) that any deploy
+worker may carry: start the release in the idle slot, have the host's HAProxy check it, switch,
+drain. Hosts go in batches; when a host's job ends, `deployment_advance` starts the next batch,
+or hands back to the coordinator. A worker lost mid-way is replaced and the next one resumes at
+the step it was in, each step being safe to repeat. Engines and proxies are passed in
+(releases.tools).
 """
 
 import logging
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from infrastructure import dispatch
-from infrastructure.docker_engine import ContainerEngine, DockerEngineError
+from infrastructure.docker_engine import ContainerEngine, ContainerLimits, DockerEngineError
 from infrastructure.durable_jobs import (
     Take,
     job_enqueue,
@@ -24,35 +31,47 @@ from infrastructure.durable_jobs import (
     job_out_of_attempts,
     job_take,
 )
-from infrastructure.haproxy import ProxyError
+from infrastructure.haproxy import ProxyError, TrafficProxy
+from projects.secret_masking import mask_secrets
 from projects.selectors import project_secrets
-from releases.models import Deployment, DeploymentEvent, Environment
-from releases.proxy import proxy_apply, proxy_backends, proxy_servers_align
+from projects.spec import DEFAULT_RELEASE_TIMEOUT
+from releases.models import Deployment, DeploymentEvent, Environment, Host, HostDeployment
+from releases.proxy import host_proxy, proxy_apply, proxy_backends
 from releases.states import (
+    DEPLOYMENT_CARRIED_STATES,
     DEPLOYMENT_FINAL_STATES,
+    HOST_ACTIVE_STATES,
+    HOST_FINAL_STATES,
     DeploymentKind,
     DeploymentStatus,
+    HostStatus,
     Slot,
     check_deployment_transition,
+    check_host_transition,
     other_slot,
 )
 from releases.tools import DeployTools
 
 logger = logging.getLogger(__name__)
 
-
 CONTAINER_LOG_LINES = 40
+RELEASE_LOG_LIMIT = 100_000
+
+Result = TypeVar("Result")
 
 
-class _DeploymentFailed(Exception):
+class _HostFailed(Exception):
     def __init__(self, reason: str, container_log: str = "") -> None:
         super().__init__(reason)
         self.reason = reason
         self.container_log = container_log
 
 
-def deployment_enqueue(deployment: Deployment) -> None:
-    """Send the deployment's task once the transaction commits (a durable job: its id and
+# --- Sending ---------------------------------------------------------------------------------
+
+
+def deployment_enqueue(deployment: Deployment, *, new_phase: bool = False) -> None:
+    """Send the coordinator's task once the transaction commits (a durable job: its id and
     when it went are noted, so a lost message is found and sent again)."""
     deployment_id = deployment.pk
     job_enqueue(
@@ -60,16 +79,30 @@ def deployment_enqueue(deployment: Deployment) -> None:
         send=lambda task_id: dispatch.queue_deployment(
             deployment_id=deployment_id, task_id=task_id
         ),
+        new_phase=new_phase,
     )
+
+
+def host_deployment_enqueue(host_deployment: HostDeployment) -> None:
+    host_deployment_id = host_deployment.pk
+    job_enqueue(
+        host_deployment,
+        send=lambda task_id: dispatch.queue_host_deployment(
+            host_deployment_id=host_deployment_id, task_id=task_id
+        ),
+    )
+
+
+# --- The coordinator -------------------------------------------------------------------------
 
 
 def deployment_execute(
     *, deployment_id: int, task_id: str = "", tools: DeployTools
 ) -> Deployment | None:
-    """Carry a deployment through its steps; resumes where a lost worker left it.
+    """Carry the deployment's own steps; resumes where a lost worker left it.
 
-    Returns None when there is nothing for this delivery to do: the deployment is over, or
-    another live worker carries it.
+    Returns None when there is nothing for this delivery to do: the deployment is over, its
+    hosts' jobs have the work, or another live worker carries it.
     """
     deployment = _deployment_claim(deployment_id, task_id or str(uuid.uuid4()))
     if deployment is None:
@@ -81,7 +114,7 @@ def deployment_execute(
             tools=tools,
         )
     with job_heartbeat(deployment):
-        return _deployment_steps(deployment, tools)
+        return _coordinator_steps(deployment, tools)
 
 
 def _deployment_claim(deployment_id: int, task_id: str) -> Deployment | None:
@@ -92,7 +125,7 @@ def _deployment_claim(deployment_id: int, task_id: str) -> Deployment | None:
             .filter(pk=deployment_id)
             .first()
         )
-        if deployment is None or deployment.status in DEPLOYMENT_FINAL_STATES:
+        if deployment is None or deployment.status not in DEPLOYMENT_CARRIED_STATES:
             return None
         if job_take(deployment, task_id=task_id) == Take.DUPLICATE:
             logger.info("deployment %s is carried by another worker; duplicate", deployment.pk)
@@ -100,92 +133,558 @@ def _deployment_claim(deployment_id: int, task_id: str) -> Deployment | None:
     return deployment
 
 
-def deployment_abandon(*, deployment: Deployment, reason: str, tools: DeployTools) -> Deployment:
-    """End a deployment whose worker is gone for good, leaving the proxy as the database says.
+def _coordinator_steps(deployment: Deployment, tools: DeployTools) -> Deployment:
+    steps: dict[str, Callable[[Deployment, DeployTools], None]] = {
+        DeploymentStatus.QUEUED: _step_queued,
+        DeploymentStatus.PREPARING: _step_prepare,
+        DeploymentStatus.RELEASING: _step_release,
+        DeploymentStatus.REVERTING: _step_revert,
+        DeploymentStatus.FINISHING: _step_finish,
+    }
+    while deployment.status in steps:
+        try:
+            steps[deployment.status](deployment, tools)
+        except (DockerEngineError, ProxyError, _HostFailed) as error:
+            reason = error.reason if isinstance(error, _HostFailed) else str(error)
+            if deployment.status == DeploymentStatus.FINISHING:
+                # Every host serves the new release: what is left is housekeeping.
+                logger.error("deployment %s finishing: %s", deployment.pk, reason)
+                do_deployment_transition(
+                    deployment=deployment,
+                    to=DeploymentStatus.SUCCEEDED,
+                    detail=f"every host switched; the old slots were not all stopped: {reason}",
+                )
+            else:
+                deployment_fail(deployment=deployment, reason=reason)
+    return deployment
 
-    Before the switch the old slot still serves: the deployment fails and its new container
-    goes. Once the database names the new slot live, the new version serves: it succeeded.
-    """
+
+def deployment_fail(*, deployment: Deployment, reason: str) -> None:
+    Deployment.objects.filter(pk=deployment.pk).update(failure_reason=reason[:10_000])
+    deployment.failure_reason = reason
+    do_deployment_transition(deployment=deployment, to=DeploymentStatus.FAILED, detail=reason)
+
+
+def _step_queued(deployment: Deployment, tools: DeployTools) -> None:
+    do_deployment_transition(deployment=deployment, to=DeploymentStatus.PREPARING)
+
+
+def _step_prepare(deployment: Deployment, tools: DeployTools) -> None:
+    """Every host's proxy up and serving as the database says, and what the release needs on
+    every host (its image, or the kept container of a rollback): a host that cannot have them
+    fails the deployment here, before anything changes."""
     environment = Environment.objects.get(pk=deployment.environment_id)
-    switched = (
-        bool(deployment.slot)
-        and environment.live_slot == deployment.slot
-        and environment.current_release_id == deployment.release_id
+    hosts = list(environment.hosts.order_by("name"))
+    if not hosts:
+        raise _HostFailed(f"{environment.name} has no hosts to deploy to")
+    slot = other_slot(environment.live_slot) if environment.live_slot else Slot.BLUE
+    Deployment.objects.filter(pk=deployment.pk).update(slot=slot)
+    deployment.slot = slot
+    size = (
+        len(hosts)
+        if deployment.kind == DeploymentKind.ROLLBACK
+        else environment.batch_size(len(hosts))
     )
-    if switched:
-        if deployment.status == DeploymentStatus.SWITCHING:
-            do_deployment_transition(
-                deployment=deployment,
-                to=DeploymentStatus.DRAINING,
-                detail=f"traffic to {deployment.slot}",
+    for position, host in enumerate(hosts):
+        HostDeployment.objects.get_or_create(
+            deployment=deployment,
+            host=host,
+            defaults={"position": position, "batch": position // size},
+        )
+    targets = list(deployment.host_deployments.select_related("host"))
+    problems = [
+        problem
+        for problem in _on_each(targets, lambda target: _host_prepare(deployment, target, tools))
+        if problem
+    ]
+    if problems:
+        raise _HostFailed("; ".join(problems) + "; nothing was changed")
+    command = (deployment.release.deploy_config or {}).get("release_command")
+    if command and deployment.kind != DeploymentKind.ROLLBACK:
+        do_deployment_transition(
+            deployment=deployment,
+            to=DeploymentStatus.RELEASING,
+            detail=f"every host ready ({', '.join(h.name for h in hosts)}), slot {slot}",
+        )
+    else:
+        _rolling_start(deployment, f"every host ready, slot {slot}")
+
+
+def _host_prepare(deployment: Deployment, target: HostDeployment, tools: DeployTools) -> str:
+    """ "" when `target`'s host is ready for the release, else what stops it."""
+    host = target.host
+    environment = Environment.objects.get(pk=deployment.environment_id)
+    try:
+        with host_proxy(host, tools) as (engine, proxy):
+            proxy_apply(proxy, host)
+            kept = _kept_container(deployment, host, engine)
+            previous = _live_container(environment, host)
+            if not kept:
+                engine.ensure_image(reference=deployment.release.image, on_output=lambda _: None)
+            HostDeployment.objects.filter(pk=target.pk).update(
+                container_id=kept, reused_container=bool(kept), previous_container_id=previous
             )
+    except (DockerEngineError, ProxyError) as error:
+        return f"host {host.name}: {error}"
+    return ""
+
+
+def _step_release(deployment: Deployment, tools: DeployTools) -> None:
+    """The release command (migrations, say), once, on the first host, from the new image,
+    on that host's network and with the app's variables and secrets."""
+    environment = deployment.environment
+    config = deployment.release.deploy_config or {}
+    command = list(config["release_command"])
+    timeout = int(config.get("release_timeout") or DEFAULT_RELEASE_TIMEOUT)
+    host = environment.hosts.order_by("name").first()
+    assert host is not None, "prepared deployments have hosts"
+    secrets = project_secrets(environment.project, environment.secret_names)
+    output: list[str] = []
+    with tools.engines(host.engine) as engine:
+        # A lost worker's attempt may have left its container.
+        engine.remove_containers(
+            labels={"dockyard.deployment": str(deployment.pk), "dockyard.role": "release"}
+        )
+        outcome = engine.run_throwaway(
+            image=deployment.release.image,
+            command=command,
+            labels=_labels(deployment, host) | {"dockyard.role": "release"},
+            timeout=timeout,
+            limits=ContainerLimits(
+                memory_bytes=settings.DOCKYARD_TEST_MAX_MEMORY,
+                pids=settings.DOCKYARD_TEST_MAX_PIDS,
+                network=True,
+            ),
+            on_output=output.append,
+            environment={**deployment.variables, **secrets, "HOST": host.address},
+        )
+    log = mask_secrets("".join(output), secrets.values())[-RELEASE_LOG_LIMIT:]
+    Deployment.objects.filter(pk=deployment.pk).update(release_log=log)
+    deployment.release_log = log
+    shown = " ".join(command)
+    if outcome.timed_out:
+        raise _HostFailed(f"the release command `{shown}` ran longer than {timeout}s on {host}")
+    if outcome.exit_code != 0:
+        raise _HostFailed(
+            f"the release command `{shown}` exited with status {outcome.exit_code} on "
+            f"{host}; no host was switched"
+        )
+    _rolling_start(deployment, f"`{shown}` succeeded on {host}")
+
+
+def _rolling_start(deployment: Deployment, detail: str) -> None:
+    with transaction.atomic():
+        do_deployment_transition(deployment=deployment, to=DeploymentStatus.ROLLING, detail=detail)
+        _batch_enqueue(deployment)
+
+
+def _batch_enqueue(deployment: Deployment) -> None:
+    """Send the jobs of the first batch that has hosts waiting and not yet sent."""
+    waiting = deployment.host_deployments.filter(status=HostStatus.WAITING, task_id="")
+    first = waiting.order_by("batch").first()
+    if first is None:
+        return
+    for target in waiting.filter(batch=first.batch):
+        host_deployment_enqueue(target)
+
+
+def deployment_advance(*, deployment_id: int) -> None:
+    """After a host's job ended: the next batch, or every host switched (finish), or a host
+    failed and its batch is over (revert). Safe to call more than once."""
+    with transaction.atomic():
+        deployment = Deployment.objects.select_for_update().get(pk=deployment_id)
+        if deployment.status != DeploymentStatus.ROLLING:
+            return
+        targets = list(deployment.host_deployments.select_related("host"))
+        if any(target.status in HOST_ACTIVE_STATES for target in targets):
+            return  # its batch is still going
+        if any(target.status == HostStatus.WAITING and target.task_id for target in targets):
+            return  # sent, not yet taken
+        failed = [target for target in targets if target.status == HostStatus.FAILED]
+        if failed:
+            reason = "; ".join(f"host {t.host.name}: {t.failure_reason}" for t in failed)
+            Deployment.objects.filter(pk=deployment.pk).update(failure_reason=reason[:10_000])
+            do_deployment_transition(
+                deployment=deployment, to=DeploymentStatus.REVERTING, detail=reason
+            )
+            deployment_enqueue(deployment, new_phase=True)
+            return
+        if any(target.status == HostStatus.WAITING for target in targets):
+            _batch_enqueue(deployment)
+            return
+        # Every host serves the release: the environment's record says so from now on.
+        Environment.objects.filter(pk=deployment.environment_id).update(
+            live_slot=deployment.slot, current_release=deployment.release
+        )
+        do_deployment_transition(
+            deployment=deployment,
+            to=DeploymentStatus.FINISHING,
+            detail=f"every host ({len(targets)}) serves release {deployment.release.number}",
+        )
+        deployment_enqueue(deployment, new_phase=True)
+
+
+def _step_revert(deployment: Deployment, tools: DeployTools) -> None:
+    """A host failed: every host that started the release goes back to the old slot (its
+    container still runs), and the new containers go."""
+    targets = list(
+        deployment.host_deployments.select_related("host").exclude(status=HostStatus.WAITING)
+    )
+    problems = [
+        problem
+        for problem in _on_each(targets, lambda target: _host_revert(deployment, target, tools))
+        if problem
+    ]
+    reverted = [
+        target.host.name
+        for target in deployment.host_deployments.select_related("host")
+        if target.status == HostStatus.REVERTED
+    ]
+    reason = deployment.failure_reason or "a host failed"
+    if reverted:
+        reason += f"; switched back: {', '.join(reverted)}"
+    if problems:
+        reason += f"; could not put back: {'; '.join(problems)}"
+    deployment_fail(deployment=deployment, reason=reason)
+
+
+def _host_revert(deployment: Deployment, target: HostDeployment, tools: DeployTools) -> str:
+    environment = Environment.objects.get(pk=deployment.environment_id)
+    host, new, old = target.host, deployment.slot, environment.live_slot
+    backend = environment.proxy_backend
+    try:
+        with host_proxy(host, tools) as (engine, proxy):
+            if old:
+                proxy.set_server(
+                    backend,
+                    old,
+                    address=host.address,
+                    port=environment.slot_port(old),
+                    state="ready",
+                )
+            if new and new != old:
+                proxy.set_server(backend, new, state="drain")
+                _drained(proxy, environment, new)
+                proxy.set_server(backend, new, state="maint")
+                proxy.health_check_stop(backend, new)
+            proxy.remember(proxy_backends(host))
+            _container_withdraw(engine, target)
+    except (DockerEngineError, ProxyError) as error:
+        return f"{host.name}: {error}"
+    if target.status in {HostStatus.SWITCHING, HostStatus.DRAINING, HostStatus.SWITCHED}:
+        do_host_transition(
+            target=target, to=HostStatus.REVERTED, detail=f"back on {old or 'nothing'}"
+        )
+    elif target.status in {HostStatus.STARTING, HostStatus.CHECKING}:
+        # Its worker is gone (the deployment was abandoned): it never took traffic.
+        do_host_transition(
+            target=target, to=HostStatus.FAILED, detail="withdrawn: the deployment reverts"
+        )
+    return ""
+
+
+def _step_finish(deployment: Deployment, tools: DeployTools) -> None:
+    """Every host serves the release: the old slots' containers stop (kept for rollback) and
+    each host's proxy file says the new slot is live."""
+    targets = list(deployment.host_deployments.select_related("host"))
+    problems = [
+        problem
+        for problem in _on_each(targets, lambda target: _host_finish(deployment, target, tools))
+        if problem
+    ]
+    detail = "old slots stopped, kept for rollback"
+    if problems:
+        detail += f"; not everywhere: {'; '.join(problems)}"
+    do_deployment_transition(deployment=deployment, to=DeploymentStatus.SUCCEEDED, detail=detail)
+
+
+def _host_finish(deployment: Deployment, target: HostDeployment, tools: DeployTools) -> str:
+    environment = Environment.objects.get(pk=deployment.environment_id)
+    host = target.host
+    try:
+        with host_proxy(host, tools) as (engine, proxy):
+            proxy.remember(proxy_backends(host))
+            if target.previous_container_id and target.previous_container_id != target.container_id:
+                engine.stop_container(target.previous_container_id, timeout=5)
+            _prune_kept_containers(environment, host, engine, live=target.container_id)
+    except (DockerEngineError, ProxyError) as error:
+        return f"{host.name}: {error}"
+    if target.status == HostStatus.SWITCHED:
+        do_host_transition(target=target, to=HostStatus.FINISHED)
+    return ""
+
+
+def deployment_abandon(*, deployment: Deployment, reason: str, tools: DeployTools) -> Deployment:
+    """End a deployment whose coordinator's worker is gone for good, leaving every host as the
+    database says: before every host switched, the old release serves (what started goes);
+    after, the new one does and the deployment succeeded."""
+    deployment = Deployment.objects.select_related("environment", "release").get(pk=deployment.pk)
+    if deployment.status in DEPLOYMENT_FINAL_STATES:
+        return deployment
+    if deployment.status == DeploymentStatus.FINISHING:
         do_deployment_transition(
             deployment=deployment,
             to=DeploymentStatus.SUCCEEDED,
-            detail=f"switched to {deployment.slot}; {reason} (the old slot was not drained)",
+            detail=f"every host switched; {reason} (the old slots were not all stopped)",
         )
-    else:
-        Deployment.objects.filter(pk=deployment.pk).update(failure_reason=reason)
-        do_deployment_transition(deployment=deployment, to=DeploymentStatus.FAILED, detail=reason)
-        engine_url = environment.docker_host or settings.DOCKER_HOST
-        try:
-            with tools.engines(engine_url) as engine:
-                if deployment.reused_container and deployment.container_id:
-                    # A rollback restarted a kept container (labelled by the deployment that
-                    # made it): stopped again, it is kept as it was, for the next rollback.
-                    engine.stop_container(deployment.container_id, timeout=5)
-                engine.remove_containers(labels={"dockyard.deployment": str(deployment.pk)})
-        except DockerEngineError as error:
-            logger.error("could not clear away deployment %s's container: %s", deployment.pk, error)
-    try:
-        # The lost worker may have stopped between two runtime commands of the switch.
-        proxy = tools.proxy()
-        proxy_apply(proxy)
-        proxy_servers_align(proxy)
-    except ProxyError as error:
-        logger.error("could not re-apply the proxy after deployment %s: %s", deployment.pk, error)
-    return deployment
-
-
-def _deployment_steps(deployment: Deployment, tools: DeployTools) -> Deployment:
-    steps: dict[str, Callable[[Deployment, ContainerEngine, DeployTools], None]] = {
-        DeploymentStatus.QUEUED: _step_queued,
-        DeploymentStatus.PREPARING: _step_prepare,
-        DeploymentStatus.STARTING: _step_start,
-        DeploymentStatus.CHECKING: _step_check,
-        DeploymentStatus.SWITCHING: _step_switch,
-        DeploymentStatus.DRAINING: _step_drain,
-    }
-    engine_url = deployment.environment.docker_host or settings.DOCKER_HOST
-    try:
-        with tools.engines(engine_url) as engine:
-            while deployment.status not in DEPLOYMENT_FINAL_STATES:
-                try:
-                    steps[deployment.status](deployment, engine, tools)
-                except (DockerEngineError, ProxyError) as error:
-                    raise _DeploymentFailed(str(error)) from None
-    except _DeploymentFailed as failure:
-        if deployment.status != DeploymentStatus.DRAINING:
-            deployment.container_log = failure.container_log
-            Deployment.objects.filter(pk=deployment.pk).update(
-                failure_reason=failure.reason, container_log=failure.container_log
-            )
+        return deployment
+    if deployment.status != DeploymentStatus.REVERTING:
+        Deployment.objects.filter(pk=deployment.pk).update(
+            failure_reason=f"{deployment.failure_reason}; {reason}".strip("; ")
+        )
+        deployment.failure_reason = f"{deployment.failure_reason}; {reason}".strip("; ")
+        if deployment.status == DeploymentStatus.ROLLING:
             do_deployment_transition(
-                deployment=deployment, to=DeploymentStatus.FAILED, detail=failure.reason
+                deployment=deployment, to=DeploymentStatus.REVERTING, detail=reason
             )
         else:
-            # Traffic has moved: the new version serves. What is left is housekeeping.
-            logger.error("deployment %s: %s after the switch", deployment.pk, failure.reason)
-            do_deployment_transition(
-                deployment=deployment,
-                to=DeploymentStatus.SUCCEEDED,
-                detail=f"switched; the old slot was not cleaned up: {failure.reason}",
+            deployment_fail(deployment=deployment, reason=deployment.failure_reason)
+            for target in deployment.host_deployments.select_related("host"):
+                _host_release_containers_remove(deployment, target, tools)
+            return deployment
+    _step_revert(deployment, tools)
+    return deployment
+
+
+def _host_release_containers_remove(
+    deployment: Deployment, target: HostDeployment, tools: DeployTools
+) -> None:
+    try:
+        with tools.engines(target.host.engine) as engine:
+            engine.remove_containers(
+                labels={"dockyard.deployment": str(deployment.pk), "dockyard.role": "release"}
             )
     except DockerEngineError as error:
-        do_deployment_transition(
-            deployment=deployment, to=DeploymentStatus.FAILED, detail=str(error)
+        logger.error("could not clear deployment %s on %s: %s", deployment.pk, target.host, error)
+
+
+# --- One host's part -------------------------------------------------------------------------
+
+
+def host_deployment_execute(
+    *, host_deployment_id: int, task_id: str = "", tools: DeployTools
+) -> HostDeployment | None:
+    """Carry one host's part of a deployment; resumes where a lost worker left it."""
+    target = _host_claim(host_deployment_id, task_id or str(uuid.uuid4()))
+    if target is None:
+        return None
+    if job_out_of_attempts(target):
+        host_deployment_abandon(
+            target=target,
+            reason=f"its worker was lost {target.attempts - 1} times; not trying again",
         )
-    return deployment
+        return target
+    with job_heartbeat(target):
+        _host_steps(target, tools)
+    deployment_advance(deployment_id=target.deployment_id)
+    return target
+
+
+def _host_claim(host_deployment_id: int, task_id: str) -> HostDeployment | None:
+    switched_deployment = None
+    claimed = _host_take(host_deployment_id, task_id)
+    if isinstance(claimed, int):
+        switched_deployment = claimed
+        claimed = None
+    if switched_deployment is not None:
+        # A redelivery after the host switched: its worker may have died before moving the
+        # deployment on.
+        deployment_advance(deployment_id=switched_deployment)
+    return claimed
+
+
+def _host_take(host_deployment_id: int, task_id: str) -> HostDeployment | int | None:
+    """The host's part, claimed; or the id of its deployment when it has switched already."""
+    with transaction.atomic():
+        target = (
+            HostDeployment.objects.select_for_update(of=("self",))
+            .select_related(
+                "host",
+                "deployment",
+                "deployment__release",
+                "deployment__environment",
+                "deployment__environment__project",
+            )
+            .filter(pk=host_deployment_id)
+            .first()
+        )
+        if target is None or target.status in HOST_FINAL_STATES:
+            return None
+        if target.status == HostStatus.SWITCHED:
+            return target.deployment_id
+        if target.deployment.status != DeploymentStatus.ROLLING:
+            return None  # reverting or over: the coordinator has it
+        if job_take(target, task_id=task_id) == Take.DUPLICATE:
+            logger.info("%s is carried by another worker; duplicate", target)
+            return None
+    return target
+
+
+def host_deployment_abandon(*, target: HostDeployment, reason: str) -> None:
+    """A host's job whose worker is gone for good fails; the deployment reverts (which puts
+    this host's proxy back too, whatever step it was in)."""
+    target = HostDeployment.objects.get(pk=target.pk)
+    if target.status in HOST_FINAL_STATES or target.status == HostStatus.SWITCHED:
+        deployment_advance(deployment_id=target.deployment_id)
+        return
+    HostDeployment.objects.filter(pk=target.pk).update(failure_reason=reason)
+    target.failure_reason = reason
+    do_host_transition(target=target, to=HostStatus.FAILED, detail=reason)
+    deployment_advance(deployment_id=target.deployment_id)
+
+
+def _host_steps(target: HostDeployment, tools: DeployTools) -> None:
+    steps: dict[str, Callable[[HostDeployment, ContainerEngine, TrafficProxy], None]] = {
+        HostStatus.WAITING: _host_step_waiting,
+        HostStatus.STARTING: _host_step_start,
+        HostStatus.CHECKING: _host_step_check,
+        HostStatus.SWITCHING: _host_step_switch,
+        HostStatus.DRAINING: _host_step_drain,
+    }
+    try:
+        with host_proxy(target.host, tools) as (engine, proxy):
+            while target.status in steps:
+                try:
+                    steps[target.status](target, engine, proxy)
+                except (DockerEngineError, ProxyError) as error:
+                    raise _HostFailed(str(error)) from None
+    except (_HostFailed, DockerEngineError, ProxyError) as failure:
+        reason = failure.reason if isinstance(failure, _HostFailed) else str(failure)
+        log = failure.container_log if isinstance(failure, _HostFailed) else ""
+        HostDeployment.objects.filter(pk=target.pk).update(
+            failure_reason=reason[:10_000], container_log=log
+        )
+        target.failure_reason, target.container_log = reason, log
+        do_host_transition(target=target, to=HostStatus.FAILED, detail=reason)
+
+
+def _host_step_waiting(
+    target: HostDeployment, engine: ContainerEngine, proxy: TrafficProxy
+) -> None:
+    HostDeployment.objects.filter(pk=target.pk).update(started_at=timezone.now())
+    do_host_transition(target=target, to=HostStatus.STARTING)
+
+
+def _host_step_start(target: HostDeployment, engine: ContainerEngine, proxy: TrafficProxy) -> None:
+    deployment, host = target.deployment, target.host
+    environment = deployment.environment
+    port = environment.slot_port(deployment.slot)
+    if target.reused_container:
+        engine.start_container(target.container_id)
+        detail = f"restarted the kept container {target.container_id[:12]}"
+    else:
+        secrets = project_secrets(environment.project, environment.secret_names)
+        # A worker lost in this step may have left its container (same name) behind.
+        engine.remove_containers(
+            labels={
+                "dockyard.deployment": str(deployment.pk),
+                "dockyard.role": "app",
+                "dockyard.host": host.name,
+            }
+        )
+        container_id = engine.start_service(
+            image=deployment.release.image,
+            name=(
+                f"dockyard-{environment.project.slug}-{environment.name}-{deployment.slot}"
+                f"-r{deployment.release.number}"
+            ),
+            # The app listens where the slot says: host networking leaves no port mapping.
+            environment={
+                **deployment.variables,
+                **secrets,
+                "PORT": str(port),
+                "HOST": host.address,
+            },
+            labels=_labels(deployment, host) | {"dockyard.role": "app"},
+        )
+        HostDeployment.objects.filter(pk=target.pk).update(container_id=container_id)
+        target.container_id = container_id
+        detail = f"container {container_id[:12]}"
+    proxy.health_check_start(
+        environment.proxy_backend, deployment.slot, address=host.address, port=port
+    )
+    do_host_transition(
+        target=target, to=HostStatus.CHECKING, detail=f"{detail} on {host.address}:{port}"
+    )
+
+
+def _host_step_check(target: HostDeployment, engine: ContainerEngine, proxy: TrafficProxy) -> None:
+    deployment = target.deployment
+    environment = deployment.environment
+    backend, slot = environment.proxy_backend, deployment.slot
+    deadline = time.monotonic() + environment.health_timeout_seconds
+    while True:
+        health = proxy.health(backend, slot)
+        if health.healthy:
+            proxy.health_check_stop(backend, slot)
+            do_host_transition(target=target, to=HostStatus.SWITCHING, detail=health.detail)
+            return
+        state = engine.container_state(target.container_id)
+        if state != "running" or time.monotonic() > deadline:
+            why = (
+                f"the container {state or 'vanished'}"
+                if state != "running"
+                else f"not healthy within {environment.health_timeout_seconds}s"
+            )
+            log = engine.container_logs(target.container_id, tail=CONTAINER_LOG_LINES)
+            proxy.health_check_stop(backend, slot)
+            # The broken container never took traffic; it goes, the old slot keeps serving.
+            _container_withdraw(engine, target)
+            raise _HostFailed(f"health check failed: {why} ({health.detail})", log)
+        time.sleep(environment.health_interval_ms / 1000)
+
+
+def _host_step_switch(target: HostDeployment, engine: ContainerEngine, proxy: TrafficProxy) -> None:
+    deployment, host = target.deployment, target.host
+    environment = Environment.objects.get(pk=deployment.environment_id)
+    backend, new, old = environment.proxy_backend, deployment.slot, environment.live_slot
+    proxy.set_server(
+        backend, new, address=host.address, port=environment.slot_port(new), state="ready"
+    )
+    if old and old != new:
+        proxy.set_server(backend, old, state="drain")
+    do_host_transition(
+        target=target,
+        to=HostStatus.DRAINING,
+        detail=f"traffic to {new}" + (f"; {old} draining" if old and old != new else ""),
+    )
+
+
+def _host_step_drain(target: HostDeployment, engine: ContainerEngine, proxy: TrafficProxy) -> None:
+    deployment = target.deployment
+    environment = Environment.objects.get(pk=deployment.environment_id)
+    old = other_slot(deployment.slot)
+    if environment.live_slot == old:
+        _drained(proxy, environment, old)
+        proxy.set_server(environment.proxy_backend, old, state="maint")
+    do_host_transition(
+        target=target,
+        to=HostStatus.SWITCHED,
+        detail=f"{old} drained; its container runs on until every host switched"
+        if environment.live_slot == old
+        else "first release here",
+    )
+
+
+def _drained(proxy: TrafficProxy, environment: Environment, slot: str) -> None:
+    """Wait until `slot` serves no request, at most the environment's drain timeout."""
+    deadline = time.monotonic() + environment.drain_timeout_seconds
+    while proxy.sessions(environment.proxy_backend, slot) > 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def _container_withdraw(engine: ContainerEngine, target: HostDeployment) -> None:
+    """The new container goes: a kept one (a rollback restarted it) is stopped and kept as it
+    was, for the next rollback; a new one is removed."""
+    if not target.container_id:
+        return
+    if target.reused_container:
+        engine.stop_container(target.container_id, timeout=5)
+    else:
+        engine.remove_container(target.container_id)
+
+
+# --- Moves -----------------------------------------------------------------------------------
 
 
 def do_deployment_transition(*, deployment: Deployment, to: str, detail: str = "") -> Deployment:
@@ -206,151 +705,53 @@ def do_deployment_transition(*, deployment: Deployment, to: str, detail: str = "
     return deployment
 
 
-def _step_queued(deployment: Deployment, engine: ContainerEngine, tools: DeployTools) -> None:
-    # The proxy must be up before anything moves: it is also what keeps the old version
-    # serving while the new one starts.
-    proxy_apply(tools.proxy())
-    do_deployment_transition(deployment=deployment, to=DeploymentStatus.PREPARING)
-
-
-def _step_prepare(deployment: Deployment, engine: ContainerEngine, tools: DeployTools) -> None:
-    environment = deployment.environment
-    slot = other_slot(environment.live_slot) if environment.live_slot else Slot.BLUE
-    kept = _kept_container(deployment, slot, engine)
-    detail = f"slot {slot}"
-    if kept:
-        detail += f", restarting the kept container {kept[:12]}"
-    else:
-        image_id = engine.ensure_image(reference=deployment.release.image, on_output=lambda _: None)
-        detail += f", image {deployment.release.image} ({image_id[:19]})"
-    Deployment.objects.filter(pk=deployment.pk).update(
-        slot=slot, container_id=kept, reused_container=bool(kept)
-    )
-    deployment.slot, deployment.container_id, deployment.reused_container = slot, kept, bool(kept)
-    do_deployment_transition(deployment=deployment, to=DeploymentStatus.STARTING, detail=detail)
-
-
-def _step_start(deployment: Deployment, engine: ContainerEngine, tools: DeployTools) -> None:
-    environment = deployment.environment
-    if deployment.reused_container:
-        engine.start_container(deployment.container_id)
-    else:
-        port = environment.slot_port(deployment.slot)
-        secrets = project_secrets(environment.project, environment.secret_names)
-        # A worker lost in this step may have left its container (same name) behind.
-        engine.remove_containers(labels={"dockyard.deployment": str(deployment.pk)})
-        container_id = engine.start_service(
-            image=deployment.release.image,
-            name=(
-                f"dockyard-{environment.project.slug}-{environment.name}-{deployment.slot}"
-                f"-r{deployment.release.number}"
-            ),
-            # The app listens where the slot says: host networking leaves no port mapping.
-            environment={
-                **deployment.variables,
-                **secrets,
-                "PORT": str(port),
-                "HOST": environment.address,
-            },
-            labels={
-                "dockyard.project": environment.project.slug,
-                "dockyard.environment": environment.name,
-                "dockyard.slot": deployment.slot,
-                "dockyard.release": str(deployment.release.number),
-                "dockyard.deployment": str(deployment.pk),
-            },
+def do_host_transition(*, target: HostDeployment, to: str, detail: str = "") -> HostDeployment:
+    """Move one host's part to its next step under a row lock; recorded as an event of the
+    deployment naming the host."""
+    with transaction.atomic():
+        locked = HostDeployment.objects.select_for_update().get(pk=target.pk)
+        check_host_transition(locked.status, to)
+        DeploymentEvent.objects.create(
+            deployment_id=locked.deployment_id,
+            host_id=locked.host_id,
+            from_status=locked.status,
+            to_status=to,
+            detail=detail[:10_000],
         )
-        Deployment.objects.filter(pk=deployment.pk).update(container_id=container_id)
-        deployment.container_id = container_id
-    do_deployment_transition(
-        deployment=deployment,
-        to=DeploymentStatus.CHECKING,
-        detail=f"container {deployment.container_id[:12]} on {environment.address}:"
-        f"{environment.slot_port(deployment.slot)}",
-    )
+        locked.status = to
+        if to in HOST_FINAL_STATES or to == HostStatus.SWITCHED:
+            locked.finished_at = timezone.now()
+        locked.save(update_fields=["status", "finished_at"])
+    target.status, target.finished_at = locked.status, locked.finished_at
+    return target
 
 
-def _step_check(deployment: Deployment, engine: ContainerEngine, tools: DeployTools) -> None:
+# --- Containers kept for rollback ------------------------------------------------------------
+
+
+def _labels(deployment: Deployment, host: Host) -> dict[str, str]:
     environment = deployment.environment
-    port = environment.slot_port(deployment.slot)
-    deadline = time.monotonic() + environment.health_timeout_seconds
-    last = "no answer yet"
-    while True:
-        result = tools.probe(
-            address=environment.address,
-            port=port,
-            path=environment.health_path,
-            host=environment.health_host,
-        )
-        if result.healthy:
-            do_deployment_transition(
-                deployment=deployment, to=DeploymentStatus.SWITCHING, detail=result.detail
-            )
-            return
-        last = result.detail
-        state = engine.container_state(deployment.container_id)
-        if state != "running" or time.monotonic() > deadline:
-            why = (
-                f"the container {state or 'vanished'}"
-                if state != "running"
-                else f"not healthy within {environment.health_timeout_seconds}s"
-            )
-            log = engine.container_logs(deployment.container_id, tail=CONTAINER_LOG_LINES)
-            # The broken container never took traffic; it goes, the old slot keeps serving.
-            engine.remove_container(deployment.container_id)
-            raise _DeploymentFailed(f"health check failed: {why} ({last})", log)
-        time.sleep(environment.health_interval_ms / 1000)
+    return {
+        "dockyard.project": environment.project.slug,
+        "dockyard.environment": environment.name,
+        "dockyard.slot": deployment.slot,
+        "dockyard.release": str(deployment.release.number),
+        "dockyard.deployment": str(deployment.pk),
+        "dockyard.host": host.name,
+    }
 
 
-def _step_switch(deployment: Deployment, engine: ContainerEngine, tools: DeployTools) -> None:
-    environment = Environment.objects.get(pk=deployment.environment_id)
-    backend, new, old = environment.proxy_backend, deployment.slot, environment.live_slot
-    haproxy = tools.proxy()
-    haproxy.set_server(
-        backend, new, address=environment.address, port=environment.slot_port(new), state="ready"
-    )
-    if old and old != new:
-        haproxy.set_server(backend, old, state="drain")
-    Environment.objects.filter(pk=environment.pk).update(
-        live_slot=new, current_release=deployment.release
-    )
-    haproxy.remember(proxy_backends())
-    do_deployment_transition(
-        deployment=deployment,
-        to=DeploymentStatus.DRAINING,
-        detail=f"traffic to {new}" + (f"; {old} draining" if old and old != new else ""),
-    )
-
-
-def _step_drain(deployment: Deployment, engine: ContainerEngine, tools: DeployTools) -> None:
-    environment = deployment.environment
-    old = other_slot(deployment.slot)
-    previous = (
-        environment.deployments.filter(status=DeploymentStatus.SUCCEEDED, slot=old)
-        .order_by("-finished_at", "-id")
-        .first()
-    )
-    haproxy = tools.proxy()
-    deadline = time.monotonic() + environment.drain_timeout_seconds
-    while haproxy.sessions(environment.proxy_backend, old) > 0 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    haproxy.set_server(environment.proxy_backend, old, state="maint")
-    if previous is not None and previous.container_id:
-        engine.stop_container(previous.container_id, timeout=5)
-    _prune_kept_containers(environment, engine, live=deployment.container_id)
-    do_deployment_transition(
-        deployment=deployment,
-        to=DeploymentStatus.SUCCEEDED,
-        detail=f"{old} drained and stopped, kept for rollback" if previous else "first release",
-    )
-
-
-def _kept_container(deployment: Deployment, slot: str, engine: ContainerEngine) -> str:
-    """A stopped container of this very release in `slot`, if one was kept."""
+def _kept_container(deployment: Deployment, host: Host, engine: ContainerEngine) -> str:
+    """For a rollback: a stopped container of this very release in the new slot on `host`,
+    if one was kept."""
     if deployment.kind != DeploymentKind.ROLLBACK:
         return ""
-    earlier = deployment.environment.deployments.filter(
-        release=deployment.release, slot=slot, status=DeploymentStatus.SUCCEEDED
+    earlier = HostDeployment.objects.filter(
+        deployment__environment_id=deployment.environment_id,
+        deployment__release_id=deployment.release_id,
+        deployment__slot=deployment.slot,
+        host=host,
+        status=HostStatus.FINISHED,
     ).exclude(container_id="")
     for candidate in earlier.order_by("-finished_at", "-id"):
         if engine.container_state(candidate.container_id) in {"exited", "created"}:
@@ -358,16 +759,54 @@ def _kept_container(deployment: Deployment, slot: str, engine: ContainerEngine) 
     return ""
 
 
-def _prune_kept_containers(environment: Environment, engine: ContainerEngine, *, live: str) -> None:
-    """Keep the newest few stopped containers for rollbacks; remove the older ones."""
-    succeeded = environment.deployments.filter(status=DeploymentStatus.SUCCEEDED).exclude(
-        container_id=""
+def _live_container(environment: Environment, host: Host) -> str:
+    """The container serving the environment on `host` now ("" before its first release)."""
+    if not environment.live_slot:
+        return ""
+    live = (
+        HostDeployment.objects.filter(
+            deployment__environment=environment,
+            deployment__slot=environment.live_slot,
+            host=host,
+            status=HostStatus.FINISHED,
+        )
+        .exclude(container_id="")
+        .order_by("-finished_at", "-id")
+        .first()
     )
+    return live.container_id if live else ""
+
+
+def _prune_kept_containers(
+    environment: Environment, host: Host, engine: ContainerEngine, *, live: str
+) -> None:
+    """Keep the newest few stopped containers on `host` for rollbacks; remove older ones."""
+    finished = HostDeployment.objects.filter(
+        deployment__environment=environment, host=host, status=HostStatus.FINISHED
+    ).exclude(container_id="")
     seen: list[str] = []
-    for container_id in succeeded.order_by("-finished_at", "-id").values_list(
+    for container_id in finished.order_by("-finished_at", "-id").values_list(
         "container_id", flat=True
     ):
         if container_id not in seen and container_id != live:
             seen.append(container_id)
     for container_id in seen[settings.DOCKYARD_KEEP_CONTAINERS :]:
         engine.remove_container(container_id)
+
+
+def _on_each(
+    targets: list[HostDeployment], work: Callable[[HostDeployment], Result]
+) -> list[Result]:
+    """`work` for every host side by side (threads: the hosts' engines answer slowly, one
+    waiting on another would add up); each thread closes its own database connection."""
+
+    def one(target: HostDeployment) -> Result:
+        try:
+            return work(target)
+        finally:
+            connection.close()
+
+    if len(targets) <= 1:
+        return [work(target) for target in targets]
+    with ThreadPoolExecutor(max_workers=min(len(targets), 8)) as pool:
+        return list(pool.map(one, targets))

@@ -1,57 +1,112 @@
-"""Deployments as durable jobs (infrastructure.durable_jobs): what the reaper does with one
-whose worker was lost (resume it at its step, or abandon it leaving the proxy as the database
-says) and with one whose message the broker lost (send it again)."""
+"""Deployments as durable jobs (infrastructure.durable_jobs): the coordinator and each host's
+part. What the reaper does with one whose worker was lost (resume it at its step, or end it
+leaving every host as the database says) and with one whose message the broker lost (send it
+again)."""
 
 from django.conf import settings
 from django.db.models import QuerySet
 
-from releases.executor import deployment_abandon, deployment_enqueue
-from releases.models import Deployment, DeploymentEvent
-from releases.states import DEPLOYMENT_FINAL_STATES
+from releases.executor import (
+    deployment_abandon,
+    deployment_enqueue,
+    host_deployment_abandon,
+    host_deployment_enqueue,
+)
+from releases.models import Deployment, DeploymentEvent, HostDeployment
+from releases.states import (
+    DEPLOYMENT_CARRIED_STATES,
+    HOST_ACTIVE_STATES,
+    DeploymentStatus,
+    HostStatus,
+)
 from releases.tools import DeployTools
 
 
 class DeploymentJobs:
+    """The coordinators: carried while they prepare, release, revert or finish; while the
+    deployment rolls, its hosts' jobs are the ones to watch."""
+
     model = Deployment
 
     def __init__(self, tools: DeployTools) -> None:
         self.tools = tools
 
     def carried(self) -> QuerySet[Deployment]:
-        return Deployment.objects.exclude(status__in=DEPLOYMENT_FINAL_STATES).filter(
-            heartbeat_at__isnull=False
+        return Deployment.objects.filter(
+            status__in=DEPLOYMENT_CARRIED_STATES, heartbeat_at__isnull=False
         )
 
     def waiting(self) -> QuerySet[Deployment]:
-        return Deployment.objects.exclude(status__in=DEPLOYMENT_FINAL_STATES).filter(
-            heartbeat_at__isnull=True
+        return Deployment.objects.filter(
+            status__in=DEPLOYMENT_CARRIED_STATES, heartbeat_at__isnull=True
         )
 
     def restart(self, job: Deployment, *, why: str, attempt: int) -> None:
         # Each step is safe to repeat: the next worker resumes at the one it was in.
-        self._note(
+        _note(
             job,
-            f"{why} while {job.status}; resuming it "
-            f"(attempt {attempt} of {settings.DOCKYARD_ATTEMPTS})",
+            None,
+            f"{why} while {job.status}; resuming it (attempt {attempt} of "
+            f"{settings.DOCKYARD_ATTEMPTS})",
         )
         deployment_enqueue(job)
 
     def give_up(self, job: Deployment, *, why: str, attempts: int) -> None:
-        # Abandoning moves the deployment and the proxy under their own locks.
-        current = Deployment.objects.get(pk=job.pk)
-        if current.status in DEPLOYMENT_FINAL_STATES:
-            return
         deployment_abandon(
-            deployment=current,
-            reason=f"{why} while {current.status}; lost {attempts} times, not trying again",
+            deployment=job,
+            reason=f"{why} while {job.status}; lost {attempts} times, not trying again",
             tools=self.tools,
         )
 
     def resend(self, job: Deployment) -> None:
-        self._note(job, "the broker no longer holds its task (restarted?); sent again")
+        _note(job, None, "the broker no longer holds its task (restarted?); sent again")
         deployment_enqueue(job)
 
-    def _note(self, job: Deployment, detail: str) -> None:
-        DeploymentEvent.objects.create(
-            deployment=job, from_status=job.status, to_status=job.status, detail=detail
+
+class HostDeploymentJobs:
+    """Each host's part of a rolling deployment."""
+
+    model = HostDeployment
+
+    def carried(self) -> QuerySet[HostDeployment]:
+        return HostDeployment.objects.filter(
+            status__in=HOST_ACTIVE_STATES, heartbeat_at__isnull=False
         )
+
+    def waiting(self) -> QuerySet[HostDeployment]:
+        # Sent and not yet taken, while its deployment still rolls (a host whose deployment
+        # reverted meanwhile has nothing to wait for).
+        return HostDeployment.objects.filter(
+            status=HostStatus.WAITING,
+            heartbeat_at__isnull=True,
+            deployment__status=DeploymentStatus.ROLLING,
+        )
+
+    def restart(self, job: HostDeployment, *, why: str, attempt: int) -> None:
+        _note(
+            job.deployment,
+            job,
+            f"{why} while {job.status}; resuming it (attempt {attempt} "
+            f"of {settings.DOCKYARD_ATTEMPTS})",
+        )
+        host_deployment_enqueue(job)
+
+    def give_up(self, job: HostDeployment, *, why: str, attempts: int) -> None:
+        host_deployment_abandon(
+            target=job, reason=f"{why} while {job.status}; lost {attempts} times"
+        )
+
+    def resend(self, job: HostDeployment) -> None:
+        _note(job.deployment, job, "the broker no longer holds its task (restarted?); sent again")
+        host_deployment_enqueue(job)
+
+
+def _note(deployment: Deployment, target: HostDeployment | None, detail: str) -> None:
+    status = target.status if target is not None else deployment.status
+    DeploymentEvent.objects.create(
+        deployment=deployment,
+        host_id=target.host_id if target is not None else None,
+        from_status=status,
+        to_status=status,
+        detail=detail,
+    )

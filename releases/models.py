@@ -1,7 +1,8 @@
-"""Releases, the environments they move through, and the deployments that move them.
+"""Releases, the hosts and environments they run on, and the deployments that move them.
 
-A Release never changes once made. Deployment status moves only through
-releases.executor.do_deployment_transition, which records each move as a DeploymentEvent.
+A Release never changes once made. A deployment's status, and each host's part of it, move only
+through releases.executor (do_deployment_transition, do_host_transition), which records each
+move as a DeploymentEvent.
 """
 
 from django.conf import settings
@@ -10,7 +11,13 @@ from django.db.models import Q
 
 from infrastructure.durable_jobs import DurableJob
 from projects.models import Project
-from releases.states import DEPLOYMENT_FINAL_STATES, DeploymentKind, DeploymentStatus, Slot
+from releases.states import (
+    DEPLOYMENT_FINAL_STATES,
+    DeploymentKind,
+    DeploymentStatus,
+    HostStatus,
+    Slot,
+)
 
 
 class Release(models.Model):
@@ -38,14 +45,44 @@ class Release(models.Model):
         return f"{self.project.slug} release {self.number}"
 
 
+class Host(models.Model):
+    """A machine environments run on: its Docker engine, and the address its apps and its
+    HAProxy listen on. Credentials are the workers' (their ssh set-up, DOCKER_CERT_PATH),
+    never stored here."""
+
+    # Made by the migration for a one-machine install: the deploy worker's own engine.
+    LOCAL = "local"
+
+    name = models.SlugField(max_length=63, unique=True)
+    # unix://, ssh://user@host or tcp://host:2376 (TLS); empty: the engine of the worker that
+    # carries the deployment (DOCKER_HOST), which is one machine only with one deploy worker.
+    engine_url = models.CharField(max_length=300, blank=True)
+    address = models.GenericIPAddressField(
+        help_text="where the host's apps and HAProxy listen (its frontends: address:port)"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def engine(self) -> str:
+        return self.engine_url or settings.DOCKER_HOST
+
+
 class Environment(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="environments")
     name = models.CharField(max_length=32)
     position = models.PositiveSmallIntegerField(default=0)
-    # Where the app runs; the local engine by default.
-    docker_host = models.CharField(max_length=300, blank=True)
-    # HAProxy listens here (on DOCKYARD_APP_ADDRESS) for this environment; the two slots'
-    # containers listen on their own ports and the proxy sends traffic to the live one.
+    # Where it runs: the same ports on each, each host's HAProxy in front of its two slots.
+    hosts = models.ManyToManyField(Host, related_name="environments")
+    # Hosts switched at a time; empty: one at a time after `after` (production), else all.
+    max_parallel = models.PositiveSmallIntegerField(null=True, blank=True)
+    # Each host's HAProxy listens on <host address>:frontend_port for this environment; the two
+    # slots' containers listen on their own ports and the proxy sends traffic to the live one.
     frontend_port = models.PositiveIntegerField(unique=True)
     blue_port = models.PositiveIntegerField(unique=True)
     green_port = models.PositiveIntegerField(unique=True)
@@ -79,13 +116,22 @@ class Environment(models.Model):
         return f"{self.project.slug}/{self.name}"
 
     @property
-    def address(self) -> str:
-        """Where the environment's frontend and slots listen: never the UI's host name."""
-        return str(settings.DOCKYARD_APP_ADDRESS)
+    def frontend_urls(self) -> list[str]:
+        """Each host's frontend for this environment (an outer balancer spreads over them)."""
+        return [f"http://{host.address}:{self.frontend_port}/" for host in self.hosts.all()]
 
     @property
     def frontend_url(self) -> str:
-        return f"http://{self.address}:{self.frontend_port}/"
+        """The first host's frontend ("" before it has hosts)."""
+        urls = self.frontend_urls
+        return urls[0] if urls else ""
+
+    def batch_size(self, host_count: int) -> int:
+        """How many hosts switch at a time: `max_parallel`, else one when the environment comes
+        after another (production), all when not (staging)."""
+        if self.max_parallel:
+            return self.max_parallel
+        return 1 if self.after_id is not None else max(host_count, 1)
 
     @property
     def proxy_backend(self) -> str:
@@ -113,14 +159,13 @@ class Deployment(DurableJob):
     status = models.CharField(
         max_length=16, choices=DeploymentStatus.choices, default=DeploymentStatus.QUEUED
     )
+    # The slot the release starts in on every host (the idle one).
     slot = models.CharField(max_length=8, choices=Slot.choices, blank=True)
     # The container environment this deployment ran the release with.
     variables = models.JSONField(default=dict, blank=True)
-    container_id = models.CharField(max_length=100, blank=True)
-    # The kept container a rollback restarted instead of creating one.
-    reused_container = models.BooleanField(default=False)
     failure_reason = models.TextField(blank=True)
-    container_log = models.TextField(blank=True)
+    # The release command's output (masked), when dockyard.yml has one.
+    release_log = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -138,11 +183,54 @@ class Deployment(DurableJob):
     def __str__(self) -> str:
         return f"deployment {self.pk} of {self.release} to {self.environment.name}"
 
+    @property
+    def container_log(self) -> str:
+        """The last lines of the containers that failed their health check, by host."""
+        return "\n".join(
+            f"[{host.host.name}]\n{host.container_log}"
+            for host in self.host_deployments.all()
+            if host.container_log
+        )
+
+
+class HostDeployment(DurableJob):
+    """One host's part of a deployment: a durable job of its own, so that any deploy worker
+    can carry it, and a lost one is carried on by another at the step it was in."""
+
+    deployment = models.ForeignKey(
+        Deployment, on_delete=models.CASCADE, related_name="host_deployments"
+    )
+    host = models.ForeignKey(Host, on_delete=models.PROTECT, related_name="deployments")
+    position = models.PositiveSmallIntegerField()
+    # Hosts of one batch switch side by side; the next batch waits for the whole batch.
+    batch = models.PositiveSmallIntegerField()
+    status = models.CharField(max_length=16, choices=HostStatus.choices, default=HostStatus.WAITING)
+    container_id = models.CharField(max_length=100, blank=True)
+    # The kept container a rollback restarted instead of creating one.
+    reused_container = models.BooleanField(default=False)
+    # The container that served on this host before (stopped once every host switched).
+    previous_container_id = models.CharField(max_length=100, blank=True)
+    failure_reason = models.TextField(blank=True)
+    container_log = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["deployment", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["deployment", "host"], name="host_deployment_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.deployment} on {self.host.name}"
+
 
 class DeploymentEvent(models.Model):
     """One step of a deployment: the timeline and the audit trail."""
 
     deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="events")
+    # The host the step was on; none for the deployment's own steps.
+    host = models.ForeignKey(Host, on_delete=models.SET_NULL, null=True, blank=True)
     from_status = models.CharField(max_length=16)
     to_status = models.CharField(max_length=16)
     detail = models.TextField(blank=True)

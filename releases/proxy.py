@@ -1,62 +1,85 @@
-"""The proxy in front of the environments, kept as the database says.
+"""Each host's proxy, kept as the database says.
 
-Every environment is a frontend on its address and port and two slots (blue, green), the live
-one ready and the other in maintenance; deployments move traffic through the runtime API, and
-these functions put the proxy back when it was restarted, killed or changed by hand.
+On a host, every environment that runs there is a frontend on the host's address and the
+environment's port, and two slots (blue, green), the live one ready and the other in
+maintenance; deployments move traffic through each host's runtime API, and these functions put
+a host's proxy back when it was restarted, killed or changed by hand.
 """
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
-from infrastructure.haproxy import ProxyBackend, ProxyServer, TrafficProxy
-from releases.models import Deployment, Environment
+from infrastructure.docker_engine import ContainerEngine, DockerEngineError
+from infrastructure.haproxy import ProxyBackend, ProxyError, ProxyServer, TrafficProxy
+from releases.models import Deployment, Environment, Host
 from releases.states import DEPLOYMENT_FINAL_STATES, Slot
+from releases.tools import DeployTools
 
 logger = logging.getLogger(__name__)
 
 
-def proxy_backends() -> list[ProxyBackend]:
-    """Every environment as the proxy should serve it, from the database."""
+def proxy_backend(environment: Environment, host: Host) -> ProxyBackend:
+    """The environment as `host`'s proxy should serve it, from the database."""
+    return ProxyBackend(
+        name=environment.proxy_backend,
+        address=host.address,
+        frontend_port=environment.frontend_port,
+        servers=tuple(
+            ProxyServer(
+                name=slot,
+                address=host.address,
+                port=environment.slot_port(slot),
+                enabled=environment.live_slot == slot,
+            )
+            for slot in Slot.values
+        ),
+        health_path=environment.health_path,
+        health_host=environment.health_host,
+    )
+
+
+def proxy_backends(host: Host) -> list[ProxyBackend]:
+    """Every environment on `host` as its proxy should serve it, from the database."""
     return [
-        ProxyBackend(
-            name=environment.proxy_backend,
-            address=environment.address,
-            frontend_port=environment.frontend_port,
-            servers=tuple(
-                ProxyServer(
-                    name=slot,
-                    address=environment.address,
-                    port=environment.slot_port(slot),
-                    enabled=environment.live_slot == slot,
-                )
-                for slot in Slot.values
-            ),
-        )
-        for environment in Environment.objects.all()
+        proxy_backend(environment, host)
+        for environment in Environment.objects.filter(hosts=host).order_by("pk")
     ]
 
 
-def proxy_apply(proxy: TrafficProxy) -> None:
-    """Start or reload the proxy so it serves every environment as the database says."""
-    proxy.apply(proxy_backends())
+@contextmanager
+def host_proxy(host: Host, tools: DeployTools) -> Iterator[tuple[ContainerEngine, TrafficProxy]]:
+    """An open connection to `host`'s engine and its proxy through it."""
+    with tools.engines(host.engine) as engine:
+        yield engine, tools.proxy(engine, host)
 
 
-def proxy_servers_align(proxy: TrafficProxy) -> None:
-    """Put each environment's servers in the state the database says, unless a deployment
-    is moving them: the live slot ready, the other in maintenance (HAProxy restarted from an
-    older file, or someone used its runtime API by hand)."""
+def proxy_apply(proxy: TrafficProxy, host: Host) -> None:
+    """Start or reload `host`'s proxy so it serves its environments as the database says."""
+    proxy.apply(proxy_backends(host))
+
+
+def proxy_servers_align(proxy: TrafficProxy, host: Host) -> None:
+    """Put each environment's servers on `host` in the state the database says, unless a
+    deployment is moving them: the live slot ready, the other in maintenance (the proxy
+    restarted from an older file, or someone used its runtime API by hand)."""
     busy = set(
         Deployment.objects.exclude(status__in=DEPLOYMENT_FINAL_STATES).values_list(
             "environment_id", flat=True
         )
     )
     states = proxy.server_states()
-    for environment in Environment.objects.exclude(live_slot="").exclude(pk__in=busy):
+    for environment in (
+        Environment.objects.filter(hosts=host).exclude(live_slot="").exclude(pk__in=busy)
+    ):
         for slot in Slot.values:
             wanted = "ready" if slot == environment.live_slot else "maint"
             current = states.get((environment.proxy_backend, slot))
             if current is not None and current != wanted:
                 logger.warning(
-                    "proxy: %s/%s was %s, the database says %s; restoring",
+                    "proxy of %s: %s/%s was %s, the database says %s; restoring",
+                    host.name,
                     environment.proxy_backend,
                     slot,
                     current,
@@ -65,16 +88,40 @@ def proxy_servers_align(proxy: TrafficProxy) -> None:
                 proxy.set_server(
                     environment.proxy_backend,
                     slot,
-                    address=environment.address,
+                    address=host.address,
                     port=environment.slot_port(slot),
                     state=wanted,
                 )
 
 
-def proxy_reconcile(proxy: TrafficProxy) -> None:
-    """Bring the proxy back to what the database says, if anything is deployed: started if
-    it is down (killed, machine restarted), servers' states restored."""
-    if not Environment.objects.exclude(live_slot="").exists():
-        return
-    proxy_apply(proxy)
-    proxy_servers_align(proxy)
+@dataclass
+class ProxiesReport:
+    hosts: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.problems)
+
+    def __str__(self) -> str:
+        text = f"kept the proxies of {', '.join(self.hosts) or 'no host'}"
+        return text + (f"; problems: {'; '.join(self.problems)}" if self.problems else "")
+
+
+def proxies_reconcile(tools: DeployTools) -> ProxiesReport:
+    """Bring every host's proxy back to what the database says, where something is deployed:
+    started (or made again) if it is down or gone, servers' states restored. A host that
+    cannot be reached is said, and the others are still done."""
+    report = ProxiesReport()
+    deployed = Environment.objects.exclude(live_slot="")
+    for host in Host.objects.filter(environments__in=deployed).distinct():
+        try:
+            with host_proxy(host, tools) as (_, proxy):
+                proxy_apply(proxy, host)
+                proxy_servers_align(proxy, host)
+        except (ProxyError, DockerEngineError) as error:
+            report.problems.append(f"{host.name}: {error}")
+            continue
+        report.hosts.append(host.name)
+    if report.problems:
+        logger.warning("proxies: %s", report)
+    return report

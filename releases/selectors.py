@@ -1,10 +1,12 @@
 """Reads for releases, environments and deployments."""
 
+from dataclasses import dataclass
+
 from django.db.models import QuerySet
 
 from projects.models import Project
-from releases.models import Deployment, Environment, Release
-from releases.states import DeploymentKind, DeploymentStatus
+from releases.models import Deployment, Environment, HostDeployment, Release
+from releases.states import DeploymentKind, DeploymentStatus, HostStatus
 
 
 def environment_history(environment: Environment) -> QuerySet[Deployment]:
@@ -80,3 +82,48 @@ def active_deployment(environment: Environment) -> Deployment | None:
         .select_related("release")
         .first()
     )
+
+
+@dataclass(frozen=True)
+class HostRollback:
+    """What a rollback will do on one host: what it runs now and what it will run."""
+
+    host: str
+    address: str
+    now_container: str
+    # The stopped container of the target release kept on this host ("" if none was: a new
+    # one starts from the release's image).
+    kept_container: str
+
+
+def rollback_plan(environment: Environment, target: Deployment) -> list[HostRollback]:
+    """For each of the environment's hosts, what rolling back to `target` means there (all
+    hosts switch at once; a kept container makes it a restart)."""
+    finished = HostDeployment.objects.filter(
+        deployment__environment=environment, status=HostStatus.FINISHED
+    ).exclude(container_id="")
+    live = {
+        host_id: container
+        for host_id, container in finished.filter(
+            deployment__slot=environment.live_slot, deployment__release=environment.current_release
+        )
+        .order_by("finished_at", "id")
+        .values_list("host_id", "container_id")
+    }
+    kept = {
+        host_id: container
+        for host_id, container in finished.filter(
+            deployment__slot=target.slot, deployment__release=target.release
+        )
+        .order_by("finished_at", "id")
+        .values_list("host_id", "container_id")
+    }
+    return [
+        HostRollback(
+            host=host.name,
+            address=host.address,
+            now_container=live.get(host.pk, "")[:12],
+            kept_container=kept.get(host.pk, "")[:12],
+        )
+        for host in environment.hosts.order_by("name")
+    ]

@@ -13,13 +13,11 @@ from django.db.models import Max
 from audit.actors import Actor, current_actor
 from audit.models import AuditAction
 from audit.services import audit_record
-from infrastructure.haproxy import HAProxy, TrafficProxy
 from projects.models import Project
 from projects.spec import DeploySpec
 from releases.access import can_deploy_to
 from releases.executor import deployment_enqueue
-from releases.models import Deployment, DeploymentEvent, Environment, Release
-from releases.proxy import proxy_apply
+from releases.models import Deployment, DeploymentEvent, Environment, Host, Release
 from releases.selectors import rollback_candidates
 from releases.states import (
     DEPLOYMENT_FINAL_STATES,
@@ -37,27 +35,31 @@ DEPLOYMENT_AUDIT_ACTIONS = {
 }
 
 User = AbstractBaseUser | AnonymousUser
+PORT_ALLOCATION_ATTEMPTS = 5
 
 
 class DeploymentRefused(Exception):
     """A deployment that may not happen now, and why (busy, not allowed, not yet tested)."""
 
 
-def proxy() -> HAProxy:
-    return HAProxy(settings.DOCKYARD_PROXY_DIR)
+def local_host() -> Host:
+    """The host a one-machine install deploys to: the deploy worker's own engine, on
+    DOCKYARD_APP_ADDRESS. Made the first time it is needed."""
+    host, _ = Host.objects.get_or_create(
+        name=Host.LOCAL, defaults={"address": str(settings.DOCKYARD_APP_ADDRESS)}
+    )
+    return host
 
 
-def environments_sync(
-    *, project: Project, deploy: DeploySpec, proxy: TrafficProxy
-) -> list[Environment]:
-    """Create the environments dockyard.yml names that the project does not have yet.
+def environments_sync(*, project: Project, deploy: DeploySpec) -> list[Environment]:
+    """Create the environments dockyard.yml names that the project does not have yet, on the
+    local host (operators give them other hosts: admin, API, `manage.py addhost`).
 
-    Existing environments are left as operators edited them. New ones get their ports and
-    the proxy is reloaded to listen for them.
+    Existing environments are left as operators edited them. Each host's proxy learns of a new
+    environment when it is first deployed.
     """
     created = []
     with transaction.atomic():
-        # Port allocation is global; one creator at a time.
         Project.objects.select_for_update(no_key=True).filter(pk=project.pk).get()
         existing = {
             environment.name: environment
@@ -66,19 +68,15 @@ def environments_sync(
         for position, spec in enumerate(deploy.environments):
             if spec.name in existing:
                 continue
-            frontend, blue, green = _free_ports()
             branches = " ".join(spec.branches) or (project.default_branch if spec.auto else "")
-            environment = Environment.objects.create(
+            environment = _environment_create_with_ports(
                 project=project,
                 name=spec.name,
                 position=position,
-                docker_host=settings.DOCKER_HOST,
-                frontend_port=frontend,
-                blue_port=blue,
-                green_port=green,
                 health_path=deploy.health,
                 auto_deploy_branches=branches if spec.auto else "",
             )
+            environment.hosts.add(local_host())
             existing[spec.name] = environment
             created.append(environment)
         for spec in deploy.environments:
@@ -90,9 +88,24 @@ def environments_sync(
                 Environment.objects.filter(pk=existing[spec.name].pk).update(
                     after=existing[spec.after]
                 )
-    if created:
-        proxy_apply(proxy)
     return created
+
+
+def _environment_create_with_ports(**fields: Any) -> Environment:
+    """An environment with free ports. The ports are unique in the database, so two projects
+    creating environments at once cannot share one: the loser of a race picks again."""
+    for attempt in range(PORT_ALLOCATION_ATTEMPTS):
+        frontend, blue, green = _free_ports()
+        try:
+            with transaction.atomic():  # a savepoint: the race lost is undone alone
+                return Environment.objects.create(
+                    frontend_port=frontend, blue_port=blue, green_port=green, **fields
+                )
+        except IntegrityError:
+            if attempt == PORT_ALLOCATION_ATTEMPTS - 1:
+                raise
+            logger.info("ports %s taken meanwhile; picking again", (frontend, blue, green))
+    raise AssertionError("unreachable: the loop returns or raises")
 
 
 def deployment_request(

@@ -1,22 +1,55 @@
-"""The deployment state machine: which moves are legal. Pure, no ORM."""
+"""The deployment state machines: which moves are legal. Pure, no ORM.
+
+A deployment moves an environment to a release on every host of the environment. It is a
+coordinator (Deployment) and one job per host (HostDeployment), each with its own machine:
+
+    deployment: queued -> preparing -> [releasing] -> rolling -> finishing -> succeeded
+                                                         `-> reverting -> failed
+    host:       waiting -> starting -> checking -> switching -> draining -> switched -> finished
+                                                                            `-> reverted
+
+Preparing puts every host's proxy in order and the release's image on every host: a host that
+cannot pull fails the deployment before anything changes. Releasing runs the release command
+once. Rolling runs the hosts' jobs in batches; a host that fails sends the deployment to
+reverting, which switches back the hosts that had switched. Finishing stops the old slots.
+"""
 
 from django.db import models
 
 
 class DeploymentStatus(models.TextChoices):
     QUEUED = "queued"
-    # Make sure the release's image (by digest) is on the target engine.
+    # Every host's proxy up, the release's image (by digest) on every host.
     PREPARING = "preparing"
-    # Start the container in the idle slot.
-    STARTING = "starting"
-    # Wait until the new container answers its health check.
-    CHECKING = "checking"
-    # Point the proxy at the new slot (runtime API, no reload).
-    SWITCHING = "switching"
-    # Let the old slot finish its requests, then stop its container and keep it.
-    DRAINING = "draining"
+    # The release command (dockyard.yml deploy.release_command) runs once, on one host.
+    RELEASING = "releasing"
+    # The hosts' jobs run, a batch at a time.
+    ROLLING = "rolling"
+    # A host failed: the hosts that switched switch back; the old release serves.
+    REVERTING = "reverting"
+    # Every host serves the release: the old slots stop, kept for rollback.
+    FINISHING = "finishing"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+
+
+class HostStatus(models.TextChoices):
+    # Its batch has not begun.
+    WAITING = "waiting"
+    # The release's container starts in the idle slot (or a kept one, for a rollback).
+    STARTING = "starting"
+    # Until the host's HAProxy finds it healthy.
+    CHECKING = "checking"
+    # The host's HAProxy points at the new slot (runtime API, no reload).
+    SWITCHING = "switching"
+    # The old slot finishes its requests; its container still runs, for a revert.
+    DRAINING = "draining"
+    SWITCHED = "switched"
+    # The old slot's container stopped and kept: done.
+    FINISHED = "finished"
+    FAILED = "failed"
+    # Switched, then switched back because another host failed.
+    REVERTED = "reverted"
 
 
 class DeploymentKind(models.TextChoices):
@@ -36,30 +69,95 @@ def other_slot(slot: str) -> str:
 
 
 DEPLOYMENT_FINAL_STATES = frozenset({DeploymentStatus.SUCCEEDED, DeploymentStatus.FAILED})
-# The steps in order; each may also end in FAILED.
+# What the coordinator does itself, in a task; while ROLLING the hosts' jobs do the work.
+DEPLOYMENT_CARRIED_STATES = frozenset(
+    {
+        DeploymentStatus.QUEUED,
+        DeploymentStatus.PREPARING,
+        DeploymentStatus.RELEASING,
+        DeploymentStatus.REVERTING,
+        DeploymentStatus.FINISHING,
+    }
+)
+_DEPLOYMENT_MOVES: dict[str, frozenset[str]] = {
+    DeploymentStatus.QUEUED: frozenset({DeploymentStatus.PREPARING}),
+    DeploymentStatus.PREPARING: frozenset({DeploymentStatus.RELEASING, DeploymentStatus.ROLLING}),
+    DeploymentStatus.RELEASING: frozenset({DeploymentStatus.ROLLING}),
+    DeploymentStatus.ROLLING: frozenset({DeploymentStatus.FINISHING, DeploymentStatus.REVERTING}),
+    DeploymentStatus.REVERTING: frozenset(),
+    # Every host serves the new release: failing now would not put the old one back.
+    DeploymentStatus.FINISHING: frozenset({DeploymentStatus.SUCCEEDED}),
+}
+# Where a deployment may fail from (anywhere before every host switched).
+_MAY_FAIL = frozenset(
+    {
+        DeploymentStatus.QUEUED,
+        DeploymentStatus.PREPARING,
+        DeploymentStatus.RELEASING,
+        DeploymentStatus.ROLLING,
+        DeploymentStatus.REVERTING,
+    }
+)
+
+# The coordinator's steps in order, as a page lists those still to come (releasing only when
+# dockyard.yml has a release command; any may end in FAILED).
 DEPLOYMENT_STEPS: tuple[str, ...] = (
     DeploymentStatus.QUEUED,
     DeploymentStatus.PREPARING,
-    DeploymentStatus.STARTING,
-    DeploymentStatus.CHECKING,
-    DeploymentStatus.SWITCHING,
-    DeploymentStatus.DRAINING,
+    DeploymentStatus.RELEASING,
+    DeploymentStatus.ROLLING,
+    DeploymentStatus.FINISHING,
     DeploymentStatus.SUCCEEDED,
+)
+
+HOST_FINAL_STATES = frozenset({HostStatus.FINISHED, HostStatus.FAILED, HostStatus.REVERTED})
+# A host whose job is running (a worker carries it).
+HOST_ACTIVE_STATES = frozenset(
+    {
+        HostStatus.STARTING,
+        HostStatus.CHECKING,
+        HostStatus.SWITCHING,
+        HostStatus.DRAINING,
+    }
+)
+HOST_STEPS: tuple[str, ...] = (
+    HostStatus.WAITING,
+    HostStatus.STARTING,
+    HostStatus.CHECKING,
+    HostStatus.SWITCHING,
+    HostStatus.DRAINING,
+    HostStatus.SWITCHED,
+    HostStatus.FINISHED,
 )
 
 
 class IllegalDeploymentTransition(Exception):
-    """A move the deployment state machine does not allow."""
+    """A move the deployment state machines do not allow."""
 
 
 def check_deployment_transition(current: str, target: str) -> None:
     if current in DEPLOYMENT_FINAL_STATES:
         raise IllegalDeploymentTransition(f"deployment cannot move from {current} to {target}")
     if target == DeploymentStatus.FAILED:
-        # Once traffic has moved, the deployment is past the point where failing would leave
-        # the old version serving: it can only finish.
-        if current == DeploymentStatus.DRAINING:
-            raise IllegalDeploymentTransition("a draining deployment can only succeed")
+        if current not in _MAY_FAIL:
+            raise IllegalDeploymentTransition(
+                f"a {current} deployment can only succeed: every host serves the new release"
+            )
         return
-    if DEPLOYMENT_STEPS.index(target) != DEPLOYMENT_STEPS.index(current) + 1:
+    if target not in _DEPLOYMENT_MOVES.get(current, frozenset()):
         raise IllegalDeploymentTransition(f"deployment cannot move from {current} to {target}")
+
+
+def check_host_transition(current: str, target: str) -> None:
+    if current in HOST_FINAL_STATES:
+        raise IllegalDeploymentTransition(f"a host's job cannot move from {current} to {target}")
+    if target == HostStatus.FAILED:
+        if current == HostStatus.SWITCHED:
+            raise IllegalDeploymentTransition("a switched host is reverted, not failed")
+        return
+    if target == HostStatus.REVERTED:
+        if current not in {HostStatus.SWITCHED, HostStatus.DRAINING, HostStatus.SWITCHING}:
+            raise IllegalDeploymentTransition(f"a {current} host has nothing to switch back")
+        return
+    if HOST_STEPS.index(target) != HOST_STEPS.index(current) + 1:
+        raise IllegalDeploymentTransition(f"a host's job cannot move from {current} to {target}")

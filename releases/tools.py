@@ -1,4 +1,4 @@
-"""The outside world a deployment works with: engines, the proxy, the apps' health endpoints.
+"""The outside world a deployment works with: the hosts' engines and their proxies.
 
 Passed in, not built where they are used: the tasks, the reaper and the commands hand in the
 real adapters (`deploy_tools`), and tests of the deploy state machine hand in stand-ins.
@@ -7,27 +7,24 @@ real adapters (`deploy_tools`), and tests of the deploy state machine hand in st
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from django.conf import settings
-
-from infrastructure.docker_engine import DockerEngine, EngineFactory
-from infrastructure.haproxy import HAProxy, TrafficProxy
-from infrastructure.health_check import Probe, probe
+from infrastructure.docker_engine import ContainerEngine, DockerEngine, EngineFactory
+from infrastructure.haproxy import HostHAProxy, TrafficProxy
+from releases.models import Host
 
 
 @dataclass(frozen=True)
 class DeployTools:
-    # An engine by its URL (an environment's docker_host, else this worker's).
+    # An engine by its URL (a host's engine).
     engines: EngineFactory
-    # The proxy in front of the environments (HAProxy on this worker's host).
-    proxy: Callable[[], TrafficProxy]
-    # GET address:port/path on a freshly started app: healthy or not, and what it answered.
-    probe: Callable[..., Probe]
+    # A host's proxy, driven through an open connection to that host's engine.
+    proxy: Callable[[ContainerEngine, Host], TrafficProxy]
 
 
 def deploy_tools() -> DeployTools:
-    """The real adapters, as this worker's settings name them."""
-    return DeployTools(
-        engines=DockerEngine,
-        proxy=lambda: HAProxy(settings.DOCKYARD_PROXY_DIR),
-        probe=probe,
-    )
+    """The real adapters."""
+    return DeployTools(engines=DockerEngine, proxy=_host_haproxy)
+
+
+def _host_haproxy(engine: ContainerEngine, host: Host) -> TrafficProxy:
+    assert isinstance(engine, DockerEngine), "a host's HAProxy is driven through its engine"
+    return HostHAProxy(engine, host=host.name)

@@ -5,9 +5,12 @@ set -euo pipefail
 need=()
 have_package() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
-# apache2-utils: htpasswd, for the registry's login. openssh-server and openssl: the extra
-# hosts of the fleet tests (scripts/hosts.sh), reached over ssh and TLS.
-for package in docker.io docker-registry busybox-static git curl docker-compose haproxy chromium \
+# haproxy, socat and busybox-static: the hosts' proxy image is made of them (socat is the
+# runtime API's client). apache2-utils: htpasswd, for the registry's login. openssh-server and
+# openssl: the extra hosts of the fleet tests (scripts/hosts.sh), reached over ssh and TLS.
+# debootstrap: the Debian image (PostgreSQL, Redis) the test suites' services run from.
+for package in docker.io docker-registry busybox-static git curl docker-compose haproxy socat chromium \
+  debootstrap \
   apache2-utils openssh-server openssl; do
   have_package "$package" || need+=("$package")
 done

@@ -19,7 +19,7 @@ from django.test import Client
 
 from config.celery import app as celery_app
 from infrastructure.dispatch import QUEUES
-from infrastructure.haproxy import HAProxy
+from infrastructure.haproxy import PROXY_LABEL
 from pipelines.models import PipelineRun
 from pipelines.states import RUN_FINAL_STATES
 from projects.models import Project
@@ -113,15 +113,15 @@ def app_containers_removed(docker_client: docker.DockerClient) -> Iterator[None]
 def deployed_apps_removed_afterwards() -> Iterator[None]:
     """The suite's HAProxy and app containers do not outlive it."""
     yield
-    HAProxy(settings.DOCKYARD_PROXY_DIR).stop()
     try:
         client = docker.DockerClient(base_url=settings.DOCKER_HOST)
     except docker.errors.DockerException:
         return
-    for container in client.containers.list(
-        all=True, sparse=True, filters={"label": ["dockyard.environment", OUR_CONTAINERS]}
-    ):
-        container.remove(force=True)
+    for kind in ("dockyard.environment", PROXY_LABEL):
+        for container in client.containers.list(
+            all=True, sparse=True, filters={"label": [kind, OUR_CONTAINERS]}
+        ):
+            container.remove(force=True)
     client.close()
 
 

@@ -204,8 +204,11 @@ def make_run(project: Project, *, ref: str = "refs/heads/main", sha: str = "e" *
     return run
 
 
-def make_release(project: Project, number: int) -> Any:
-    """Release `number` of `project`, from a passed run of its own; nothing was built."""
+def make_release(
+    project: Project, number: int, *, image: str = "", deploy_config: dict[str, Any] | None = None
+) -> Any:
+    """Release `number` of `project`, from a passed run of its own; nothing was built unless
+    `image` names what was."""
     from pipelines.models import PipelineRun
     from releases.models import Release
 
@@ -223,23 +226,27 @@ def make_release(project: Project, number: int) -> Any:
         number=number,
         run=run,
         commit_sha=sha,
-        image=f"127.0.0.1:5000/{project.slug}@sha256:{number:064x}",
-        deploy_config={},
+        image=image or f"127.0.0.1:5000/{project.slug}@sha256:{number:064x}",
+        deploy_config=deploy_config or {},
     )
 
 
-def make_environment(project: Project, name: str, *, after: Any = None) -> Any:
-    """An environment on free ports of this test session's ranges; no proxy is started."""
+def make_environment(
+    project: Project, name: str, *, after: Any = None, hosts: list[Any] | None = None
+) -> Any:
+    """An environment on free ports of this test session's ranges, on `hosts` (default: the
+    local host); no proxy is started."""
     from django.conf import settings
 
     from releases.models import Environment
+    from releases.services import local_host
 
     used: set[int] = set()
     for ports in Environment.objects.values_list("frontend_port", "blue_port", "green_port"):
         used.update(ports)
     frontend = next(p for p in settings.DOCKYARD_FRONTEND_PORTS if p not in used)
     blue, green = [p for p in settings.DOCKYARD_SLOT_PORTS if p not in used][:2]
-    return Environment.objects.create(
+    environment = Environment.objects.create(
         project=project,
         name=name,
         frontend_port=frontend,
@@ -247,6 +254,14 @@ def make_environment(project: Project, name: str, *, after: Any = None) -> Any:
         green_port=green,
         after=after,
     )
+    environment.hosts.set(hosts if hosts is not None else [local_host()])
+    return environment
+
+
+def make_host(name: str, address: str, engine_url: str = "") -> Any:
+    from releases.models import Host
+
+    return Host.objects.create(name=name, address=address, engine_url=engine_url)
 
 
 def make_succeeded_deployment(environment: Any, release: Any, *, live: bool = False) -> Any:

@@ -20,9 +20,9 @@ from infrastructure.docker_engine import (
     ImageInfo,
     OutputSink,
 )
-from infrastructure.haproxy import ProxyBackend
-from infrastructure.health_check import Probe
+from infrastructure.haproxy import ProxyBackend, SlotHealth
 from pipelines.execution import StageTools
+from releases.models import Host
 from releases.tools import DeployTools
 
 
@@ -47,6 +47,8 @@ class FakeEngine:
     crashing_images: set[str] = field(default_factory=set)
     # Names of methods that raise DockerEngineError (an engine gone away).
     failing: set[str] = field(default_factory=set)
+    # A throwaway container's command (joined by spaces) -> its exit status (else 0).
+    exit_codes: dict[str, int] = field(default_factory=dict)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def _call(self, what: str) -> None:
@@ -99,8 +101,12 @@ class FakeEngine:
         environment: dict[str, str] | None = None,
         stop: threading.Event | None = None,
     ) -> ContainerOutcome:
-        self._call(f"run_throwaway {image}")
-        return ContainerOutcome(exit_code=0, timed_out=False, oom_killed=False)
+        shown = " ".join(command)
+        self._call(f"run_throwaway {image} {shown}")
+        on_output(f"ran {shown}\n")
+        return ContainerOutcome(
+            exit_code=self.exit_codes.get(shown, 0), timed_out=False, oom_killed=False
+        )
 
     def start_service(
         self, *, image: str, name: str, environment: dict[str, str], labels: dict[str, str]
@@ -160,7 +166,8 @@ def fake_stage_tools(engine: FakeEngine | None = None) -> StageTools:
 
 @dataclass
 class FakeProxy:
-    """A proxy that keeps each backend's servers and their states in a dictionary."""
+    """A host's proxy that keeps each backend's servers and their states in a dictionary, and
+    counts a slot healthy unless its port is listed as sick."""
 
     # (backend, server) -> "ready" | "drain" | "maint"
     states: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -169,6 +176,10 @@ class FakeProxy:
     remembered: list[list[ProxyBackend]] = field(default_factory=list)
     # Sessions still open on a server while it drains.
     open_sessions: dict[tuple[str, str], int] = field(default_factory=dict)
+    sick_ports: set[int] = field(default_factory=set)
+    # (backend, server) -> the address:port being health-checked.
+    checks: dict[tuple[str, str], tuple[str, int]] = field(default_factory=dict)
+    checked: list[tuple[str, int]] = field(default_factory=list)
 
     def apply(self, backends: list[ProxyBackend]) -> None:
         self.applied.append(backends)
@@ -200,25 +211,38 @@ class FakeProxy:
     def server_states(self) -> dict[tuple[str, str], str]:
         return dict(self.states)
 
+    def health_check_start(self, backend: str, server: str, *, address: str, port: int) -> None:
+        self.checks[(backend, server)] = (address, port)
+        self.checked.append((address, port))
 
-@dataclass
-class FakeProbe:
-    """The apps' health endpoints: healthy unless their port is listed as sick."""
-
-    sick_ports: set[int] = field(default_factory=set)
-    asked: list[tuple[str, int, str]] = field(default_factory=list)
-
-    def __call__(
-        self, *, address: str, port: int, path: str, host: str = "", timeout_seconds: float = 2
-    ) -> Probe:
-        self.asked.append((address, port, path))
+    def health(self, backend: str, server: str) -> SlotHealth:
+        _, port = self.checks[(backend, server)]
         if port in self.sick_ports:
-            return Probe(healthy=False, detail=f"GET {path}: 503")
-        return Probe(healthy=True, detail=f"GET {path}: 200")
+            return SlotHealth(healthy=False, detail="DOWN (L7STS 503)")
+        return SlotHealth(healthy=True, detail="UP (L7OK 200)")
+
+    def health_check_stop(self, backend: str, server: str) -> None:
+        self.checks.pop((backend, server), None)
 
 
 def fake_deploy_tools(
-    engine: FakeEngine | None = None, proxy: FakeProxy | None = None, probe: FakeProbe | None = None
+    engine: FakeEngine | None = None,
+    proxy: FakeProxy | None = None,
+    *,
+    proxies: dict[str, FakeProxy] | None = None,
 ) -> DeployTools:
-    engine, proxy, probe = engine or FakeEngine(), proxy or FakeProxy(), probe or FakeProbe()
-    return DeployTools(engines=engine.factory(), proxy=lambda: proxy, probe=probe)
+    """Stand-ins for every host's engine (one engine for all) and proxy: `proxy` for every
+    host, or one per host name in `proxies` (made as hosts are first met)."""
+    engine = engine or FakeEngine()
+    if proxies is None:
+        shared = proxy or FakeProxy()
+
+        def pick(_engine: ContainerEngine, _host: Host) -> FakeProxy:
+            return shared
+    else:
+        each = proxies
+
+        def pick(_engine: ContainerEngine, host: Host) -> FakeProxy:
+            return each.setdefault(host.name, FakeProxy())
+
+    return DeployTools(engines=engine.factory(), proxy=pick)

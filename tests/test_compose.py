@@ -46,6 +46,7 @@ def test_it_runs_the_whole_stack(compose: dict[str, Any]) -> None:
         "registry",
         "web",
         "worker",
+        "deployer",
     }
 
 
@@ -55,14 +56,28 @@ def test_every_service_has_a_healthcheck(compose: dict[str, Any]) -> None:
             assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
 
 
-def test_only_the_worker_mounts_the_docker_socket(compose: dict[str, Any]) -> None:
+def test_only_the_workers_mount_the_docker_socket(compose: dict[str, Any]) -> None:
     mounting = {
         name
         for name, service in compose["services"].items()
         for volume in service.get("volumes", [])
         if DOCKER_SOCKET in str(volume)
     }
-    assert mounting == {"worker"}
+    assert mounting == {"worker", "deployer"}
+
+
+def test_builds_and_deployments_have_workers_of_their_own_and_no_worker_runs_haproxy(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    assert services["worker"]["environment"]["DOCKYARD_WORKER_ROLES"] == "build"
+    assert services["deployer"]["environment"]["DOCKYARD_WORKER_ROLES"] == "deploy"
+    # Each deploy host's HAProxy is a container Dockyard starts there: restarting a worker
+    # must not take a frontend down with it.
+    for name, service in services.items():
+        assert "haproxy" not in " ".join(service.get("command") or []), name
+    ssh = [v for v in services["deployer"]["volumes"] if "/root/.ssh" in str(v)]
+    assert ssh and str(ssh[0]).endswith(":ro")
 
 
 def test_state_lives_in_named_volumes(compose: dict[str, Any]) -> None:
@@ -80,7 +95,7 @@ def test_web_and_worker_start_after_their_dependencies_are_healthy(compose: dict
 
 
 def test_web_and_worker_settings_are_ones_dockyard_accepts(compose: dict[str, Any]) -> None:
-    for name in ("web", "worker"):
+    for name in ("web", "worker", "deployer"):
         environment = compose["services"][name]["environment"]
         env_database("DATABASE_URL", "", environ=environment)
         env_url("REDIS_URL", "", schemes={"redis"}, environ=environment)
@@ -121,12 +136,13 @@ def test_postgres_and_redis_published_on_loopback_take_the_password_dockyard_use
         assert redis_url.password == SECRETS["DOCKYARD_REDIS_PASSWORD"]
 
 
-def test_the_worker_is_on_the_host_network_where_deployed_apps_and_the_proxy_listen(
+def test_the_workers_are_on_the_host_network_where_the_registry_address_means_the_same(
     compose: dict[str, Any],
 ) -> None:
-    # Apps run with host networking and HAProxy binds the host's 127.0.0.1: the worker runs
-    # the health checks and the proxy, so it must share that loopback.
-    assert compose["services"]["worker"]["network_mode"] == "host"
+    # The engine pushes to DOCKYARD_REGISTRY on the host; the workers talk to the registry's
+    # API at that same address.
+    for name in ("worker", "deployer"):
+        assert compose["services"][name]["network_mode"] == "host"
 
 
 def published_on(mapping: str | dict[str, Any]) -> tuple[str, int]:

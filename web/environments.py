@@ -9,9 +9,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from releases.access import can_deploy_to, require_deployer
 from releases.models import Environment, Release
 from releases.selectors import (
-    active_deployment,
     promotable_releases,
     rollback_candidates,
+    rollback_plan,
     rollback_target,
 )
 from releases.services import (
@@ -19,21 +19,19 @@ from releases.services import (
     environment_promote,
     environment_rollback,
 )
-from web.selectors import deployment_steps, environment_history_rows
+from web.selectors import active_deployment_row, environment_history_rows
 
 
 @login_required
 def environment_detail(request: HttpRequest, slug: str, name: str) -> HttpResponse:
     environment = _environment(slug, name)
-    active = active_deployment(environment)
     return render(
         request,
         "web/environment_detail.html",
         {
             "environment": environment,
             "history": environment_history_rows(environment),
-            "active": active,
-            "active_steps": deployment_steps(active, list(active.events.all())) if active else [],
+            "active": active_deployment_row(environment),
             "rollback": rollback_target(environment),
             "can_deploy": can_deploy_to(request.user, environment),
         },
@@ -76,7 +74,12 @@ def environment_rollback_view(request: HttpRequest, slug: str, name: str) -> Htt
     return render(
         request,
         "web/environment_rollback.html",
-        {"environment": environment, "candidates": candidates, "target": target},
+        {
+            "environment": environment,
+            "candidates": candidates,
+            "target": target,
+            "plan": rollback_plan(environment, target) if target is not None else [],
+        },
     )
 
 

@@ -14,7 +14,12 @@ from pipelines.states import RunStatus
 from projects.models import Forge, Project
 from releases.models import Deployment, DeploymentEvent, Environment, Release
 from releases.selectors import environment_history, project_environments, project_releases
-from releases.states import DEPLOYMENT_STEPS, DeploymentStatus
+from releases.states import (
+    DEPLOYMENT_FINAL_STATES,
+    DEPLOYMENT_STEPS,
+    HOST_FINAL_STATES,
+    DeploymentStatus,
+)
 from web.log_lines import LogLine, first_error_line, numbered_lines
 
 PROJECTS_PER_DASHBOARD_PAGE = 50
@@ -257,15 +262,61 @@ class DeploymentStep:
 
 
 @dataclass(frozen=True)
+class HostRow:
+    """One host's part of a deployment: where it got, and its own steps."""
+
+    host: str
+    address: str
+    status: str
+    steps: list[DeploymentStep]
+    failure_reason: str = ""
+    container_log: str = ""
+
+
+@dataclass(frozen=True)
 class DeploymentRow:
     deployment: Deployment
     steps: list[DeploymentStep] = field(default_factory=list)
+    hosts: list[HostRow] = field(default_factory=list)
 
 
 def deployment_steps(deployment: Deployment, events: list[DeploymentEvent]) -> list[DeploymentStep]:
-    """The deployment's steps from its events, and, while it runs, the steps still to come."""
+    """The deployment's own steps from its events (those of no host), and, while it runs, the
+    steps still to come."""
+    own = [event for event in events if event.host_id is None]
+    steps = _steps(own, final=deployment.status in DEPLOYMENT_FINAL_STATES)
+    if deployment.status not in DEPLOYMENT_FINAL_STATES:
+        reached = {event.to_status for event in own}
+        has_release_command = bool((deployment.release.deploy_config or {}).get("release_command"))
+        steps.extend(
+            DeploymentStep(status=status, at=None, took=None, detail="", state="waiting")
+            for status in DEPLOYMENT_STEPS
+            if status not in reached
+            and (status != DeploymentStatus.RELEASING or has_release_command)
+        )
+    return steps
+
+
+def deployment_hosts(deployment: Deployment, events: list[DeploymentEvent]) -> list[HostRow]:
+    """Each host's part of the deployment with its steps, in the order hosts go."""
+    rows = []
+    for target in sorted(deployment.host_deployments.all(), key=lambda t: t.position):
+        own = [event for event in events if event.host_id == target.host_id]
+        rows.append(
+            HostRow(
+                host=target.host.name,
+                address=target.host.address,
+                status=target.status,
+                steps=_steps(own, final=target.status in HOST_FINAL_STATES),
+                failure_reason=target.failure_reason,
+                container_log=target.container_log,
+            )
+        )
+    return rows
+
+
+def _steps(events: list[DeploymentEvent], *, final: bool) -> list[DeploymentStep]:
     steps: list[DeploymentStep] = []
-    final = deployment.status in (DeploymentStatus.SUCCEEDED, DeploymentStatus.FAILED)
     for index, event in enumerate(events):
         following = events[index + 1] if index + 1 < len(events) else None
         if event.to_status == DeploymentStatus.FAILED:
@@ -283,22 +334,34 @@ def deployment_steps(deployment: Deployment, events: list[DeploymentEvent]) -> l
                 state=state,
             )
         )
-    if not final:
-        reached = {event.to_status for event in events}
-        steps.extend(
-            DeploymentStep(status=status, at=None, took=None, detail="", state="waiting")
-            for status in DEPLOYMENT_STEPS
-            if status not in reached
-        )
     return steps
 
 
+def deployment_row(deployment: Deployment) -> DeploymentRow:
+    """A deployment with its own steps and each host's (events and hosts prefetched)."""
+    events = sorted(deployment.events.all(), key=lambda event: (event.at, event.pk))
+    return DeploymentRow(
+        deployment=deployment,
+        steps=deployment_steps(deployment, events),
+        hosts=deployment_hosts(deployment, events),
+    )
+
+
 def environment_history_rows(environment: Environment, *, limit: int = 100) -> list[DeploymentRow]:
-    """The environment's deployments, newest first, each with its steps."""
+    """The environment's deployments, newest first, each with its steps and its hosts'."""
+    deployments = environment_history(environment).select_related("release__run")
     return [
-        DeploymentRow(
-            deployment=deployment,
-            steps=deployment_steps(deployment, list(deployment.events.all())),
-        )
-        for deployment in environment_history(environment).select_related("release__run")[:limit]
+        deployment_row(deployment)
+        for deployment in deployments.prefetch_related("host_deployments__host")[:limit]
     ]
+
+
+def active_deployment_row(environment: Environment) -> DeploymentRow | None:
+    """The deployment under way in the environment, with its steps and its hosts'."""
+    active = (
+        environment.deployments.exclude(status__in=DEPLOYMENT_FINAL_STATES)
+        .select_related("release", "previous_release")
+        .prefetch_related("events", "host_deployments__host")
+        .first()
+    )
+    return deployment_row(active) if active is not None else None

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import docker
 import pytest
+import requests
 from django.conf import settings
 
 from config.celery import app as celery_app
@@ -114,6 +115,7 @@ class Fleet:
             "DOCKYARD_UPSTREAM_CHECK_SECONDS": "0",
             "DOCKYARD_LOG_LEVEL": "INFO",
         }
+        worker.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(worker.log_path, "ab") as log:
             worker.process = subprocess.Popen(
                 [
@@ -154,6 +156,21 @@ class Fleet:
         except subprocess.TimeoutExpired:
             os.killpg(worker.process.pid, signal.SIGKILL)
             worker.process.wait()
+
+
+def registry_digest(repository: str, tag: str) -> str:
+    """The digest the registry has for repository:tag (asked over its API, with its login)."""
+    from tests.conftest import registry_login
+
+    name = repository.partition("/")[2]
+    response = requests.head(
+        f"http://{settings.DOCKYARD_REGISTRY}/v2/{name}/manifests/{tag}",
+        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+        auth=registry_login(),
+        timeout=10,
+    )
+    response.raise_for_status()
+    return str(response.headers["Docker-Content-Digest"])
 
 
 def hosts_up() -> None:

@@ -6,20 +6,20 @@ run on one worker at a time; an upstream image that moves rebuilds exactly its u
 import itertools
 import re
 import shutil
-import subprocess
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import docker
 import pytest
-import requests
 from django.conf import settings
 from django.test import Client
+from docker.models.containers import Container
 
 from builds.models import CacheSource, LayerBuild, LayerRole, UpstreamMove
+from infrastructure.haproxy import PROXY_LABEL
 from operations.models import ChoreRecord
 from operations.upstream_watch import upstream_check
 from pipelines.models import PipelineRun, Stage, TestStep, Trigger
@@ -27,7 +27,7 @@ from pipelines.states import RunStatus, StageStatus
 from projects.models import Project
 from tests.conftest import registry_login
 from tests.factories import BUSYBOX, GitRepo, make_project, stack_repo
-from tests.fleet.conftest import Fleet
+from tests.fleet.conftest import Fleet, registry_digest
 
 pytestmark = [
     pytest.mark.docker,
@@ -56,16 +56,10 @@ def carried_by(fleet: Fleet, stage: Stage) -> str:
     raise AssertionError(f"stage {stage.name} was carried by {stage.worker!r}, not the fleet")
 
 
-def registry_digest(repository: str, tag: str) -> str:
-    name = repository.partition("/")[2]
-    response = requests.head(
-        f"http://{settings.DOCKYARD_REGISTRY}/v2/{name}/manifests/{tag}",
-        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
-        auth=registry_login(),
-        timeout=10,
-    )
-    response.raise_for_status()
-    return response.headers["Docker-Content-Digest"]
+def created_at(container: Container) -> datetime:
+    # Docker writes nanoseconds; Python reads microseconds.
+    text = container.attrs["Created"].rstrip("Z")
+    return datetime.fromisoformat(text[:26]).replace(tzinfo=UTC)
 
 
 def has_image(client: docker.DockerClient, reference: str) -> bool:
@@ -253,12 +247,12 @@ def test_the_reaper_runs_on_one_worker_at_a_time_and_build_workers_never_start_h
     assert record.last_worker.split(":")[0] in {w.hostname for w in fleet.workers.values()}
     # Build workers: no HAProxy of theirs, no deployment reaping, no proxy chore.
     for worker in fleet.workers.values():
-        assert not (worker.data_dir / "haproxy" / "haproxy.pid").exists()
-        running = subprocess.run(
-            ["pgrep", "-f", f"haproxy.*{worker.data_dir}"], capture_output=True, text=True
+        proxies = fleet.engine(worker.name).containers.list(
+            all=True, filters={"label": PROXY_LABEL}
         )
-        assert running.stdout == ""
+        assert [p.name for p in proxies if created_at(p) >= since.astimezone(UTC)] == []
         assert housekeeping_spans(worker.log_path, "reap deployments", since) == []
+        assert housekeeping_spans(worker.log_path, "keep the proxies", since) == []
 
 
 UPSTREAM_DOCKERFILE = """\

@@ -3,10 +3,20 @@ topology (a reload) rather than of a server's state (the runtime API)."""
 
 from pathlib import Path
 
-from infrastructure.haproxy import ProxyBackend, ProxyServer, render_config, topology
+import pytest
+
+from infrastructure.haproxy import (
+    ProxyBackend,
+    ProxyError,
+    ProxyServer,
+    render_config,
+    topology,
+)
 
 
-def backend(name: str, port: int, live: str = "blue") -> ProxyBackend:
+def backend(
+    name: str, port: int, live: str = "blue", *, path: str = "/", host: str = ""
+) -> ProxyBackend:
     return ProxyBackend(
         name=name,
         address="127.0.0.2",
@@ -17,6 +27,8 @@ def backend(name: str, port: int, live: str = "blue") -> ProxyBackend:
                 name="green", address="127.0.0.2", port=port + 101, enabled=live == "green"
             ),
         ),
+        health_path=path,
+        health_host=host,
     )
 
 
@@ -36,8 +48,32 @@ def test_a_connection_refused_by_a_stopping_slot_is_retried_on_the_other() -> No
     config = render_config([backend("be_1", 9100)], admin_socket=Path("/s"))
     assert "option redispatch" in config
     assert "retry-on conn-failure empty-response response-timeout" in config
-    # No health `check`: Dockyard checks a slot itself before it takes traffic.
-    assert " check" not in config
+    # The servers that take traffic are not health-checked: a checked server would start
+    # DOWN after each switch; a new slot is checked before it takes traffic (chk_ backend).
+    serving = config[config.index("backend be_1") : config.index("backend chk_be_1")]
+    assert " check" not in serving
+
+
+def test_each_environment_has_a_check_backend_asking_its_health_path_that_no_frontend_uses() -> (
+    None
+):
+    config = render_config(
+        [backend("be_1", 9100, path="/healthz", host="app.example")], admin_socket=Path("/s")
+    )
+
+    check = config[config.index("backend chk_be_1") :]
+    assert "    option httpchk\n" in check
+    assert "    http-check send meth GET uri /healthz hdr Host app.example\n" in check
+    assert "    default-server inter 100 fall 1 rise 1\n" in check
+    # Unchecked until a deployment asks (runtime API), so an idle slot raises no alarms.
+    assert "    server green 127.0.0.2:9201 check disabled\n" in check
+    assert "default_backend chk_" not in config
+
+
+@pytest.mark.parametrize("path", ["/health check", "/x#y", '/"', ""])
+def test_a_health_path_haproxy_would_misread_is_refused(path: str) -> None:
+    with pytest.raises(ProxyError, match="cannot go into HAProxy's configuration"):
+        render_config([backend("be_1", 9100, path=path)], admin_socket=Path("/s"))
 
 
 def test_switching_slots_changes_the_file_but_not_its_topology() -> None:

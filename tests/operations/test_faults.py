@@ -9,23 +9,27 @@ import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
 import docker
 import pytest
 import requests
+from django.conf import settings
 from django.utils import timezone
 from docker.models.containers import Container
 
+from infrastructure.docker_engine import DockerEngine
+from infrastructure.haproxy import HostHAProxy, proxy_container_name
 from operations.reaper import lost_work_reap
 from pipelines.models import PipelineRun, RunEvent, Stage
 from pipelines.selectors import stage_log_text
 from pipelines.states import RUN_FINAL_STATES, RunStatus, StageStatus
 from projects.models import Project
-from releases.models import Deployment, Environment
-from releases.states import DEPLOYMENT_FINAL_STATES, DeploymentStatus, other_slot
-from releases.tools import deploy_tools
+from releases.models import Deployment, Environment, HostDeployment
+from releases.services import local_host
+from releases.states import DEPLOYMENT_FINAL_STATES, DeploymentStatus, HostStatus, other_slot
 from tests.factories import BUSYBOX_DOCKERFILE, GitRepo, busybox_app_repo, make_project
 from tests.operations.fault_stack import FaultStack
 from tests.recording_server import recording_server
@@ -334,8 +338,10 @@ def test_a_worker_killed_mid_deploy_is_replaced_and_the_deployment_finishes_once
     stack.push(project, sha)
     deployment = deployment_of(project)
     wait_until(
-        lambda: Deployment.objects.get(pk=deployment.pk).status == DeploymentStatus.CHECKING,
-        "the deployment waits for the new container's health check",
+        lambda: HostDeployment.objects.filter(
+            deployment=deployment, status=HostStatus.CHECKING
+        ).exists(),
+        "the host's part waits for the new container's health check",
     )
 
     stack.kill_workers()
@@ -347,8 +353,9 @@ def test_a_worker_killed_mid_deploy_is_replaced_and_the_deployment_finishes_once
 
     deployment.refresh_from_db()
     assert deployment.status == DeploymentStatus.SUCCEEDED, deployment.failure_reason
-    assert deployment.attempts == 2
-    assert deployment.events.filter(detail__contains="resuming it").exists()
+    [target] = deployment.host_deployments.all()
+    assert target.attempts == 2
+    assert deployment.events.filter(host=target.host, detail__contains="resuming it").exists()
     assert deployment.events.filter(to_status=DeploymentStatus.SUCCEEDED).count() == 1
     staging = Environment.objects.get(project=project, name="staging")
     assert served_by(staging) == "v1"
@@ -371,23 +378,45 @@ def deployed_app(stack: FaultStack, tmp_path: Path) -> Environment:
     return staging
 
 
+@contextmanager
+def local_proxy() -> Iterator[HostHAProxy]:
+    """The local host's HAProxy, as the suite's deploy worker drives it."""
+    with DockerEngine(settings.DOCKER_HOST) as engine:
+        yield HostHAProxy(engine, host=local_host().name)
+
+
 def test_haproxy_killed_is_started_again_serving_the_live_release(
-    stack: FaultStack, tmp_path: Path
+    stack: FaultStack, tmp_path: Path, docker_client: docker.DockerClient
 ) -> None:
     staging = deployed_app(stack, tmp_path)
-    haproxy = deploy_tools().proxy()
-    master = int(haproxy.pid_path.read_text().split()[0])
-    workers = _haproxy_workers(master)
-    assert workers
+    proxy = docker_client.containers.get(proxy_container_name("local"))
+    started = proxy.attrs["State"]["StartedAt"]
 
-    for pid in [master, *workers]:
-        os.kill(pid, signal.SIGKILL)
+    # The HAProxy master killed on the host (out of memory, say): its container ends.
+    os.kill(proxy.attrs["State"]["Pid"], signal.SIGKILL)
 
     wait_until(
         lambda: (
-            int(haproxy.pid_path.read_text().split()[0]) != master and served_by(staging) == "v1"
+            docker_client.containers.get(proxy_container_name("local")).attrs["State"]["StartedAt"]
+            != started
+            and served_by(staging) == "v1"
         ),
-        "the housekeeper starts HAProxy again, serving the live release",
+        "HAProxy runs again, serving the live release",
+        timeout=60,
+    )
+
+
+def test_haproxy_removed_is_made_again_as_the_database_says(
+    stack: FaultStack, tmp_path: Path, docker_client: docker.DockerClient
+) -> None:
+    staging = deployed_app(stack, tmp_path)
+
+    docker_client.containers.get(proxy_container_name("local")).remove(force=True)
+    assert served_by(staging) == "(nothing listens)"
+
+    wait_until(
+        lambda: served_by(staging) == "v1",
+        "the housekeeper makes the proxy again, serving the live release",
         timeout=60,
     )
 
@@ -396,29 +425,13 @@ def test_a_proxy_server_state_changed_by_hand_is_put_back_as_the_database_says(
     stack: FaultStack, tmp_path: Path
 ) -> None:
     staging = deployed_app(stack, tmp_path)
-    haproxy = deploy_tools().proxy()
-    haproxy.set_server(staging.proxy_backend, staging.live_slot, state="maint")
-    assert served_by(staging) == "(HTTP 503)"
+    with local_proxy() as haproxy:
+        haproxy.set_server(staging.proxy_backend, staging.live_slot, state="maint")
+        assert served_by(staging) == "(HTTP 503)"
 
-    wait_until(lambda: served_by(staging) == "v1", "the live slot is ready again", timeout=60)
-    states = haproxy.server_states()
+        wait_until(lambda: served_by(staging) == "v1", "the live slot is ready again", timeout=60)
+        states = haproxy.server_states()
     assert states[(staging.proxy_backend, staging.live_slot)] == "ready"
-
-
-def _haproxy_workers(master: int) -> list[int]:
-    """HAProxy's worker processes (children of the master), from /proc."""
-    workers = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        if parent == master:
-            workers.append(int(entry.name))
-    return workers
 
 
 def test_a_deployment_abandoned_between_two_proxy_commands_leaves_the_proxy_as_the_database_says(
@@ -428,34 +441,51 @@ def test_a_deployment_abandoned_between_two_proxy_commands_leaves_the_proxy_as_t
     stack.kill_workers()
     live, idle = staging.live_slot, other_slot(staging.live_slot)
     first = Deployment.objects.get(environment=staging)
-    # A second deployment whose worker died for the last time in the middle of the switch:
-    # the idle slot already set ready, the live one draining, the database not yet told.
+    # A second deployment whose host job's worker died for the last time in the middle of
+    # the switch: the idle slot already set ready, the live one draining, the database not
+    # yet told.
     stuck = Deployment.objects.create(
         environment=staging,
         release=first.release,
         kind="deploy",
-        status=DeploymentStatus.SWITCHING,
+        status=DeploymentStatus.ROLLING,
         slot=idle,
+    )
+    stuck_host = HostDeployment.objects.create(
+        deployment=stuck,
+        host=local_host(),
+        position=0,
+        batch=0,
+        status=HostStatus.SWITCHING,
         attempts=2,
+        task_id="lost",
         heartbeat_at=timezone.now() - timedelta(minutes=10),
     )
-    haproxy = deploy_tools().proxy()
-    haproxy.set_server(
-        staging.proxy_backend,
-        idle,
-        address=staging.address,
-        port=staging.slot_port(idle),
-        state="ready",
-    )
-    haproxy.set_server(staging.proxy_backend, live, state="drain")
+    with local_proxy() as haproxy:
+        haproxy.set_server(
+            staging.proxy_backend,
+            idle,
+            address=local_host().address,
+            port=staging.slot_port(idle),
+            state="ready",
+        )
+        haproxy.set_server(staging.proxy_backend, live, state="drain")
 
     report = lost_work_reap()
 
+    assert report.host_deployments_abandoned == [stuck_host.pk]
+    # The host's job failed; the deployment reverts (its coordinator's task, on the worker
+    # started again), which puts the host's proxy back.
+    stack.start_worker()
+    wait_until(
+        lambda: Deployment.objects.get(pk=stuck.pk).status in DEPLOYMENT_FINAL_STATES,
+        "the deployment ends",
+    )
     stuck.refresh_from_db()
-    assert report.deployments_abandoned == [stuck.pk]
     assert stuck.status == DeploymentStatus.FAILED
     assert "lost 2 times" in stuck.failure_reason
-    states = haproxy.server_states()
+    with local_proxy() as haproxy:
+        states = haproxy.server_states()
     assert states[(staging.proxy_backend, live)] == "ready"
     assert states[(staging.proxy_backend, idle)] == "maint"
     assert served_by(staging) == "v1"

@@ -80,10 +80,10 @@ def test_a_pass_reaps_lost_work_and_prunes_only_when_no_worker_pruned_for_a_peri
 
 def test_a_build_worker_keeps_no_proxy_and_reaps_no_deployments() -> None:
     names = {chore.name for chore in Housekeeper(roles=("build",)).chores}
-    assert "keep the proxy" not in names
+    assert "keep the proxies" not in names
     assert "reap deployments" not in names
     assert {"reap runs", "sweep finished work", "prune this host"} <= names
-    assert "keep the proxy" in {chore.name for chore in Housekeeper(roles=("deploy",)).chores}
+    assert "keep the proxies" in {chore.name for chore in Housekeeper(roles=("deploy",)).chores}
 
 
 @pytest.mark.django_db(transaction=True)

@@ -24,8 +24,9 @@ from pipelines.models import LogChunk, PipelineRun, RunEvent
 from pipelines.services import do_run_transition, run_create, run_record_image
 from pipelines.states import RunStatus
 from projects.models import Project
-from releases.models import Deployment, Environment, Release
-from releases.states import DeploymentStatus
+from releases.models import Deployment, Environment, HostDeployment, Release
+from releases.services import local_host
+from releases.states import DeploymentStatus, HostStatus
 from tests.factories import BUSYBOX, make_project
 
 pytestmark = pytest.mark.django_db
@@ -261,6 +262,14 @@ def deployed(
         kind="deploy",
         status=status,
         slot=slot,
+        finished_at=timezone.now(),
+    )
+    HostDeployment.objects.create(
+        deployment=deployment,
+        host=local_host(),
+        position=0,
+        batch=0,
+        status=HostStatus.FINISHED if status == DeploymentStatus.SUCCEEDED else HostStatus.FAILED,
         container_id=container_id,
         finished_at=timezone.now(),
     )
@@ -401,7 +410,7 @@ def test_containers_whose_work_is_over_go_while_live_kept_and_running_ones_stay(
             },
             running=release.number == 4,
         )
-        Deployment.objects.filter(pk=deployment.pk).update(
+        HostDeployment.objects.filter(deployment=deployment).update(
             container_id=app_containers[release.number]
         )
     failed = deployed(environment, releases[4], slot="blue", status=DeploymentStatus.FAILED)

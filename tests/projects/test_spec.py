@@ -1122,8 +1122,41 @@ def test_an_unknown_deploy_setting_is_named_with_the_allowed_ones() -> None:
       replicas: 2
     """
     assert error_for(text) == (
-        "dockyard.yml:4: deploy.replicas: unknown key (allowed: port, health, environments)"
+        "dockyard.yml:4: deploy.replicas: unknown key (allowed: port, health, environments,"
+        " release_command, release_timeout)"
     )
+
+
+def test_a_release_command_runs_once_per_deployment_with_its_own_timeout() -> None:
+    spec = parse_spec(
+        "images: {app: }\n"
+        "deploy: {port: 80, release_command: ./manage.py migrate --noinput, release_timeout: 120}\n"
+    )
+
+    assert spec.deploy is not None
+    assert spec.deploy.release_command == ("./manage.py", "migrate", "--noinput")
+    assert spec.deploy.release_timeout == 120
+    assert spec_from_dict(spec_to_dict(spec)) == spec
+
+
+def test_a_release_timeout_without_a_release_command_is_refused() -> None:
+    text = """\
+    images: {app: }
+    deploy:
+      port: 8000
+      release_timeout: 60
+    """
+    assert error_for(text) == (
+        "dockyard.yml:4: deploy.release_timeout: is only used with release_command"
+    )
+
+
+def test_a_spec_stored_before_release_commands_existed_still_reads() -> None:
+    spec = parse_spec("images: {app: }\ndeploy: {port: 80}\n")
+    data = spec_to_dict(spec)
+    del data["deploy"]["release_command"], data["deploy"]["release_timeout"]
+
+    assert spec_from_dict(data) == spec
 
 
 def test_environments_must_be_a_mapping_of_names() -> None:

@@ -15,16 +15,17 @@ from pipelines.models import PipelineRun
 from pipelines.states import RunStatus
 from projects.models import Project
 from releases.executor import deployment_abandon
-from releases.models import Deployment, Environment, Release
+from releases.models import Deployment, Environment, HostDeployment, Release
 from releases.services import DeploymentRefused, deployment_request, environment_rollback
-from releases.states import DEPLOYMENT_FINAL_STATES, DeploymentStatus
+from releases.states import DEPLOYMENT_FINAL_STATES, DeploymentStatus, HostStatus
 from releases.tools import deploy_tools
 from tests.factories import GitRepo, make_project, web_app_repo, web_app_version
 from tests.load import LoadGenerator
 
 pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
 
-STEPS = ["queued", "preparing", "starting", "checking", "switching", "draining", "succeeded"]
+STEPS = ["queued", "preparing", "rolling", "finishing", "succeeded"]
+HOST_STEPS = ["starting", "checking", "switching", "draining", "switched", "finished"]
 
 
 pytestmark.append(pytest.mark.usefixtures("app_containers_removed"))
@@ -38,6 +39,16 @@ def wait_for_deployment(deployment: Deployment, timeout: float = 120) -> Deploym
             return deployment
         time.sleep(0.05)
     raise AssertionError(f"deployment {deployment.pk} still {deployment.status}")
+
+
+def steps(deployment: Deployment, *, on_host: bool = False) -> list[str]:
+    events = deployment.events.filter(host__isnull=not on_host).order_by("pk")
+    return list(events.values_list("to_status", flat=True))
+
+
+def address(environment: Environment) -> str:
+    [host] = environment.hosts.all()
+    return host.address
 
 
 def served(environment: Environment) -> str:
@@ -90,7 +101,7 @@ def test_a_release_goes_to_staging_by_itself_then_is_promoted_to_production(app:
     second = app.release("v2")
     app.auto_deployment(second)
     assert (served(staging), served(production)) == ("v2", "v1")
-    with LoadGenerator(production.frontend_port, address=production.address) as load:
+    with LoadGenerator(production.frontend_port, address=address(production)) as load:
         time.sleep(0.3)
         promotion = wait_for_deployment(deployment_request(environment=production, release=second))
         time.sleep(0.3)
@@ -98,7 +109,8 @@ def test_a_release_goes_to_staging_by_itself_then_is_promoted_to_production(app:
     assert served(production) == "v2"
     assert load.result.failures == []
     assert load.result.bodies == {"v1", "v2"}
-    assert list(promotion.events.values_list("to_status", flat=True)) == STEPS
+    assert steps(promotion) == STEPS
+    assert steps(promotion, on_host=True) == HOST_STEPS
     assert promotion.previous_release == first
 
 
@@ -109,13 +121,14 @@ def test_a_release_that_fails_its_health_check_never_takes_traffic(
     # An operator's edit (admin): give up on an unhealthy release sooner than the default.
     Environment.objects.filter(project=app.project).update(health_timeout_seconds=4)
     staging = app.environment("staging")
-    with LoadGenerator(staging.frontend_port, address=staging.address) as load:
+    with LoadGenerator(staging.frontend_port, address=address(staging)) as load:
         broken = app.release("v2-broken", healthy=False)
         failed = app.auto_deployment(broken)
     assert failed.status == DeploymentStatus.FAILED
-    assert failed.failure_reason == (
-        "health check failed: not healthy within 4s (GET /healthz: 404)"
+    assert failed.failure_reason.startswith(
+        "host local: health check failed: not healthy within 4s (HAProxy on local: DOWN"
     )
+    assert "L7STS 404 Not Found" in failed.failure_reason
     # The container's own last log lines: busybox httpd logging the health checks it failed.
     assert "response:404" in failed.container_log
     assert load.result.failures == []
@@ -138,11 +151,11 @@ def test_rollback_serves_the_previous_version_again_from_its_kept_container(app:
     app.auto_deployment(app.release("v2"))
     assert served(staging) == "v2"
 
-    with LoadGenerator(staging.frontend_port, address=staging.address) as load:
+    with LoadGenerator(staging.frontend_port, address=address(staging)) as load:
         rollback = wait_for_deployment(environment_rollback(environment=staging))
 
     assert rollback.status == DeploymentStatus.SUCCEEDED, rollback.failure_reason
-    assert rollback.kind == "rollback" and rollback.reused_container
+    assert rollback.kind == "rollback" and rollback.host_deployments.get().reused_container
     assert served(staging) == "v1"
     assert load.result.failures == []
     staging.refresh_from_db()
@@ -155,16 +168,27 @@ def test_a_rollback_abandoned_after_restarting_a_kept_container_stops_it_and_kee
     app.auto_deployment(app.release("v1"))
     v2 = app.auto_deployment(app.release("v2"))
     staging = app.environment("staging")
-    kept = staging.deployments.get(release__number=1, status=DeploymentStatus.SUCCEEDED)
+    kept = HostDeployment.objects.get(
+        deployment__environment=staging,
+        deployment__release__number=1,
+        deployment__status=DeploymentStatus.SUCCEEDED,
+    )
     # A rollback whose worker restarted the kept container, then was lost for good.
     docker_client.containers.get(kept.container_id).start()
     rollback = Deployment.objects.create(
         environment=staging,
-        release=kept.release,
+        release=kept.deployment.release,
         previous_release=v2.release,
         kind="rollback",
-        status=DeploymentStatus.CHECKING,
-        slot=kept.slot,
+        status=DeploymentStatus.ROLLING,
+        slot=kept.deployment.slot,
+    )
+    HostDeployment.objects.create(
+        deployment=rollback,
+        host=kept.host,
+        position=0,
+        batch=0,
+        status=HostStatus.CHECKING,
         container_id=kept.container_id,
         reused_container=True,
     )
@@ -180,7 +204,7 @@ def test_a_rollback_abandoned_after_restarting_a_kept_container_stops_it_and_kee
     # Kept as it was: the next rollback restarts it and serves v1.
     again = wait_for_deployment(environment_rollback(environment=staging))
     assert again.status == DeploymentStatus.SUCCEEDED, again.failure_reason
-    assert again.container_id == kept.container_id
+    assert again.host_deployments.get().container_id == kept.container_id
     assert served(staging) == "v1"
 
 
@@ -223,7 +247,7 @@ def test_two_deployments_of_one_environment_never_run_at_once(app: App) -> None:
     assert len(accepted) == 1 and len(refused) == 1
     assert refused[0].startswith("production is busy with deployment")
     done = wait_for_deployment(accepted[0])
-    assert list(done.events.values_list("to_status", flat=True)) == STEPS
+    assert steps(done) == STEPS
 
 
 def test_the_environment_page_shows_who_deployed_what_from_which(app: App, client: Client) -> None:

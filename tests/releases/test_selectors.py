@@ -6,12 +6,12 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from releases.executor import deployment_execute
 from releases.models import Deployment, Environment, Release
 from releases.selectors import rollback_candidates, rollback_target
 from releases.services import DeploymentRefused, deployment_request, environment_rollback
 from tests.factories import make_environment, make_project, make_release
-from tests.fakes import FakeEngine, FakeProbe, FakeProxy, fake_deploy_tools
+from tests.fakes import FakeEngine, FakeProxy, fake_deploy_tools
+from tests.releases.carrying import drive
 
 pytestmark = pytest.mark.django_db
 
@@ -24,11 +24,9 @@ class Production:
     engine: FakeEngine = field(default_factory=FakeEngine)
     proxy: FakeProxy = field(default_factory=FakeProxy)
 
-    def carry_out(self, deployment: Deployment, probe: FakeProbe | None = None) -> Deployment:
-        tools = fake_deploy_tools(engine=self.engine, proxy=self.proxy, probe=probe)
-        deployment_execute(deployment_id=deployment.pk, tools=tools)
-        deployment.refresh_from_db()
-        return deployment
+    def carry_out(self, deployment: Deployment) -> Deployment:
+        ended, _ = drive(deployment, fake_deploy_tools(engine=self.engine, proxy=self.proxy))
+        return ended
 
     def deploy(self, *numbers: int) -> list[Release]:
         releases = [self.release(number) for number in numbers]
@@ -108,8 +106,8 @@ def test_a_failed_rollback_leaves_the_release_it_tried_to_leave_as_it_was(
 ) -> None:
     production.deploy(1, 2, 3)
     environment = production.environment
-    sick = FakeProbe(sick_ports={environment.blue_port, environment.green_port})
-    rollback = production.carry_out(environment_rollback(environment=environment), probe=sick)
+    production.proxy.sick_ports.update({environment.blue_port, environment.green_port})
+    rollback = production.carry_out(environment_rollback(environment=environment))
     assert rollback.status == "failed"
     assert production.serving == 3
     assert production.rollback_to == 2

@@ -9,7 +9,8 @@ from django.test import Client
 from django.utils import timezone
 
 from pipelines.services import run_create
-from releases.models import Deployment, DeploymentEvent, Environment, Release
+from releases.models import Deployment, DeploymentEvent, Environment, HostDeployment, Release
+from releases.services import local_host
 from tests.factories import make_project
 
 pytestmark = pytest.mark.django_db
@@ -53,6 +54,8 @@ def web() -> dict[str, object]:
         green_port=19506,
         after=staging,
     )
+    for environment in (staging, production):
+        environment.hosts.add(local_host())
     one, two, three = release(project, 1), release(project, 2), release(project, 3)
     for passed in (one, two):
         deployed(staging, passed)
@@ -124,6 +127,8 @@ def test_rollback_confirms_from_which_release_to_which(
     assert "Roll back to release 1" in page
     confirm = client.get("/projects/web/environments/production/rollback/").content.decode()
     assert "from <strong>release 2</strong> to <strong>release 1</strong>" in confirm
+    hosts = re.search(r'<table class="cards" id="rollback-hosts">(.*?)</table>', confirm, re.S)[1]
+    assert "<strong>local</strong>" in hosts and "release 2" in hosts and "release 1" in hosts
     client.post("/projects/web/environments/production/rollback/", {"confirm": "yes"})
     rollback = Deployment.objects.get(status="queued")
     assert (rollback.kind, rollback.release.number) == ("rollback", 1)
@@ -206,19 +211,28 @@ def test_a_deployment_under_way_shows_its_steps_as_they_happen(
     assert isinstance(production, Environment)
     one = Release.objects.get(project=production.project, number=1)
     deployment = Deployment.objects.create(
-        environment=production, release=one, kind="rollback", status="checking", slot="blue"
+        environment=production, release=one, kind="rollback", status="rolling", slot="blue"
+    )
+    host = local_host()
+    HostDeployment.objects.create(
+        deployment=deployment, host=host, position=0, batch=0, status="checking"
     )
     started = timezone.now() - timedelta(seconds=9)
-    for offset, (before, after) in enumerate(
+    for offset, (on, before, after) in enumerate(
         [
-            ("", "queued"),
-            ("queued", "preparing"),
-            ("preparing", "starting"),
-            ("starting", "checking"),
+            (None, "", "queued"),
+            (None, "queued", "preparing"),
+            (None, "preparing", "rolling"),
+            (host, "waiting", "starting"),
+            (host, "starting", "checking"),
         ]
     ):
         event = DeploymentEvent.objects.create(
-            deployment=deployment, from_status=before, to_status=after, detail=f"now {after}"
+            deployment=deployment,
+            host=on,
+            from_status=before,
+            to_status=after,
+            detail=f"now {after}",
         )
         DeploymentEvent.objects.filter(pk=event.pk).update(
             at=started + timedelta(seconds=2 * offset)
@@ -236,13 +250,18 @@ def test_a_deployment_under_way_shows_its_steps_as_they_happen(
     assert steps == [
         ("done", "queued"),
         ("done", "preparing"),
-        ("done", "starting"),
-        ("current", "checking"),
-        ("waiting", "switching"),
-        ("waiting", "draining"),
+        ("current", "rolling"),
+        ("waiting", "finishing"),
         ("waiting", "succeeded"),
     ]
-    assert "<td>2.0 s</td>" in active and "now checking" in active
+    # Each host's part with its own steps: here the one host, being checked.
+    [host_row] = re.findall(r'<tr class="host host-checking">(.*?)</tr>', active, re.S)
+    assert "<strong>local</strong>" in host_row
+    assert re.findall(r'class="host-step step-(\w+)"[^>]*>(\w+)', host_row) == [
+        ("done", "starting"),
+        ("current", "checking"),
+    ]
+    assert "<td>2.0 s</td>" in active and "now checking" in host_row
     assert 'hx-trigger="every 1s"' in page
 
 

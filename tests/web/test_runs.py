@@ -9,11 +9,11 @@ from django.http import StreamingHttpResponse
 from django.test import AsyncClient, Client
 from rest_framework.test import APIClient
 
-from pipelines.log_masking import MASK
 from pipelines.models import LogChunk
 from pipelines.services import run_create
 from pipelines.stage_log import StageLog
 from projects.models import Project
+from projects.secret_masking import MASK
 from tests.factories import make_project, make_run_in_state
 from webhooks.models import Delivery
 

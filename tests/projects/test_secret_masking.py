@@ -1,6 +1,6 @@
 import pytest
 
-from pipelines.log_masking import MASK, SecretMasker, mask_secrets
+from projects.secret_masking import MASK, SecretMasker, mask_secrets
 
 SECRET = "hunter2-token"
 
