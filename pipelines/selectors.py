@@ -2,9 +2,10 @@
 
 from dataclasses import dataclass
 
-from django.db.models import Avg, Count, Q, QuerySet
+from django.db.models import Avg, Count, Exists, OuterRef, Prefetch, Q, QuerySet
 
-from pipelines.models import LogChunk, PipelineRun, Stage, TestCase, TestStep
+from builds.models import UpstreamMove
+from pipelines.models import CaseStatus, LogChunk, PipelineRun, Stage, TestCase, TestStep, Trigger
 from pipelines.states import RunStatus
 from projects.models import BaseDependency, Project
 
@@ -90,12 +91,63 @@ def _latest_default_run(project: Project) -> PipelineRun | None:
     )
 
 
-def run_log_after(run_id: int, after: int) -> list[tuple[int, str, str]]:
-    """(seq, stage name, text) of the run's log chunks after `after`, in order."""
+@dataclass(frozen=True)
+class WaveRun:
+    """A run an upstream move started, with the rebuilds it started in turn on the projects
+    built on its project."""
+
+    run: PipelineRun
+    rebuilds: list[PipelineRun]
+
+
+@dataclass(frozen=True)
+class UpstreamWave:
+    """An outside image that moved (`FROM debian:12` now another digest), and the runs it set
+    off across the projects built on it."""
+
+    move: UpstreamMove
+    runs: list[WaveRun]
+
+
+UPSTREAM_WAVES_SHOWN = 5
+
+
+def project_upstream_waves(
+    project: Project, *, limit: int = UPSTREAM_WAVES_SHOWN
+) -> list[UpstreamWave]:
+    """The newest upstream moves that rebuilt the project, itself or as the rebuild of a base
+    it builds on, each with every run it started and the rebuilds those started: three
+    queries. Rebuilds further down a chain of bases are not followed."""
+    started = PipelineRun.objects.select_related("project").order_by("project__slug", "number")
+    moves = list(
+        UpstreamMove.objects.filter(
+            Q(runs__project=project) | Q(runs__triggered_runs__project=project)
+        )
+        .distinct()
+        .order_by("-detected_at", "-id")
+        .prefetch_related(Prefetch("runs", queryset=started))[:limit]
+    )
+    direct = [run for move in moves for run in move.runs.all()]
+    rebuilds: dict[int | None, list[PipelineRun]] = {}
+    if direct:
+        for rebuild in started.filter(triggered_by__in=direct, trigger=Trigger.BASE_UPDATED):
+            rebuilds.setdefault(rebuild.triggered_by_id, []).append(rebuild)
+    return [
+        UpstreamWave(
+            move=move,
+            runs=[WaveRun(run=run, rebuilds=rebuilds.get(run.pk, [])) for run in move.runs.all()],
+        )
+        for move in moves
+    ]
+
+
+def run_log_after(run_id: int, after: int) -> list[tuple[int, str, str, str]]:
+    """(seq, stage name, section, text) of the run's log chunks after `after`, in order; the
+    section is the test step a chunk belongs to, "" for the stage's own lines."""
     return list(
         LogChunk.objects.filter(run_id=run_id, seq__gt=after)
         .order_by("seq")
-        .values_list("seq", "stage__name", "text")
+        .values_list("seq", "stage__name", "section", "text")
     )
 
 
@@ -113,6 +165,7 @@ class RunTests:
 
 
 def run_tests(run: PipelineRun) -> RunTests:
+    """Every step and case of the run's tests (the API's answer): two queries."""
     cases = sorted(
         TestCase.objects.filter(run=run).select_related("step"),
         key=lambda case: (CASE_STATUS_ORDER.get(case.status, 9), case.id),
@@ -125,6 +178,8 @@ def run_tests(run: PipelineRun) -> RunTests:
 
 @dataclass(frozen=True)
 class CaseHistory:
+    """One test case (by class and name) over a project's recent runs."""
+
     classname: str
     name: str
     runs: int
@@ -132,28 +187,32 @@ class CaseHistory:
     average_seconds: float
 
 
+# How many of a project's newest runs with a test report the history looks back over, and how
+# many cases each of its lists names.
+TEST_HISTORY_RUNS = 20
+TEST_HISTORY_CASES = 10
+
+
 def project_test_history(
-    project: Project, *, recent_runs: int = 20
+    project: Project, *, recent_runs: int = TEST_HISTORY_RUNS, listed: int = TEST_HISTORY_CASES
 ) -> tuple[list[CaseHistory], list[CaseHistory]]:
-    """(slowest, most often failing) test cases over the project's newest runs with reports."""
-    run_ids = list(
-        PipelineRun.objects.filter(project=project, test_cases__isnull=False)
-        .distinct()
+    """(slowest, most often failing) test cases over the project's newest runs with reports:
+    two queries, ordered and cut in the database, however large the suite."""
+    recent = (
+        PipelineRun.objects.filter(project=project)
+        .filter(Exists(TestCase.objects.filter(run=OuterRef("pk"))))
         .order_by("-number")
-        .values_list("pk", flat=True)[:recent_runs]
+        .values("pk")[:recent_runs]
     )
-    rows = (
-        TestCase.objects.filter(run_id__in=run_ids)
+    cases = (
+        TestCase.objects.filter(run_id__in=recent)
         .values("classname", "name")
         .annotate(
             runs=Count("run", distinct=True),
-            failures=Count("id", filter=Q(status__in=["failed", "error"])),
+            failures=Count("id", filter=Q(status__in=[CaseStatus.FAILED, CaseStatus.ERROR])),
             average_seconds=Avg("seconds"),
         )
     )
-    history = [CaseHistory(**row) for row in rows]
-    slowest = sorted(history, key=lambda case: -case.average_seconds)[:10]
-    failing = sorted(
-        (case for case in history if case.failures), key=lambda case: (-case.failures, case.name)
-    )[:10]
-    return slowest, failing
+    slowest = cases.order_by("-average_seconds", "classname", "name")[:listed]
+    failing = cases.filter(failures__gt=0).order_by("-failures", "classname", "name")[:listed]
+    return [CaseHistory(**row) for row in slowest], [CaseHistory(**row) for row in failing]

@@ -45,8 +45,11 @@ class RunLogConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "error", "message": 'send {"after": <last seq>}'})
             return
         self.last_seq = after
-        for seq, stage, text in await database_sync_to_async(run_log_after)(self.run_id, after):
-            await self._send_log({"type": "log", "seq": seq, "stage": stage, "text": text})
+        backlog = await database_sync_to_async(run_log_after)(self.run_id, after)
+        for seq, stage, section, text in backlog:
+            await self._send_log(
+                {"type": "log", "seq": seq, "stage": stage, "section": section, "text": text}
+            )
         for event in self.waiting:
             await self._forward(event)
         self.waiting = []

@@ -5,7 +5,9 @@ the search answers in line numbers, the failure banner links to `#L<n>`, and a l
 from the page must open on the same line. The rules are the viewer's:
 
 - lines end at "\\n"; a stage's first chunk starts a new line even when the stage before it
-  ended mid-line; the stage headers the viewer draws are not numbered;
+  ended mid-line, and so does a chunk of another section of the stage (a test step: steps
+  running side by side interleave their chunks, never their lines); the stage and section
+  headers the viewer draws are not numbered;
 - "\\r" lets the text after it replace the line (a progress bar shows its last state);
 - ANSI escapes and stray control characters are not part of the text shown.
 """
@@ -38,6 +40,8 @@ class LogLine:
     number: int
     stage: str
     text: str
+    # The test step (or "services") the line came from; "" for the stage's own lines.
+    section: str = ""
 
 
 def shown_text(raw: str) -> str:
@@ -47,10 +51,11 @@ def shown_text(raw: str) -> str:
     return _CONTROL_CHARACTERS.sub("", _ESCAPE_SEQUENCE.sub("", last))
 
 
-def numbered_lines(chunks: Iterable[tuple[str, str]]) -> Iterator[LogLine]:
-    """The log's lines from its chunks, (stage name, text) in order, numbered from 1."""
+def numbered_lines(chunks: Iterable[tuple[str, str, str]]) -> Iterator[LogLine]:
+    """The log's lines from its chunks, (stage name, section, text) in order, numbered from 1."""
     number = 0
     stage: str | None = None
+    section = ""
     open_line: list[str] = []
     # The viewer starts a line on text other than "\r", or on a "\n": a line holding only a
     # carriage return so far does not exist yet.
@@ -59,16 +64,21 @@ def numbered_lines(chunks: Iterable[tuple[str, str]]) -> Iterator[LogLine]:
     def emit() -> LogLine:
         nonlocal number, open_line, line_started
         number += 1
-        line = LogLine(number=number, stage=stage or "", text=shown_text("".join(open_line)))
+        line = LogLine(
+            number=number,
+            stage=stage or "",
+            text=shown_text("".join(open_line)),
+            section=section,
+        )
         open_line, line_started = [], False
         return line
 
-    for chunk_stage, text in chunks:
-        if chunk_stage != stage:
+    for chunk_stage, chunk_section, text in chunks:
+        if (chunk_stage, chunk_section) != (stage, section):
             if line_started:
                 yield emit()
             open_line, line_started = [], False
-            stage = chunk_stage
+            stage, section = chunk_stage, chunk_section
         *ended, rest = text.split("\n")
         for piece in ended:
             open_line.append(piece)

@@ -7,14 +7,14 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from pipelines.selectors import project_base_graph, project_runs
+from pipelines.selectors import project_base_graph, project_runs, project_upstream_waves
 from pipelines.states import RunStatus
 from projects.access import can_manage_projects, require_project_manager
 from projects.models import Project
 from projects.services import ProjectError, project_secret_rotate, project_settings_update
 from releases.selectors import project_environments
 from web.runs import RUNS_PER_PAGE
-from web.selectors import dashboard_page, project_release_rows
+from web.selectors import dashboard_page, project_release_rows, project_test_rows
 from webhooks.selectors import project_deliveries
 
 
@@ -44,6 +44,7 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
     if "\x00" in branch + status:
         return HttpResponseBadRequest("filters must not contain NUL characters")
     builds_on, used_by = project_base_graph(project)
+    slowest_tests, failing_tests = project_test_rows(project)
     runs_page = Paginator(project_runs(project, branch=branch, status=status), RUNS_PER_PAGE)
     return render(
         request,
@@ -56,9 +57,12 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "statuses": RunStatus.values,
             "builds_on": builds_on,
             "used_by": used_by,
+            "upstream_waves": project_upstream_waves(project),
             "environments": project_environments(project),
             "releases": project_release_rows(project),
             "deliveries": project_deliveries(project)[:30],
+            "slowest_tests": slowest_tests,
+            "failing_tests": failing_tests,
             "can_manage": can_manage_projects(request.user),
         },
     )

@@ -17,6 +17,7 @@ from web.selectors import (
     run_by_number,
     run_cancellation,
     run_failure,
+    run_test_report,
 )
 
 RUNS_PER_PAGE = 50
@@ -41,6 +42,7 @@ def run_detail(request: HttpRequest, slug: str, number: int) -> HttpResponse:
             "layers": run.layers.all(),
             "final": run.status in RUN_FINAL_STATES,
             "failure": failure,
+            "tests": run_test_report(run),
             "cancellation": run_cancellation(run),
             "commit_url": commit_url(run.project, run.commit_sha),
             "can_control": can_control_runs(request.user),

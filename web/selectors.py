@@ -4,12 +4,14 @@ the number of projects, runs or deployments on it."""
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import groupby
 
 from django.core.paginator import Page, Paginator
-from django.db.models import F, OuterRef, QuerySet, Subquery, Window
+from django.db.models import Case, Count, F, OuterRef, Q, QuerySet, Subquery, Value, When, Window
 from django.db.models.functions import RowNumber
 
-from pipelines.models import LogChunk, PipelineRun
+from pipelines.models import CaseStatus, LogChunk, PipelineRun, StepStatus, TestCase, TestStep
+from pipelines.selectors import CaseHistory, project_test_history
 from pipelines.states import RunStatus
 from projects.models import Forge, Project
 from releases.models import Deployment, DeploymentEvent, Environment, Release
@@ -26,6 +28,14 @@ PROJECTS_PER_DASHBOARD_PAGE = 50
 RUNS_PER_DASHBOARD_PROJECT = 3
 # Enough to see what a failing tool said last; the whole log is one click away.
 FAILURE_BANNER_LINES = 12
+FAILED_CASE_STATUSES = (CaseStatus.FAILED, CaseStatus.ERROR)
+# A failure message longer than this folds under its first line: one 300-line stack trace must
+# not push every other failure off the screen.
+MESSAGE_LINES_SHOWN = 12
+MESSAGE_CHARACTERS_SHOWN = 1500
+# Cases the run page lists, failures and the rest; the API (runs/<id>/tests/) has them all.
+FAILURES_LISTED = 200
+OTHER_CASES_LISTED = 1000
 
 
 # --- Runs ------------------------------------------------------------------------------------
@@ -41,12 +51,12 @@ def run_by_number(slug: str, number: int) -> PipelineRun:
     return run_page_runs().get(project__slug=slug, number=number)
 
 
-def run_log_chunks(run: PipelineRun) -> Iterator[tuple[str, str]]:
-    """(stage name, text) of the run's stored log, in order, read in batches."""
+def run_log_chunks(run: PipelineRun) -> Iterator[tuple[str, str, str]]:
+    """(stage name, section, text) of the run's stored log, in order, read in batches."""
     return (
         LogChunk.objects.filter(run=run)
         .order_by("seq")
-        .values_list("stage__name", "text")
+        .values_list("stage__name", "section", "text")
         .iterator(chunk_size=500)
     )
 
@@ -90,12 +100,23 @@ class RunFailure:
     last_lines: list[LogLine]
     # Where "jump to the error" goes; None when the failed stage wrote nothing.
     error_line: LogLine | None
+    # The test step that failed the run, "" when none did; and how many of the run's test
+    # cases failed or erred.
+    step: str = ""
+    failed_cases: int = 0
 
 
 def run_failure(run: PipelineRun) -> RunFailure | None:
     """The failure of a failed run, read from its stored log; None for any other run."""
     if run.status != RunStatus.FAILED:
         return None
+    # The first failed step in the file's order is the one that failed the run.
+    failed_step = (
+        run.test_steps.filter(status=StepStatus.FAILED).order_by("position").first()
+        if run.failed_stage == "test"
+        else None
+    )
+    step = failed_step.name if failed_step else ""
     lines = numbered_lines(run_log_chunks(run))
     # Every line is read, to number them; only the failed stage's are kept. A run failed
     # outside its stages (their worker lost for good) names none: its log's end is then where
@@ -104,14 +125,152 @@ def run_failure(run: PipelineRun) -> RunFailure | None:
         stage_lines = [line for line in lines if line.stage == run.failed_stage]
     else:
         stage_lines = list(lines)
-    while stage_lines and not stage_lines[-1].text.strip():
-        stage_lines.pop()
+    # Steps side by side interleave their output: what the failed one said is in its section.
+    step_lines = [line for line in stage_lines if step and line.section == step]
+    shown = _without_trailing_blank_lines(step_lines or stage_lines)
     return RunFailure(
         stage=run.failed_stage,
         reason=run.failure_reason,
-        last_lines=stage_lines[-FAILURE_BANNER_LINES:],
-        error_line=first_error_line(stage_lines),
+        last_lines=shown[-FAILURE_BANNER_LINES:],
+        error_line=first_error_line(shown),
+        step=step,
+        failed_cases=run.test_cases.filter(status__in=FAILED_CASE_STATUSES).count()
+        if run.failed_stage == "test"
+        else 0,
     )
+
+
+def _without_trailing_blank_lines(lines: list[LogLine]) -> list[LogLine]:
+    end = len(lines)
+    while end and not lines[end - 1].text.strip():
+        end -= 1
+    return lines[:end]
+
+
+@dataclass(frozen=True)
+class CaseRow:
+    """A failed or errored case as the run page lists it."""
+
+    case: TestCase
+    # The message's first line, shown on its own when the whole message is folded.
+    headline: str
+    message_lines: int
+    folded: bool
+
+
+@dataclass(frozen=True)
+class RunTestReport:
+    """What the run page shows of a run's tests."""
+
+    # The steps in order, those of one parallel group together.
+    step_groups: list[list[TestStep]]
+    counts: dict[str, int]
+    # Failed, then errored cases.
+    failures: list[CaseRow]
+    failures_unlisted: int
+    # Skipped, then passed.
+    others: list[TestCase]
+    others_unlisted: int
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def failed(self) -> int:
+        return sum(self.counts.get(status, 0) for status in FAILED_CASE_STATUSES)
+
+
+# The order the run page lists cases in: what a reader of a red run looks for first.
+_CASE_LISTING_ORDER = Case(
+    When(status=CaseStatus.FAILED, then=Value(0)),
+    When(status=CaseStatus.ERROR, then=Value(1)),
+    When(status=CaseStatus.SKIPPED, then=Value(2)),
+    default=Value(3),
+)
+
+
+def run_test_report(run: PipelineRun) -> RunTestReport | None:
+    """The run's test steps and JUnit cases, failures first; None for a run whose test stage
+    recorded no step. Four queries, and only the cases listed are read: a suite of 20,000
+    cases is counted in the database, not loaded."""
+    steps = list(run.test_steps.all())
+    if not steps:
+        return None
+    statuses = [CaseStatus.FAILED, CaseStatus.ERROR, CaseStatus.SKIPPED, CaseStatus.PASSED]
+    counts: dict[str, int] = dict.fromkeys(statuses, 0)
+    for row in TestCase.objects.filter(run=run).values("status").annotate(n=Count("id")).order_by():
+        counts[row["status"]] = row["n"]
+    cases = (
+        TestCase.objects.filter(run=run)
+        .select_related("step")
+        .alias(listing=_CASE_LISTING_ORDER)
+        .order_by("listing", "id")
+    )
+    failed = sum(counts[status] for status in FAILED_CASE_STATUSES)
+    others = sum(counts.values()) - failed
+    return RunTestReport(
+        step_groups=[list(group) for _, group in groupby(steps, key=lambda step: step.group)],
+        counts=counts,
+        failures=[
+            _case_row(case)
+            for case in cases.filter(status__in=FAILED_CASE_STATUSES)[:FAILURES_LISTED]
+        ],
+        failures_unlisted=max(0, failed - FAILURES_LISTED),
+        others=list(cases.exclude(status__in=FAILED_CASE_STATUSES)[:OTHER_CASES_LISTED]),
+        others_unlisted=max(0, others - OTHER_CASES_LISTED),
+    )
+
+
+def _case_row(case: TestCase) -> CaseRow:
+    lines = case.message.strip("\n").splitlines()
+    return CaseRow(
+        case=case,
+        headline=lines[0] if lines else "",
+        message_lines=len(lines),
+        folded=len(lines) > MESSAGE_LINES_SHOWN or len(case.message) > MESSAGE_CHARACTERS_SHOWN,
+    )
+
+
+@dataclass(frozen=True)
+class CaseHistoryRow:
+    """A test case over a project's recent runs, with where it last failed."""
+
+    history: CaseHistory
+    # As its newest report names it.
+    file: str
+    last_failure: PipelineRun | None
+
+
+def project_test_rows(project: Project) -> tuple[list[CaseHistoryRow], list[CaseHistoryRow]]:
+    """(slowest, most often failing) test cases of the project's recent runs
+    (project_test_history), each with its file and the run it last failed in: four queries."""
+    slowest, failing = project_test_history(project)
+    wanted = {(case.classname, case.name) for case in [*slowest, *failing]}
+    if not wanted:
+        return [], []
+    named = Q()
+    for classname, name in wanted:
+        named |= Q(classname=classname, name=name)
+    # The newest row of each case (PostgreSQL's DISTINCT ON): its file, and its last failure.
+    newest = (
+        TestCase.objects.filter(named, run__project=project)
+        .order_by("classname", "name", "-run__number", "-id")
+        .distinct("classname", "name")
+    )
+    files = {
+        (case.classname, case.name): case.file for case in newest.only("classname", "name", "file")
+    }
+    failures = {
+        (case.classname, case.name): case.run
+        for case in newest.filter(status__in=FAILED_CASE_STATUSES).select_related("run")
+    }
+
+    def row(case: CaseHistory) -> CaseHistoryRow:
+        key = (case.classname, case.name)
+        return CaseHistoryRow(history=case, file=files.get(key, ""), last_failure=failures.get(key))
+
+    return [row(case) for case in slowest], [row(case) for case in failing]
 
 
 @dataclass(frozen=True)

@@ -193,19 +193,28 @@ function rgbHex(channels) {
  *
  * Lines only ever get added, and only the last one can still change (more text, or a `\r`
  * overwrite); the view relies on this to keep rows it has already drawn.
- * Each line is {text, stage, header, number, ansiState}: text keeps its escapes (parseAnsi
- * renders it), ansiState is the colour in force where the line starts, because like a terminal
- * a colour set on one line carries on to the next until something resets it.
+ * Each line is {text, stage, section, header, number, ansiState}: text keeps its escapes
+ * (parseAnsi renders it), ansiState is the colour in force where the line starts, because like
+ * a terminal a colour set on one line carries on to the next until something resets it.
  *
- * Lines of output are numbered from 1; the stage headers the view adds are not. The server
- * numbers the stored log by the same rules (web/log_lines.py): its search answers, the failure
- * banner's "jump to the error" and a copied #L<n> link all mean the line the view numbers n.
+ * A stage's chunks may belong to sections (its test steps, its services; "" for the stage's own
+ * lines). Steps running side by side interleave their chunks, so each change of section starts
+ * a new line under a header of its own, and a section coming back gets another ("continued").
+ * A stage header has section null; a section header and the lines under it have the section.
+ *
+ * Lines of output are numbered from 1; the stage and section headers the view adds are not.
+ * The server numbers the stored log by the same rules (web/log_lines.py): its search answers,
+ * the failure banner's "jump to the error" and a copied #L<n> link all mean the line the view
+ * numbers n.
  */
 export class LogLines {
   lines = [];
   lastSeq;
   #indexOfNumber = []; // [n - 1] is the index in `lines` of line number n
   #stage = null;
+  #section = "";
+  #sectionsSeen = new Set(); // the sections of the current stage that have had a header
+  #sectionAnsiStates = new Map(); // section -> the colour its next line starts in
   #openLine = null; // the last line until its newline arrives: later text continues it
   #carriageReturnPending = false;
   #nextLineAnsiState = DEFAULT_ANSI_STATE;
@@ -228,26 +237,51 @@ export class LogLines {
     return this.#indexOfNumber[number - 1];
   }
 
-  /** Apply one chunk; false (and nothing changes) when its seq is not newer than lastSeq. */
-  append(seq, stage, text) {
+  /**
+   * Apply one chunk of a stage's section ("" for the stage's own lines); false (and nothing
+   * changes) when its seq is not newer than lastSeq.
+   */
+  append(seq, stage, text, section = "") {
     // The server numbers chunks in strictly increasing order, so a chunk at or below lastSeq is
     // one we have already applied. That happens around a reconnect: chunks in flight when the
     // socket dropped also come back in the backlog after `{"after": lastSeq}`. Applying one
     // twice would print its lines twice.
     if (!(seq > this.lastSeq)) return false;
     this.lastSeq = seq;
-    if (stage !== this.#stage) this.#startStage(stage);
+    if (stage !== this.#stage) this.#startStage(stage, section);
+    else if (section !== this.#section) this.#startSection(section);
     this.#write(text);
     return true;
   }
 
-  #startStage(stage) {
+  #startStage(stage, section) {
     this.#openLine = null;
     this.#carriageReturnPending = false;
     // A new stage is a new process: a colour the last one left switched on must not bleed in.
     this.#nextLineAnsiState = DEFAULT_ANSI_STATE;
     this.#stage = stage;
-    if (stage) this.lines.push({ text: `── ${stage} ──`, stage, header: true, number: null, ansiState: DEFAULT_ANSI_STATE });
+    this.#section = "";
+    this.#sectionsSeen = new Set();
+    this.#sectionAnsiStates = new Map();
+    if (stage) this.lines.push({ text: `── ${stage} ──`, stage, section: null, header: true, number: null, ansiState: DEFAULT_ANSI_STATE });
+    if (section !== "") this.#startSection(section);
+  }
+
+  // Another section's output: the line the last one left open is not continued (its rest will
+  // come in a chunk of its own, after its own header), and its colour waits for its return.
+  #startSection(section) {
+    const open = this.#openLine;
+    this.#sectionAnsiStates.set(this.#section, open ? ansiStateAfter(open.text, open.ansiState) : this.#nextLineAnsiState);
+    this.#openLine = null;
+    this.#carriageReturnPending = false;
+    this.#section = section;
+    this.#nextLineAnsiState = this.#sectionAnsiStates.get(section) ?? DEFAULT_ANSI_STATE;
+    const stage = this.#stage;
+    let title;
+    if (section === "") title = `${stage}, continued`;
+    else title = this.#sectionsSeen.has(section) ? `${stage} › ${section}, continued` : `${stage} › ${section}`;
+    this.#sectionsSeen.add(section);
+    this.lines.push({ text: `── ${title} ──`, stage, section, header: true, number: null, ansiState: DEFAULT_ANSI_STATE });
   }
 
   // "\r\n" needs no case of its own: the "\r" only marks the line for overwriting and the "\n"
@@ -283,7 +317,7 @@ export class LogLines {
 
   #startLine() {
     const number = this.#indexOfNumber.length + 1;
-    const line = { text: "", stage: this.#stage, header: false, number, ansiState: this.#nextLineAnsiState };
+    const line = { text: "", stage: this.#stage, section: this.#section, header: false, number, ansiState: this.#nextLineAnsiState };
     this.#indexOfNumber.push(this.lines.length);
     this.lines.push(line);
     this.#openLine = line;
@@ -399,6 +433,11 @@ export class SearchMatches {
 // DOM: the virtualised view
 // ---------------------------------------------------------------------------------------------
 
+// What #folded holds for a stage (section null) or for one section of it.
+function foldKey(stage, section = null) {
+  return JSON.stringify(section === null ? [stage] : [stage, section]);
+}
+
 // Rows drawn above and below the visible ones, so a quick scroll does not flash empty space.
 const OVERSCAN_LINES = 30;
 // Used only if the log is hidden when it starts and its line height cannot be measured.
@@ -415,9 +454,11 @@ const FALLBACK_LINE_HEIGHT_PX = 18;
  * sideways rather than wrap) and the line height measured once, up front.
  * Chromium caps an element at about 33 million px tall, some 1.8 million lines: ample for a log.
  *
- * A stage can be folded under its header: the rows shown are then not the log's lines one for
- * one, so the view keeps the list of the lines it shows (`#shown`, indices into log.lines) and
- * positions rows by their place in that list.
+ * A stage can be folded under its header, and a section of a stage (a test step) under its
+ * own: the rows shown are then not the log's lines one for one, so the view keeps the list of
+ * the lines it shows (`#shown`, indices into log.lines) and positions rows by their place in
+ * that list. A folded section hides its lines under each of its headers, lines still to come
+ * included; a folded stage hides everything below its header, section headers too.
  */
 class VirtualLogView {
   #container;
@@ -456,7 +497,9 @@ class VirtualLogView {
     container.addEventListener("scroll", () => this.#onScroll(), { passive: true });
     container.addEventListener("click", (event) => {
       const toggle = event.target?.closest?.(".log-fold");
-      if (toggle) this.toggleStage(toggle.dataset.stage);
+      if (!toggle) return;
+      if (toggle.dataset.section === undefined) this.toggleStage(toggle.dataset.stage);
+      else this.toggleSection(toggle.dataset.stage, toggle.dataset.section, Number(toggle.dataset.index));
     });
   }
 
@@ -488,17 +531,34 @@ class VirtualLogView {
     this.#redrawRows();
   }
 
-  isFolded(stage) {
-    return this.#folded.has(stage);
+  /** Is the stage folded, or with a section ("" for the stage's own lines), that section? */
+  isFolded(stage, section = null) {
+    return this.#folded.has(foldKey(stage, section));
   }
 
   /** Fold a stage's lines under its header, or unfold them; the header stays where it was. */
   toggleStage(stage) {
-    const header = this.#log.lines.findIndex((line) => line.header && line.stage === stage);
+    const header = this.#log.lines.findIndex((line) => line.header && line.section === null && line.stage === stage);
+    this.#toggle(foldKey(stage), header);
+  }
+
+  /**
+   * Fold a section's lines under its headers, or unfold them; the header at `headerIndex` (in
+   * log.lines: the one clicked), else its first, stays where it was.
+   */
+  toggleSection(stage, section, headerIndex) {
+    const isItsHeader = (line) => line?.header && line.stage === stage && line.section === section;
+    const header = isItsHeader(this.#log.lines[headerIndex])
+      ? headerIndex
+      : this.#log.lines.findIndex(isItsHeader);
+    this.#toggle(foldKey(stage, section), header);
+  }
+
+  #toggle(key, header) {
     if (header === -1) return;
     const offset = this.#positionOf(header) * this.#lineHeight - this.#container.scrollTop;
-    if (this.#folded.has(stage)) this.#folded.delete(stage);
-    else this.#folded.add(stage);
+    if (this.#folded.has(key)) this.#folded.delete(key);
+    else this.#folded.add(key);
     this.#reshow();
     this.#scrollTopToRestore = this.#positionOf(header) * this.#lineHeight - offset;
     this.#redrawRows();
@@ -577,14 +637,15 @@ class VirtualLogView {
     if (following) this.#scrollTo(container.scrollHeight);
   }
 
-  // Centres the wanted line once the log has it, unfolding its stage if need be.
+  // Centres the wanted line once the log has it, unfolding its stage and section if need be.
   #scrollToWantedLine() {
     if (this.#lineToScrollTo === null) return;
     const index = this.#log.indexOfNumber(this.#lineToScrollTo);
     if (index === undefined) return;
-    const stage = this.#log.lines[index].stage;
-    if (this.#folded.has(stage)) {
-      this.#folded.delete(stage);
+    const { stage, section } = this.#log.lines[index];
+    const stageFolded = this.#folded.delete(foldKey(stage));
+    const sectionFolded = this.#folded.delete(foldKey(stage, section));
+    if (stageFolded || sectionFolded) {
       this.#reshow();
       this.#spacer.style.height = `${this.#shown.length * this.#lineHeight}px`;
     }
@@ -604,9 +665,14 @@ class VirtualLogView {
   #showNewLines() {
     const lines = this.#log.lines;
     for (; this.#linesLookedAt < lines.length; this.#linesLookedAt++) {
-      const line = lines[this.#linesLookedAt];
-      if (line.header || !this.#folded.has(line.stage)) this.#shown.push(this.#linesLookedAt);
+      if (this.#isShown(lines[this.#linesLookedAt])) this.#shown.push(this.#linesLookedAt);
     }
+  }
+
+  #isShown(line) {
+    if (line.header && line.section === null) return true;
+    if (this.#folded.has(foldKey(line.stage))) return false;
+    return line.header || !this.#folded.has(foldKey(line.stage, line.section));
   }
 
   #reshow() {
@@ -659,20 +725,22 @@ class VirtualLogView {
   #buildRows(first, end) {
     const rows = [];
     for (let position = first; position < end; position++) {
-      rows.push(this.#buildRow(this.#log.lines[this.#shown[position]]));
+      const index = this.#shown[position];
+      rows.push(this.#buildRow(this.#log.lines[index], index));
     }
     return rows;
   }
 
-  #buildRow(line) {
+  #buildRow(line, index) {
     const document = this.#document;
     const row = document.createElement("div");
     row.className = this.#rowClasses(line).join(" ");
-    // Lets the page mark each line with its stage in CSS, e.g. [data-stage]::before.
+    // Lets the page mark each line with its stage and section in CSS, e.g. [data-stage]::before.
     row.dataset.stage = line.stage ?? "";
+    if (line.section !== null && line.section !== undefined) row.dataset.section = line.section;
     row.style.height = `${this.#lineHeight}px`;
     if (line.header) {
-      row.append(this.#foldToggle(line.stage));
+      row.append(this.#foldToggle(line, index));
     } else {
       row.dataset.line = String(line.number);
       const number = document.createElement("a");
@@ -690,7 +758,7 @@ class VirtualLogView {
 
   #rowClasses(line) {
     const classes = ["log-line"];
-    if (line.header) classes.push("log-stage");
+    if (line.header) classes.push(line.section === null ? "log-stage" : "log-section");
     if (line.number === null) return classes;
     if (line.number === this.#targetLine) classes.push("log-line-target");
     if (this.#matches?.has(line.number)) classes.push("log-line-match");
@@ -698,14 +766,21 @@ class VirtualLogView {
     return classes;
   }
 
-  #foldToggle(stage) {
-    const folded = this.#folded.has(stage);
+  #foldToggle(header, index) {
+    const { stage, section } = header;
+    const folded = this.#folded.has(foldKey(stage, section));
     const toggle = this.#document.createElement("button");
     toggle.type = "button";
     toggle.className = "log-fold";
     toggle.dataset.stage = stage;
+    let what = `the ${stage} stage`;
+    if (section !== null) {
+      toggle.dataset.section = section;
+      toggle.dataset.index = String(index);
+      what = section === "" ? `the ${stage} stage's own lines` : `${section} of the ${stage} stage`;
+    }
     toggle.setAttribute("aria-expanded", String(!folded));
-    toggle.setAttribute("aria-label", `${folded ? "Unfold" : "Fold"} the ${stage} stage`);
+    toggle.setAttribute("aria-label", `${folded ? "Unfold" : "Fold"} ${what}`);
     toggle.textContent = folded ? "▸" : "▾";
     return toggle;
   }
@@ -865,8 +940,9 @@ function bindSearchForm(form, { search, step }) {
  * for a failed run, the line where it went wrong (data-error-line): the view opens there unless
  * the address names a line of its own (#L1234).
  *
- * Returns {log, stop, goToLine, toggleStage, search, step}: the LogLines being shown, a
- * function that closes the socket for good, and what the page's links and search box call.
+ * Returns {log, stop, goToLine, toggleStage, toggleSection, isFolded, search, step}: the
+ * LogLines being shown, a function that closes the socket for good, and what the page's links,
+ * fold buttons and search box call.
  * `onStatus(run)` is called with every status message, after the page's badges are updated.
  */
 export function startRunLog(
@@ -896,7 +972,7 @@ export function startRunLog(
 
   const handleMessage = (message) => {
     if (message.type === "log") {
-      if (log.append(message.seq, message.stage, message.text)) view.scheduleRender();
+      if (log.append(message.seq, message.stage, message.text, message.section ?? "")) view.scheduleRender();
     } else if (message.type === "status") {
       runStatus = message.run.status;
       showRunStatus(document, message.run);
@@ -947,7 +1023,8 @@ export function startRunLog(
     stop: () => socket.stop(),
     goToLine: (number) => view.goToLine(number),
     toggleStage: (stage) => view.toggleStage(stage),
-    isFolded: (stage) => view.isFolded(stage),
+    toggleSection: (stage, section) => view.toggleSection(stage, section),
+    isFolded: (stage, section = null) => view.isFolded(stage, section),
     search,
     step,
   };

@@ -5,6 +5,7 @@
 
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 
 import {
   LogLines,
@@ -303,6 +304,66 @@ describe("LogLines: line numbers", () => {
     assert.equal(log.lines[log.indexOfNumber(1)].text, "a");
     assert.equal(log.lines[log.indexOfNumber(2)].text, "b");
     assert.equal(log.indexOfNumber(3), undefined);
+  });
+});
+
+describe("LogLines: sections of a stage", () => {
+  // The same log as the server's test of web/log_lines.py reads: both must number it alike.
+  const SECTIONED = JSON.parse(readFileSync(new URL("./sectioned_log.json", import.meta.url), "utf8"));
+
+  function sectionedLog() {
+    const log = new LogLines();
+    SECTIONED.chunks.forEach(([stage, section, text], index) => log.append(index + 1, stage, text, section));
+    return log;
+  }
+
+  function shown(line) {
+    return parseAnsi(line.text, line.ansiState).map((segment) => segment.text).join("");
+  }
+
+  test("lines are numbered as the server numbers them, sections and all", () => {
+    const numbered = sectionedLog().lines.filter((line) => !line.header);
+    assert.deepEqual(
+      numbered.map((line) => [line.number, line.stage, line.section, shown(line)]),
+      SECTIONED.lines,
+    );
+  });
+
+  test("each change of section starts a header of its own, unnumbered; a section coming back is continued", () => {
+    const headers = sectionedLog().lines.filter((line) => line.header);
+    assert.deepEqual(
+      headers.map(({ text, stage, section, number }) => [text, stage, section, number]),
+      [
+        ["── checkout ──", "checkout", null, null],
+        ["── test ──", "test", null, null],
+        ["── test › services ──", "test", "services", null],
+        ["── test › unit ──", "test", "unit", null],
+        ["── test › integration ──", "test", "integration", null],
+        ["── test › unit, continued ──", "test", "unit", null],
+        ["── test › integration, continued ──", "test", "integration", null],
+        ["── test › unit, continued ──", "test", "unit", null],
+        ["── test › integration, continued ──", "test", "integration", null],
+        ["── test › unit, continued ──", "test", "unit", null],
+        ["── test, continued ──", "test", "", null],
+        ["── publish ──", "publish", null, null],
+      ],
+    );
+  });
+
+  test("a stage whose first chunk is a section's gets its stage header, then the section's", () => {
+    const log = new LogLines();
+    log.append(1, "test", "$ make test\n", "unit");
+    assert.deepEqual(log.lines.map((line) => line.text), ["── test ──", "── test › unit ──", "$ make test"]);
+  });
+
+  test("a section's colour waits for it while another section writes", () => {
+    const log = new LogLines();
+    log.append(1, "test", `${ESC}[31mTraceback:\n`, "unit");
+    log.append(2, "test", "plain\n", "integration");
+    log.append(3, "test", "  still red\n", "unit");
+    const [plain, stillRed] = [log.lines[log.indexOfNumber(2)], log.lines[log.indexOfNumber(3)]];
+    assert.deepEqual(parseAnsi(plain.text, plain.ansiState), [segment("plain")]);
+    assert.deepEqual(parseAnsi(stillRed.text, stillRed.ansiState), [segment("  still red", ["ansi-fg-red"])]);
   });
 });
 
@@ -1048,6 +1109,116 @@ describe("startRunLog: line numbers, links, folding and search", () => {
     handle.goToLine(42);
     assert.equal(handle.isFolded("build"), false);
     assert.match(rowOfLine(runLog, 42).className, /\blog-line-target\b/);
+  });
+
+  function sectionChunk(seq, text, section, stage = "test") {
+    return { type: "log", seq, stage, section, text };
+  }
+
+  // The test stage's own line, then steps unit and integration side by side.
+  function loadSections(WebSocketImpl) {
+    const socket = WebSocketImpl.latest;
+    socket.serverOpens();
+    socket.serverSends(sectionChunk(1, "image app: built\n", ""));
+    socket.serverSends(sectionChunk(2, "unit 1\nunit 2\n", "unit"));
+    socket.serverSends(sectionChunk(3, "integration 1\n", "integration"));
+    socket.serverSends(sectionChunk(4, "unit 3\n", "unit"));
+  }
+
+  test("a section's header is a row with the log-section class, a fold button and no number", (t) => {
+    const { WebSocketImpl, runLog } = startOnFakePage(t);
+    loadSections(WebSocketImpl);
+    const header = renderedRows(runLog)[2];
+    assert.equal(header.className, "log-line log-section");
+    assert.equal(header.dataset.section, "unit");
+    assert.equal(header.dataset.line, undefined);
+    assert.equal(header.querySelector(".log-number"), null);
+    const toggle = header.querySelector(".log-fold");
+    assert.deepEqual([toggle.dataset.stage, toggle.dataset.section], ["test", "unit"]);
+    assert.equal(toggle.getAttribute("aria-label"), "Fold unit of the test stage");
+    assert.equal(rowOfLine(runLog, 2).dataset.section, "unit");
+  });
+
+  test("folding a section hides its lines under each of its headers, lines arriving later too", (t) => {
+    const { WebSocketImpl, runLog, handle } = startOnFakePage(t);
+    loadSections(WebSocketImpl);
+    handle.toggleSection("test", "unit");
+    WebSocketImpl.latest.serverSends(sectionChunk(5, "unit 4\n", "unit"));
+    WebSocketImpl.latest.serverSends(sectionChunk(6, "integration 2\n", "integration"));
+    assert.deepEqual(renderedText(runLog), [
+      "── test ──",
+      "image app: built",
+      "── test › unit ──",
+      "── test › integration ──",
+      "integration 1",
+      "── test › unit, continued ──",
+      "── test › integration, continued ──",
+      "integration 2",
+    ]);
+    assert.equal(handle.isFolded("test", "unit"), true);
+    assert.equal(handle.isFolded("test"), false);
+    const toggles = renderedRows(runLog).map((row) => row.querySelector(".log-fold")).filter(Boolean);
+    assert.deepEqual(
+      toggles.map((toggle) => [toggle.dataset.section ?? null, toggle.getAttribute("aria-expanded")]),
+      [[null, "true"], ["unit", "false"], ["integration", "true"], ["unit", "false"], ["integration", "true"]],
+    );
+
+    handle.toggleSection("test", "unit");
+    assert.deepEqual(renderedText(runLog).filter((text) => text.startsWith("unit")), ["unit 1", "unit 2", "unit 3", "unit 4"]);
+  });
+
+  test("the fold button of a section header folds that section and keeps that header where it was", (t) => {
+    const { WebSocketImpl, runLog, handle } = startOnFakePage(t);
+    const socket = WebSocketImpl.latest;
+    socket.serverOpens();
+    socket.serverSends(sectionChunk(1, manyLines(1, 100), "unit"));
+    socket.serverSends(sectionChunk(2, "integration 1\n", "integration"));
+    socket.serverSends(sectionChunk(3, manyLines(102, 100), "unit"));
+    socket.serverSends(sectionChunk(4, manyLines(202, 100), "integration"));
+    // Rows: the stage header, unit's, 100 lines, integration's, 1 line, then unit's again.
+    runLog.scrollTop = 104 * LINE_HEIGHT;
+    runLog.dispatch("scroll");
+    const continued = renderedRows(runLog).find((row) => row.querySelector(".log-text").textContent === "── test › unit, continued ──");
+
+    runLog.dispatch("click", { target: continued.querySelector(".log-fold") });
+
+    assert.equal(handle.isFolded("test", "unit"), true);
+    // Above it now: the stage header, unit's header, integration's and its one line.
+    assert.equal(runLog.scrollTop, 4 * LINE_HEIGHT, "the header clicked stays at the top");
+    assert.equal(renderedText(runLog)[4], "── test › unit, continued ──");
+  });
+
+  test("folding the stage hides its sections' headers too, and its own header stays", (t) => {
+    const { WebSocketImpl, runLog, handle } = startOnFakePage(t);
+    loadSections(WebSocketImpl);
+    handle.toggleSection("test", "integration");
+    handle.toggleStage("test");
+    assert.deepEqual(renderedText(runLog), ["── test ──"]);
+    handle.toggleStage("test");
+    assert.equal(handle.isFolded("test", "integration"), true, "the section stays folded inside");
+    assert.ok(!renderedText(runLog).includes("integration 1"));
+  });
+
+  test("going to a line of a folded section unfolds the section, and the stage around it", (t) => {
+    const { WebSocketImpl, runLog, handle } = startOnFakePage(t);
+    loadSections(WebSocketImpl);
+    handle.toggleSection("test", "integration");
+    handle.toggleStage("test");
+    handle.goToLine(4); // "integration 1"
+    assert.equal(handle.isFolded("test", "integration"), false);
+    assert.equal(handle.isFolded("test"), false);
+    assert.equal(rowOfLine(runLog, 4).querySelector(".log-text").textContent, "integration 1");
+    assert.match(rowOfLine(runLog, 4).className, /\blog-line-target\b/);
+  });
+
+  test("a search match in a folded section unfolds it and is shown", async (t) => {
+    const server = fakeSearchServer([4]);
+    const { WebSocketImpl, runLog, handle } = startOnFakePage(t, { fetchImpl: server.fetchImpl });
+    loadSections(WebSocketImpl);
+    handle.toggleSection("test", "integration");
+    await handle.search("integration 1");
+    assert.equal(handle.isFolded("test", "integration"), false);
+    assert.match(rowOfLine(runLog, 4).className, /\blog-line-current\b/);
   });
 
   test("a search asks the server for the whole log's matches and shows the first below the top of the view", async (t) => {

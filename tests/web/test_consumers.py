@@ -11,6 +11,7 @@ from django.contrib.auth.models import AnonymousUser, User
 
 from pipelines.live_updates import run_event_publish
 from pipelines.models import PipelineRun
+from pipelines.selectors import run_log_after
 from pipelines.services import do_run_transition
 from pipelines.stage_log import StageLog
 from tests.factories import make_project, make_run
@@ -103,6 +104,62 @@ def test_a_reconnecting_browser_gets_only_what_it_missed(run: PipelineRun, ada: 
         await socket.connect()
         await socket.send_json_to({"after": first_seq})
         assert [text for _, text in await logs_until_status(socket)] == ["two\n", "three\n"]
+        await socket.disconnect()
+
+    in_one_event_loop(scenario)
+
+
+def log_in_section(run: PipelineRun, section: str, text: str) -> None:
+    writer = StageLog(run.stages.get(name="test"))
+    writer.section(section).write(text)
+    writer.flush()
+
+
+def log_test_steps(run: PipelineRun) -> None:
+    """The test stage's own line, then two steps' output, as the stage log writes them."""
+    writer = StageLog(run.stages.get(name="test"))
+    writer.line("image app: built")
+    writer.flush()
+    log_in_section(run, "unit", "unit says\n")
+    log_in_section(run, "integration", "integration says\n")
+
+
+def test_the_stored_log_after_a_chunk_comes_with_each_chunks_stage_and_section(
+    run: PipelineRun,
+) -> None:
+    log_test_steps(run)
+    chunks = run_log_after(run.pk, 0)
+    assert [(stage, section, text) for _, stage, section, text in chunks] == [
+        ("test", "", "image app: built\n"),
+        ("test", "unit", "unit says\n"),
+        ("test", "integration", "integration says\n"),
+    ]
+    assert [seq for seq, *_ in run_log_after(run.pk, chunks[0][0])] == [
+        chunks[1][0],
+        chunks[2][0],
+    ]
+
+
+def test_the_backlog_says_which_section_each_chunk_belongs_to_as_live_chunks_do(
+    run: PipelineRun, ada: User
+) -> None:
+    log_test_steps(run)
+
+    async def scenario() -> None:
+        socket = browser(run, ada)
+        await socket.connect()
+        await socket.send_json_to({"after": 0})
+        backlog = []
+        while (message := await socket.receive_json_from(timeout=5))["type"] == "log":
+            backlog.append((message["stage"], message["section"], message["text"]))
+        assert backlog == [
+            ("test", "", "image app: built\n"),
+            ("test", "unit", "unit says\n"),
+            ("test", "integration", "integration says\n"),
+        ]
+        await database_sync_to_async(log_in_section)(run, "unit", "more\n")
+        live = await socket.receive_json_from(timeout=5)
+        assert (live["stage"], live["section"], live["text"]) == ("test", "unit", "more\n")
         await socket.disconnect()
 
     in_one_event_loop(scenario)

@@ -1,15 +1,19 @@
 """The web pages, without a pipeline behind them: what they show, and who may press what."""
 
 import re
+from datetime import timedelta
+from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
 from django.contrib.auth.models import User
+from django.db import connection
 from django.http import StreamingHttpResponse
 from django.test import AsyncClient, Client
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
-from pipelines.models import LogChunk
+from pipelines.models import LogChunk, PipelineRun, TestCase, TestStep
 from pipelines.services import run_create
 from pipelines.stage_log import StageLog
 from projects.models import Project
@@ -176,6 +180,270 @@ def test_a_failed_run_names_its_stage_shows_its_last_lines_and_links_to_the_erro
     assert "Step 2/2" not in banner
     assert '<a href="#L6" id="jump-to-error"' in banner
     assert 'data-error-line="6"' in page
+
+
+SCRIPT_MESSAGE = "AssertionError: assert '<script>alert(1)</script>' == ''"
+
+
+def steps_and_cases(run: PipelineRun) -> None:
+    """A lint step, then unit and integration side by side; unit failed with two cases, and
+    the passing cases were stored first (failures come first by status, not by id)."""
+    began = run.started_at
+    _, unit, integration = (
+        TestStep.objects.create(
+            run=run,
+            name=name,
+            position=position,
+            group=group,
+            status=status,
+            exit_code=exit_code,
+            failure_reason="exited with status 1" if exit_code else "",
+            started_at=began,
+            finished_at=began + timedelta(seconds=seconds),
+        )
+        for position, (name, group, status, exit_code, seconds) in enumerate(
+            [
+                ("lint", 0, "succeeded", 0, 4),
+                ("unit", 1, "failed", 1, 12.5),
+                ("integration", 1, "succeeded", 0, 75),
+            ]
+        )
+    )
+
+    def case(step: TestStep, name: str, status: str, message: str = "") -> None:
+        TestCase.objects.create(
+            run=run,
+            step=step,
+            report=f"reports/{step.name}.xml",
+            name=name,
+            classname=f"tests.{step.name}.TestApp",
+            file=f"tests/{step.name}/test_app.py",
+            status=status,
+            seconds=0.25,
+            message=message,
+        )
+
+    case(unit, "test_home", "passed")
+    case(integration, "test_database", "passed")
+    case(integration, "test_mail", "skipped", "no mail server here")
+    case(unit, "test_login", "failed", SCRIPT_MESSAGE)
+    case(unit, "test_logout", "error", "\n".join(f"frame {n}" for n in range(40)))
+
+
+def test_a_run_page_lists_failed_test_cases_first_with_their_messages_escaped(
+    client: Client, viewer: User, project: Project
+) -> None:
+    run = make_run_in_state(
+        project,
+        status="failed",
+        at_stage="test",
+        failure_reason="step unit exited with status 1",
+        log=FAILING_TEST_LOG,
+    )
+    steps_and_cases(run)
+    page = client.get("/projects/web/runs/1/").content.decode()
+    tests = re.search(r'<section id="tests" class="tests">(.*?)</section>', page, re.S)[1]
+    counts = re.sub(
+        r"\s+",
+        " ",
+        re.sub(
+            r"<[^>]+>",
+            "",
+            re.search(r'<p class="case-counts" id="test-counts">(.*?)</p>', tests, re.S)[1],
+        ),
+    ).strip()
+    assert counts == "1 failed 1 error 1 skipped 2 passed of 5 test cases"
+    # Failures, then errors, before any passed case, whatever order they were stored in.
+    order = [tests.index(name) for name in ("test_login", "test_logout", "test_home")]
+    assert order == sorted(order)
+    assert tests.index("test_database") > tests.index("test_logout")
+    failed = re.search(r'<li class="test-case case-failed">(.*?)</li>', tests, re.S)[1]
+    assert "tests.unit.TestApp" in failed and "tests/unit/test_app.py" in failed
+    assert "0.25 s" in failed and "step unit" in failed
+    # The message is shown as text: the page holds no script of the test's making.
+    assert (
+        '<pre class="case-message">AssertionError: assert &#x27;&lt;script&gt;alert(1)'
+        "&lt;/script&gt;&#x27; == &#x27;&#x27;</pre>" in failed
+    )
+    assert "<script>alert(1)" not in page
+    # A 40-line stack folds under its first line; the passing cases are folded away.
+    errored = re.search(r'<li class="test-case case-error">(.*?)</li>', tests, re.S)[1]
+    assert re.search(r"<details[^>]*>\s*<summary><code>frame 0</code>", errored)
+    assert "(40 lines)" in errored and "frame 39" in errored
+    assert re.search(r'<details class="other-cases" id="other-cases">\s*<summary>', tests)
+
+
+def test_a_run_page_lists_its_test_steps_a_parallel_group_side_by_side(
+    client: Client, viewer: User, project: Project
+) -> None:
+    steps_and_cases(make_run_in_state(project))
+    page = client.get("/projects/web/runs/1/").content.decode()
+    steps = re.search(r'<ol class="test-steps"[^>]*>(.*?)</ol>', page, re.S)[1]
+    groups = re.findall(r'<li class="step-group[^"]*">(.*?)</li>', steps, re.S)
+    names = [re.findall(r'data-step="([^"]+)"', group) for group in groups]
+    assert names == [["lint"], ["unit", "integration"]]
+    assert "∥" in groups[1] and "∥" not in groups[0]
+    unit = re.search(
+        r'<span class="test-step test-step-failed" data-step="unit">(.*?)</span>\s*</span>',
+        steps,
+        re.S,
+    )
+    assert unit is not None
+    assert "12.5 s" in unit[1] and "exit 1" in unit[1]
+    assert "1 min 15 s" in steps
+
+
+def test_a_run_failed_by_a_test_step_names_the_step_and_links_to_its_failed_cases(
+    client: Client, viewer: User, project: Project
+) -> None:
+    run = make_run_in_state(
+        project,
+        status="failed",
+        at_stage="test",
+        failure_reason="step unit exited with status 1",
+        log=FAILING_TEST_LOG,
+    )
+    steps_and_cases(run)
+    page = client.get("/projects/web/runs/1/").content.decode()
+    banner = re.search(
+        r'<section class="banner banner-failed" id="failure">(.*?)</section>', page, re.S
+    )[1]
+    assert ', step <span class="failed-step">unit</span>' in banner
+    assert '<a href="#test-failures">2 test cases failed</a>' in banner
+    assert 'id="test-failures"' in page
+
+
+def test_a_run_without_test_steps_has_no_tests_section(
+    client: Client, viewer: User, project: Project
+) -> None:
+    make_run_in_state(project, log=FAILING_TEST_LOG[:1])
+    assert 'id="tests"' not in client.get("/projects/web/runs/1/").content.decode()
+
+
+def test_the_project_page_shows_its_slowest_and_most_often_failing_tests(
+    client: Client, viewer: User, project: Project
+) -> None:
+    assert 'id="test-history"' not in client.get("/projects/web/").content.decode()
+    for number in (1, 2, 3):
+        run = make_run_in_state(project, number=number)
+        step = TestStep.objects.create(
+            run=run, name="unit", position=0, group=0, status="failed", started_at=run.started_at
+        )
+        for name, seconds, failed_in in (("test_slow", 9.0, {1}), ("test_flaky", 0.5, {1, 2})):
+            TestCase.objects.create(
+                run=run,
+                step=step,
+                report="reports/unit.xml",
+                name=name,
+                classname="tests.test_app",
+                file="tests/test_app.py",
+                status="failed" if number in failed_in else "passed",
+                seconds=seconds + number,
+            )
+    page = client.get("/projects/web/").content.decode()
+    failing = re.search(
+        r'<table class="cards cases" id="failing-tests-table">(.*?)</table>', page, re.S
+    )[1]
+    rows = re.findall(r"<tr>(.*?)</tr>", failing.split("<tbody>")[1], re.S)
+    assert [re.search(r'class="wide case-name">([^<]+)', row)[1] for row in rows] == [
+        "test_flaky",
+        "test_slow",
+    ]
+    assert "2 of 3 runs" in rows[0] and "tests/test_app.py" in rows[0]
+    # The run each last failed in, by link.
+    assert 'href="/projects/web/runs/2/">#2</a>' in rows[0]
+    assert 'href="/projects/web/runs/1/">#1</a>' in rows[1]
+    slowest = re.search(
+        r'<table class="cards cases" id="slowest-tests-table">(.*?)</table>', page, re.S
+    )[1]
+    slow_rows = re.findall(r"<tr>(.*?)</tr>", slowest.split("<tbody>")[1], re.S)
+    assert "test_slow" in slow_rows[0] and "11.0 s over 3 runs" in slow_rows[0]
+    assert "test_flaky" in slow_rows[1] and "2.50 s over 3 runs" in slow_rows[1]
+
+
+# What the pages take today, whatever the size of the report; a change that adds a query
+# should say why here. The run page of a run failed in its tests: 12. The project page with its
+# test history (four of them, however many cases) and no upstream move: 17.
+RUN_PAGE_QUERIES = 12
+PROJECT_PAGE_QUERIES = 17
+
+
+def bulk_cases(run: PipelineRun, *, failed: int, passed: int, seconds: float = 0.1) -> None:
+    step = run.test_steps.first() or TestStep.objects.create(
+        run=run, name="unit", position=0, group=0, status="failed", started_at=run.started_at
+    )
+    TestCase.objects.bulk_create(
+        TestCase(
+            run=run,
+            step=step,
+            report="reports/unit.xml",
+            name=f"test_{status}_{n:05}",
+            classname="tests.test_bulk",
+            status=status,
+            seconds=seconds + n / 1000,
+            message="assert False" if status == "failed" else "",
+        )
+        for status, how_many in (("failed", failed), ("passed", passed))
+        for n in range(how_many)
+    )
+
+
+def page_queries(client: Client, path: str) -> tuple[int, str]:
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(path)
+    assert response.status_code == 200
+    return len(queries), response.content.decode()
+
+
+def test_a_run_pages_queries_do_not_grow_with_its_test_cases(
+    client: Client, viewer: User, project: Project, django_assert_max_num_queries: Any
+) -> None:
+    run = make_run_in_state(
+        project,
+        status="failed",
+        at_stage="test",
+        failure_reason="step unit exited with status 1",
+        log=FAILING_TEST_LOG,
+    )
+    steps_and_cases(run)
+    few, _ = page_queries(client, "/projects/web/runs/1/")
+    bulk_cases(run, failed=250, passed=1500)
+
+    with django_assert_max_num_queries(few):
+        page = client.get("/projects/web/runs/1/").content.decode()
+
+    assert few <= RUN_PAGE_QUERIES
+    assert "<strong>251</strong> failed" in page and "<strong>1502</strong> passed" in page
+    # The first 200 failures are listed, failed before errored; the rest are counted.
+    assert page.count('<li class="test-case case-') == 200
+    assert "And 52 more:" in page and "And 503 more:" in page
+    assert 'href="/api/v1/runs/' in page
+
+
+def test_the_project_pages_test_history_takes_as_many_queries_for_20_runs_as_for_2(
+    client: Client, viewer: User, project: Project, django_assert_max_num_queries: Any
+) -> None:
+    for number in (1, 2):
+        bulk_cases(make_run_in_state(project, number=number), failed=3, passed=30)
+    few, _ = page_queries(client, "/projects/web/")
+    for number in range(3, 26):
+        bulk_cases(
+            make_run_in_state(project, number=number), failed=number % 13, passed=60, seconds=0.2
+        )
+
+    with django_assert_max_num_queries(few):
+        page = client.get("/projects/web/").content.decode()
+
+    assert few <= PROJECT_PAGE_QUERIES
+    failing = re.search(r'id="failing-tests-table">(.*?)</table>', page, re.S)[1]
+    slowest = re.search(r'id="slowest-tests-table">(.*?)</table>', page, re.S)[1]
+    # Ten of each, over the newest 20 runs with reports (6 to 25): test_failed_00000 failed in
+    # all of them but 13, where it did not run at all.
+    assert failing.count("<tr>") - 1 == 10 and slowest.count("<tr>") - 1 == 10
+    first_failing = failing.split("</tr>")[1]
+    assert "test_failed_00000" in first_failing and "19 of 19 runs" in first_failing
+    assert 'href="/projects/web/runs/25/">#25</a>' in failing
+    assert "test_passed_00059" in slowest.split("</tr>")[1]
 
 
 def test_a_run_page_without_a_failure_has_no_failure_banner(

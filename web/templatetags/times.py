@@ -48,6 +48,17 @@ def duration(value: timedelta | float | None) -> str:
     return f"{days} d {hours} h"
 
 
+@register.filter
+def case_seconds(seconds: float | None) -> str:
+    """A test case's time as test runners print it, to the hundredth below ten seconds
+    (0.04 s, 3.10 s): most cases take less than the tenth `duration` would show."""
+    if seconds is None:
+        return ""
+    if seconds < 10:
+        return f"{seconds:.2f} s"
+    return duration(seconds)
+
+
 @register.simple_tag
 def elapsed(start: datetime | None, end: datetime | None) -> str:
     """The duration from start to end; "" when either is unknown (or they are out of order)."""
