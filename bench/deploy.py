@@ -166,6 +166,8 @@ def timed_move(
     while served_after is None:
         if all(serving(port, version, address) for address in addresses):
             served_after = time.perf_counter() - started
+        elif time.perf_counter() - started > 300:
+            raise SystemExit(f"{version} never served; deployment {deployment.pk} is stuck")
         else:
             time.sleep(0.002)
     wait(deployment)
@@ -178,17 +180,21 @@ def bare_container_start(image: str) -> float:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     name = f"bench-bare-{uuid.uuid4().hex[:8]}"
+    address = str(settings.DOCKYARD_APP_ADDRESS)  # where Dockyard starts the same image
     started = time.perf_counter()
     subprocess.run(
         [
             *(DOCKER, "run", "-d", "--name", name, "--network", "host"),
-            *("-e", "HOST=127.0.0.1", "-e", f"PORT={port}", image),
+            *("-e", f"HOST={address}", "-e", f"PORT={port}", image),
         ],
         check=True,
         capture_output=True,
     )
     try:
-        while not serving(port, "v1"):
+        deadline = time.monotonic() + 60
+        while not serving(port, "v1", address):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the bare container {name} never answered on {address}:{port}")
             time.sleep(0.002)
         return time.perf_counter() - started
     finally:

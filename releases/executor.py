@@ -5,8 +5,10 @@ Two kinds of durable job (infrastructure.durable_jobs) do it. The deployment its
 coordinator) prepares every host, runs the release command, and at the end finishes or
 reverts; in between, each host's part is a job of its own (HostDeployment) that any deploy
 worker may carry: start the release in the idle slot, have the host's HAProxy check it, switch,
-drain. Hosts go in batches; when a host's job ends, `deployment_advance` starts the next batch,
-or hands back to the coordinator. A worker lost mid-way is replaced and the next one resumes at
+drain. Hosts go in batches, carried by the coordinator's own worker side by side
+(`_batches_carry`); if that worker is lost, the hosts' jobs go to other workers through the
+broker, and when one ends `deployment_advance` starts the next batch, or hands back to the
+coordinator. A worker lost mid-way is replaced and the next one resumes at
 the step it was in, each step being safe to repeat. Engines and proxies are passed in
 (releases.tools).
 """
@@ -36,7 +38,7 @@ from projects.secret_masking import mask_secrets
 from projects.selectors import project_secrets
 from projects.spec import DEFAULT_RELEASE_TIMEOUT
 from releases.models import Deployment, DeploymentEvent, Environment, Host, HostDeployment
-from releases.proxy import host_proxy, proxy_apply, proxy_backends
+from releases.proxy import host_proxy, proxy_apply, proxy_backends, proxy_servers_settled
 from releases.states import (
     DEPLOYMENT_CARRIED_STATES,
     DEPLOYMENT_FINAL_STATES,
@@ -174,6 +176,7 @@ def _step_prepare(deployment: Deployment, tools: DeployTools) -> None:
     every host (its image, or the kept container of a rollback): a host that cannot have them
     fails the deployment here, before anything changes."""
     environment = Environment.objects.get(pk=deployment.environment_id)
+    proxy_servers_settled(environment)
     hosts = list(environment.hosts.order_by("name"))
     if not hosts:
         raise _HostFailed(f"{environment.name} has no hosts to deploy to")
@@ -207,7 +210,7 @@ def _step_prepare(deployment: Deployment, tools: DeployTools) -> None:
             detail=f"every host ready ({', '.join(h.name for h in hosts)}), slot {slot}",
         )
     else:
-        _rolling_start(deployment, f"every host ready, slot {slot}")
+        _rolling_start(deployment, f"every host ready, slot {slot}", tools)
 
 
 def _host_prepare(deployment: Deployment, target: HostDeployment, tools: DeployTools) -> str:
@@ -269,28 +272,57 @@ def _step_release(deployment: Deployment, tools: DeployTools) -> None:
             f"the release command `{shown}` exited with status {outcome.exit_code} on "
             f"{host}; no host was switched"
         )
-    _rolling_start(deployment, f"`{shown}` succeeded on {host}")
+    _rolling_start(deployment, f"`{shown}` succeeded on {host}", tools)
 
 
-def _rolling_start(deployment: Deployment, detail: str) -> None:
-    with transaction.atomic():
-        do_deployment_transition(deployment=deployment, to=DeploymentStatus.ROLLING, detail=detail)
-        _batch_enqueue(deployment)
+def _rolling_start(deployment: Deployment, detail: str, tools: DeployTools) -> None:
+    do_deployment_transition(deployment=deployment, to=DeploymentStatus.ROLLING, detail=detail)
+    _batches_carry(deployment, tools)
 
 
-def _batch_enqueue(deployment: Deployment) -> None:
-    """Send the jobs of the first batch that has hosts waiting and not yet sent."""
+def _batches_carry(deployment: Deployment, tools: DeployTools) -> None:
+    """Carry the hosts' jobs from this worker, batch after batch, the hosts of a batch side by
+    side, until the deployment finishes rolling (every host switched, or one failed).
+
+    No broker hop and no free worker slot to wait for between hosts: what makes a rollback of
+    every host take the time of one. Each host's part is still a durable job of its own, noted
+    as sent: if this worker dies, the reaper hands the unfinished ones to other workers, which
+    go on batch by batch through the broker (`deployment_advance`).
+    """
+    while deployment.status == DeploymentStatus.ROLLING:
+        with transaction.atomic():
+            batch = _next_batch(deployment)
+            for target in batch:
+                job_enqueue(target, send=lambda _task_id: None)
+        if not batch:
+            return
+        _on_each(batch, lambda target: _host_carry(target.pk, target.task_id, tools))
+        deployment_advance(deployment_id=deployment.pk, carried_here=True)
+        deployment.refresh_from_db()
+
+
+def _next_batch(deployment: Deployment) -> list[HostDeployment]:
+    """The hosts of the first batch that has hosts waiting and not yet sent."""
     waiting = deployment.host_deployments.filter(status=HostStatus.WAITING, task_id="")
     first = waiting.order_by("batch").first()
     if first is None:
-        return
-    for target in waiting.filter(batch=first.batch):
+        return []
+    return list(waiting.filter(batch=first.batch).select_related("host"))
+
+
+def _batch_enqueue(deployment: Deployment) -> None:
+    """Send the jobs of the next batch to the broker, for any deploy worker to take."""
+    for target in _next_batch(deployment):
         host_deployment_enqueue(target)
 
 
-def deployment_advance(*, deployment_id: int) -> None:
+def deployment_advance(*, deployment_id: int, carried_here: bool = False) -> None:
     """After a host's job ended: the next batch, or every host switched (finish), or a host
-    failed and its batch is over (revert). Safe to call more than once."""
+    failed and its batch is over (revert). Safe to call more than once.
+
+    `carried_here`: the coordinator itself carries the hosts (`_batches_carry`) and goes on
+    with what comes next; nothing is sent.
+    """
     with transaction.atomic():
         deployment = Deployment.objects.select_for_update().get(pk=deployment_id)
         if deployment.status != DeploymentStatus.ROLLING:
@@ -307,10 +339,12 @@ def deployment_advance(*, deployment_id: int) -> None:
             do_deployment_transition(
                 deployment=deployment, to=DeploymentStatus.REVERTING, detail=reason
             )
-            deployment_enqueue(deployment, new_phase=True)
+            if not carried_here:
+                deployment_enqueue(deployment, new_phase=True)
             return
         if any(target.status == HostStatus.WAITING for target in targets):
-            _batch_enqueue(deployment)
+            if not carried_here:
+                _batch_enqueue(deployment)
             return
         # Every host serves the release: the environment's record says so from now on.
         Environment.objects.filter(pk=deployment.environment_id).update(
@@ -321,7 +355,8 @@ def deployment_advance(*, deployment_id: int) -> None:
             to=DeploymentStatus.FINISHING,
             detail=f"every host ({len(targets)}) serves release {deployment.release.number}",
         )
-        deployment_enqueue(deployment, new_phase=True)
+        if not carried_here:
+            deployment_enqueue(deployment, new_phase=True)
 
 
 def _step_revert(deployment: Deployment, tools: DeployTools) -> None:
@@ -465,18 +500,25 @@ def host_deployment_execute(
     *, host_deployment_id: int, task_id: str = "", tools: DeployTools
 ) -> HostDeployment | None:
     """Carry one host's part of a deployment; resumes where a lost worker left it."""
-    target = _host_claim(host_deployment_id, task_id or str(uuid.uuid4()))
+    target = _host_carry(host_deployment_id, task_id or str(uuid.uuid4()), tools)
+    if target is not None:
+        deployment_advance(deployment_id=target.deployment_id)
+    return target
+
+
+def _host_carry(host_deployment_id: int, task_id: str, tools: DeployTools) -> HostDeployment | None:
+    """Claim one host's part and carry its steps; None when this delivery has nothing to do."""
+    target = _host_claim(host_deployment_id, task_id)
     if target is None:
         return None
     if job_out_of_attempts(target):
-        host_deployment_abandon(
+        _host_give_up(
             target=target,
             reason=f"its worker was lost {target.attempts - 1} times; not trying again",
         )
         return target
     with job_heartbeat(target):
         _host_steps(target, tools)
-    deployment_advance(deployment_id=target.deployment_id)
     return target
 
 
@@ -523,14 +565,17 @@ def _host_take(host_deployment_id: int, task_id: str) -> HostDeployment | int | 
 def host_deployment_abandon(*, target: HostDeployment, reason: str) -> None:
     """A host's job whose worker is gone for good fails; the deployment reverts (which puts
     this host's proxy back too, whatever step it was in)."""
+    _host_give_up(target=target, reason=reason)
+    deployment_advance(deployment_id=target.deployment_id)
+
+
+def _host_give_up(*, target: HostDeployment, reason: str) -> None:
     target = HostDeployment.objects.get(pk=target.pk)
     if target.status in HOST_FINAL_STATES or target.status == HostStatus.SWITCHED:
-        deployment_advance(deployment_id=target.deployment_id)
         return
     HostDeployment.objects.filter(pk=target.pk).update(failure_reason=reason)
     target.failure_reason = reason
     do_host_transition(target=target, to=HostStatus.FAILED, detail=reason)
-    deployment_advance(deployment_id=target.deployment_id)
 
 
 def _host_steps(target: HostDeployment, tools: DeployTools) -> None:
@@ -569,7 +614,17 @@ def _host_step_start(target: HostDeployment, engine: ContainerEngine, proxy: Tra
     deployment, host = target.deployment, target.host
     environment = deployment.environment
     port = environment.slot_port(deployment.slot)
+
+    def checks_begin() -> None:
+        # Before the container starts, while nothing listens on the slot's port: HAProxy's
+        # checks run while it starts (no round trip after it), and only one that passes from
+        # now on counts.
+        proxy.health_check_start(
+            environment.proxy_backend, deployment.slot, address=host.address, port=port
+        )
+
     if target.reused_container:
+        checks_begin()
         engine.start_container(target.container_id)
         detail = f"restarted the kept container {target.container_id[:12]}"
     else:
@@ -582,6 +637,7 @@ def _host_step_start(target: HostDeployment, engine: ContainerEngine, proxy: Tra
                 "dockyard.host": host.name,
             }
         )
+        checks_begin()
         container_id = engine.start_service(
             image=deployment.release.image,
             name=(
@@ -600,9 +656,6 @@ def _host_step_start(target: HostDeployment, engine: ContainerEngine, proxy: Tra
         HostDeployment.objects.filter(pk=target.pk).update(container_id=container_id)
         target.container_id = container_id
         detail = f"container {container_id[:12]}"
-    proxy.health_check_start(
-        environment.proxy_backend, deployment.slot, address=host.address, port=port
-    )
     do_host_transition(
         target=target, to=HostStatus.CHECKING, detail=f"{detail} on {host.address}:{port}"
     )
@@ -638,11 +691,13 @@ def _host_step_switch(target: HostDeployment, engine: ContainerEngine, proxy: Tr
     deployment, host = target.deployment, target.host
     environment = Environment.objects.get(pk=deployment.environment_id)
     backend, new, old = environment.proxy_backend, deployment.slot, environment.live_slot
-    proxy.set_server(
-        backend, new, address=host.address, port=environment.slot_port(new), state="ready"
+    proxy.switch(
+        backend,
+        to=new,
+        address=host.address,
+        port=environment.slot_port(new),
+        away_from=old if old and old != new else "",
     )
-    if old and old != new:
-        proxy.set_server(backend, old, state="drain")
     do_host_transition(
         target=target,
         to=HostStatus.DRAINING,
@@ -719,7 +774,8 @@ def do_host_transition(*, target: HostDeployment, to: str, detail: str = "") -> 
             detail=detail[:10_000],
         )
         locked.status = to
-        if to in HOST_FINAL_STATES or to == HostStatus.SWITCHED:
+        # When the host's part ended: switched (what follows is the coordinator's), or failed.
+        if locked.finished_at is None and (to in HOST_FINAL_STATES or to == HostStatus.SWITCHED):
             locked.finished_at = timezone.now()
         locked.save(update_fields=["status", "finished_at"])
     target.status, target.finished_at = locked.status, locked.finished_at

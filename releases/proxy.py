@@ -11,13 +11,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from infrastructure.cluster_locks import cluster_lock_waited
 from infrastructure.docker_engine import ContainerEngine, DockerEngineError
 from infrastructure.haproxy import ProxyBackend, ProxyError, ProxyServer, TrafficProxy
-from releases.models import Deployment, Environment, Host
+from releases.models import Environment, Host
 from releases.states import DEPLOYMENT_FINAL_STATES, Slot
 from releases.tools import DeployTools
 
 logger = logging.getLogger(__name__)
+
+# How long a deployment waits for a housekeeper putting its environment's servers back.
+SERVERS_LOCK_SECONDS = 60
 
 
 def proxy_backend(environment: Environment, host: Host) -> ProxyBackend:
@@ -63,26 +67,33 @@ def proxy_apply(proxy: TrafficProxy, host: Host) -> None:
 def proxy_servers_align(proxy: TrafficProxy, host: Host) -> None:
     """Put each environment's servers on `host` in the state the database says, unless a
     deployment is moving them: the live slot ready, the other in maintenance (the proxy
-    restarted from an older file, or someone used its runtime API by hand)."""
-    busy = set(
-        Deployment.objects.exclude(status__in=DEPLOYMENT_FINAL_STATES).values_list(
-            "environment_id", flat=True
-        )
-    )
+    restarted from an older file, or someone used its runtime API by hand).
+
+    A state is put back only under the environment's servers lock, after checking again that
+    no deployment is under way and reading the proxy again: a deployment waits for that lock
+    before it changes anything (`proxy_servers_settled`), so this never undoes its switch.
+    """
     states = proxy.server_states()
-    for environment in (
-        Environment.objects.filter(hosts=host).exclude(live_slot="").exclude(pk__in=busy)
-    ):
-        for slot in Slot.values:
-            wanted = "ready" if slot == environment.live_slot else "maint"
-            current = states.get((environment.proxy_backend, slot))
-            if current is not None and current != wanted:
+    for environment in Environment.objects.filter(hosts=host).exclude(live_slot=""):
+        if not _misaligned(environment, states):
+            continue
+        with cluster_lock_waited(_servers_lock(environment), seconds=SERVERS_LOCK_SECONDS):
+            environment.refresh_from_db()
+            under_way = environment.deployments.exclude(status__in=DEPLOYMENT_FINAL_STATES)
+            if not environment.live_slot or under_way.exists():
+                continue
+            current = proxy.server_states()
+            for slot in Slot.values:
+                wanted = _wanted(environment, slot)
+                found = current.get((environment.proxy_backend, slot))
+                if found is None or found == wanted:
+                    continue
                 logger.warning(
                     "proxy of %s: %s/%s was %s, the database says %s; restoring",
                     host.name,
                     environment.proxy_backend,
                     slot,
-                    current,
+                    found,
                     wanted,
                 )
                 proxy.set_server(
@@ -92,6 +103,29 @@ def proxy_servers_align(proxy: TrafficProxy, host: Host) -> None:
                     port=environment.slot_port(slot),
                     state=wanted,
                 )
+
+
+def proxy_servers_settled(environment: Environment) -> None:
+    """Wait until no housekeeper is putting the environment's servers back (a deployment calls
+    this before it changes anything; the housekeeper leaves alone an environment being
+    deployed, so after this it does until the deployment ends)."""
+    with cluster_lock_waited(_servers_lock(environment), seconds=SERVERS_LOCK_SECONDS):
+        pass
+
+
+def _servers_lock(environment: Environment) -> str:
+    return f"proxy-servers:{environment.pk}"
+
+
+def _wanted(environment: Environment, slot: str) -> str:
+    return "ready" if slot == environment.live_slot else "maint"
+
+
+def _misaligned(environment: Environment, states: dict[tuple[str, str], str]) -> bool:
+    return any(
+        states.get((environment.proxy_backend, slot)) not in {None, _wanted(environment, slot)}
+        for slot in Slot.values
+    )
 
 
 @dataclass

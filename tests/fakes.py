@@ -205,6 +205,11 @@ class FakeProxy:
             self.addresses[(backend, server)] = (address, port)
         self.states[(backend, server)] = state
 
+    def switch(self, backend: str, *, to: str, address: str, port: int, away_from: str) -> None:
+        self.set_server(backend, to, address=address, port=port, state="ready")
+        if away_from:
+            self.set_server(backend, away_from, state="drain")
+
     def sessions(self, backend: str, server: str) -> int:
         return self.open_sessions.get((backend, server), 0)
 

@@ -16,6 +16,7 @@ import pytest
 import requests
 from django.conf import settings
 
+from infrastructure.docker_engine import MANAGED_LABEL, DockerEngine
 from infrastructure.haproxy import PROXY_LABEL, proxy_container_name
 from projects.models import Project
 from releases.models import Deployment, Environment, Host, HostDeployment, Release
@@ -61,6 +62,12 @@ printf 'Content-Type: text/plain\\r\\n\\r\\nslow\\n'
 @pytest.fixture(scope="module")
 def deployers(fleet: Fleet) -> Iterator[Fleet]:
     """Two deploy workers beside the fleet's build workers; they drive every host over ssh."""
+    # Host h1 shares 127.0.0.2 with the suite's `local` host: the proxy earlier tests left
+    # there would hold the ports these tests' environments get.
+    with DockerEngine(settings.DOCKER_HOST) as engine:
+        engine.remove_containers(
+            labels={PROXY_LABEL: "local", MANAGED_LABEL: settings.DOCKYARD_INSTANCE}
+        )
     for name in ("d1", "d2"):
         fleet.workers[name] = FleetWorker(
             name=name,
@@ -79,8 +86,9 @@ def deployers(fleet: Fleet) -> Iterator[Fleet]:
             del fleet.workers[name]
         for socket in HOST_SOCKETS.values():
             client = docker.DockerClient(base_url=socket)
+            ours = f"{MANAGED_LABEL}={settings.DOCKYARD_INSTANCE}"
             for label in ("dockyard.environment", PROXY_LABEL):
-                for container in client.containers.list(all=True, filters={"label": label}):
+                for container in client.containers.list(all=True, filters={"label": [label, ours]}):
                     container.remove(force=True)
             client.close()
 

@@ -11,7 +11,13 @@ import requests
 from django.conf import settings
 
 from infrastructure.docker_engine import DockerEngine
-from infrastructure.haproxy import HostHAProxy, ProxyBackend, ProxyServer, proxy_container_name
+from infrastructure.haproxy import (
+    HostHAProxy,
+    ProxyBackend,
+    ProxyError,
+    ProxyServer,
+    proxy_container_name,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
 
@@ -128,3 +134,18 @@ def test_a_removed_proxy_is_made_again_as_the_database_says_and_a_new_frontend_r
     proxy.apply([environment(live="green"), environment(port=second, name="be_u")])
     assert requests.get(f"http://{ADDRESS}:{second}/", timeout=5).text == "blue"
     assert served() == "green"
+
+
+def test_a_second_proxy_on_a_taken_frontend_fails_saying_so_instead_of_sharing_it(
+    proxy: HostHAProxy, slots: dict[str, object]
+) -> None:
+    proxy.apply([environment()])
+
+    with DockerEngine(settings.DOCKER_HOST) as engine:
+        intruder = HostHAProxy(engine, host="test-host-2")
+        try:
+            with pytest.raises(ProxyError, match="cannot bind"):
+                intruder.apply([environment(live="green")])
+        finally:
+            intruder.stop()
+    assert served() == "blue"

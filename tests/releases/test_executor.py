@@ -3,6 +3,7 @@ and proxies. What these decide (which slot, which hosts in which batch, what is 
 is undone) is the subject here; that the real engines and HAProxies do it is the subject of
 tests/releases/test_deployments.py and tests/fleet/test_deploy_fleet.py."""
 
+import itertools
 from collections.abc import Iterator
 
 import pytest
@@ -11,9 +12,7 @@ from infrastructure import dispatch
 from projects.models import Project
 from releases.executor import (
     deployment_abandon,
-    deployment_execute,
     host_deployment_abandon,
-    host_deployment_execute,
 )
 from releases.models import Deployment, Environment, Host, HostDeployment, Release
 from releases.services import deployment_request, environment_rollback
@@ -230,6 +229,11 @@ def test_production_goes_one_host_at_a_time_and_staging_all_at_once(project: Pro
     promoted, production_batches = drive(
         deployment_request(environment=production, release=release), tools
     )
+    # One batch after the other: each host began once the one before had switched.
+    targets = list(promoted.host_deployments.order_by("position"))
+    for earlier, later in itertools.pairwise(targets):
+        switched = promoted.events.get(host=earlier.host, to_status=HostStatus.SWITCHED)
+        assert later.started_at is not None and later.started_at >= switched.at
 
     assert (staged.status, promoted.status) == ("succeeded", "succeeded")
     assert staging_batches == [["h1", "h2", "h3"]]
@@ -302,14 +306,26 @@ def test_a_host_whose_worker_is_gone_for_good_is_switched_back_with_the_others(
     Environment.objects.filter(pk=environment.pk).update(max_parallel=1)
     engine, proxies = FakeEngine(), {}
     tools = fake_deploy_tools(engine, proxies=proxies)
-    deploy(environment, 1, tools)
+    first = deploy(environment, 1, tools)
     deployment = deployment_request(environment=environment, release=make_release(project, 2))
-    deployment_execute(deployment_id=deployment.pk, tools=tools)  # prepared, h1 sent
-    host_deployment_execute(host_deployment_id=on(deployment, "h1").pk, tools=tools)
-    # h2's worker got as far as the switch, then was lost for the last time.
+    # The coordinator's worker died carrying the hosts: h1 had switched; h2's worker (another,
+    # after a restart) got as far as the switch, then was lost for the last time.
+    Deployment.objects.filter(pk=deployment.pk).update(status="rolling", slot="green")
+    backend = environment.proxy_backend
+    for position, host in enumerate(Host.objects.order_by("name")):
+        HostDeployment.objects.create(
+            deployment=deployment,
+            host=host,
+            position=position,
+            batch=position,
+            status=["switched", "switching", "waiting"][position],
+            previous_container_id=on(first, host.name).container_id,
+        )
+    for name in ("h1", "h2"):
+        proxies[name].switch(
+            backend, to="green", address="127.0.0.9", port=environment.green_port, away_from="blue"
+        )
     h2 = on(deployment, "h2")
-    HostDeployment.objects.filter(pk=h2.pk).update(status=HostStatus.SWITCHING)
-    proxies["h2"].set_server(environment.proxy_backend, "green", state="ready")
 
     host_deployment_abandon(target=h2, reason="its worker was lost 3 times")
     ended, _ = drive(deployment, tools)
