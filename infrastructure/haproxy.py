@@ -246,7 +246,13 @@ class HostHAProxy:
             self._write_checked(container, config)
             self.engine.container_signal(container, "SIGUSR2")  # master-worker: seamless
             time.sleep(0.2)
-            self._wait_until_answering(container)
+            try:
+                self._wait_until_serving(container, backends)
+            except ProxyError:
+                # The old process serves on: its file must say so, or the next apply would
+                # find the new one there and take it for done.
+                self._write(container, previous)
+                raise
 
     def remember(self, backends: list[ProxyBackend]) -> None:
         """Rewrite the config file after runtime switches, without touching the process: a
@@ -430,6 +436,27 @@ class HostHAProxy:
             if time.monotonic() > deadline:
                 logs = self.engine.container_logs(container, tail=20).strip()
                 raise ProxyError(f"the HAProxy of {self.host} does not answer: {logs[-500:]}")
+            time.sleep(0.05)
+
+    def _wait_until_serving(self, container: str, backends: list[ProxyBackend]) -> None:
+        """Until the process answering is one that loaded this config: a reload HAProxy could
+        not do leaves the old process serving the old config, saying nothing to its caller."""
+        wanted = {backend.name for backend in backends}
+        deadline = time.monotonic() + ANSWER_TIMEOUT_SECONDS
+        while True:
+            try:
+                serving = {row.get("pxname", "") for row in self._stat_rows()}
+            except (ProxyError, DockerEngineError):
+                serving = set()
+            if wanted <= serving:
+                return
+            if time.monotonic() > deadline:
+                logs = self.engine.container_logs(container, tail=20).strip()
+                missing = ", ".join(sorted(wanted - serving))
+                raise ProxyError(
+                    f"the HAProxy of {self.host} did not take its new config (no {missing}): "
+                    f"{logs[-500:]}"
+                )
             time.sleep(0.05)
 
     def _expect_ok(self, answer: str, what: str) -> None:

@@ -107,7 +107,7 @@ def production(deployers: Fleet, tmp_path: Path) -> Iterator["Production"]:
     project = make_project()
     environment = make_environment(project, "production", hosts=hosts)
     Environment.objects.filter(pk=environment.pk).update(
-        max_parallel=1, health_path="/healthz", health_timeout_seconds=10, drain_timeout_seconds=20
+        max_parallel=1, health_path="/healthz", health_timeout_seconds=20, drain_timeout_seconds=20
     )
     environment.refresh_from_db()
     outer = OuterBalancer(tmp_path / "outer", environment.frontend_port)
@@ -206,6 +206,12 @@ class Production:
     def deploy(self, release: Release) -> Deployment:
         return self.finished(deployment_request(environment=self.environment, release=release))
 
+    def deployed(self, version: str) -> Deployment:
+        """`version` released and deployed to every host, as a test's starting point."""
+        deployment = self.deploy(self.release(version))
+        assert deployment.status == DeploymentStatus.SUCCEEDED, deployment.failure_reason
+        return deployment
+
     def finished(self, deployment: Deployment, timeout: float = 240) -> Deployment:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -273,7 +279,7 @@ def test_a_promotion_goes_host_by_host_under_load_with_no_failed_request(
 def test_a_host_failing_its_health_check_sends_the_others_back_with_no_failed_request(
     production: Production,
 ) -> None:
-    production.deploy(production.release("v1"))
+    production.deployed("v1")
     sick = production.release("v2-sick-on-h3", sick_on=HOSTS["h3"])
 
     with production.outer.load() as load:
@@ -296,7 +302,7 @@ def test_a_host_failing_its_health_check_sends_the_others_back_with_no_failed_re
 def test_the_worker_killed_while_host_2_switches_is_replaced_and_no_host_is_left_half_switched(
     production: Production,
 ) -> None:
-    production.deploy(production.release("v1"))
+    production.deployed("v1")
     v2 = production.release("v2")
 
     with production.outer.load() as load:
@@ -336,7 +342,7 @@ def test_the_worker_killed_while_host_2_switches_is_replaced_and_no_host_is_left
 def test_a_hosts_haproxy_removed_is_made_again_as_the_database_says(
     production: Production,
 ) -> None:
-    production.deploy(production.release("v1"))
+    production.deployed("v1")
     client = docker.DockerClient(base_url=HOST_SOCKETS["h2"])
     try:
         client.containers.get(proxy_container_name("h2")).remove(force=True)
@@ -365,7 +371,7 @@ def test_rollback_switches_all_three_hosts_at_once_and_the_next_offers_the_right
     production: Production,
 ) -> None:
     for version in ("v1", "v2", "v3"):
-        assert production.deploy(production.release(version)).status == "succeeded"
+        production.deployed(version)
     environment = Environment.objects.get(pk=production.environment.pk)
     assert rollback_target(environment).release.number == 2
 
@@ -385,7 +391,7 @@ def test_rollback_switches_all_three_hosts_at_once_and_the_next_offers_the_right
 def test_a_failing_release_command_leaves_every_host_on_the_old_release(
     production: Production,
 ) -> None:
-    production.deploy(production.release("v1"))
+    production.deployed("v1")
     migrating = production.release("v2", release_command=("sh", "-c", "echo migrating; exit 4"))
 
     failed = production.deploy(migrating)
@@ -399,7 +405,7 @@ def test_a_failing_release_command_leaves_every_host_on_the_old_release(
 
 def test_killing_a_deploy_worker_process_group_leaves_no_proxy_down(production: Production) -> None:
     # The hosts' proxies are containers of their own: a deploy worker gone takes none down.
-    production.deploy(production.release("v1"))
+    production.deployed("v1")
     for name in ("d1", "d2"):
         production.fleet.kill(name)
     assert production.served_on_each_host() == {"h1": "v1", "h2": "v1", "h3": "v1"}

@@ -3,6 +3,7 @@ through the host's Docker engine (config written with the archive API, runtime A
 through `docker exec`), against the real engine and HAProxy."""
 
 import http.server
+import socket
 import threading
 from collections.abc import Iterator
 
@@ -149,3 +150,21 @@ def test_a_second_proxy_on_a_taken_frontend_fails_saying_so_instead_of_sharing_i
         finally:
             intruder.stop()
     assert served() == "blue"
+
+
+def test_a_reload_haproxy_could_not_do_is_said_and_the_old_config_keeps_serving(
+    proxy: HostHAProxy, slots: dict[str, object]
+) -> None:
+    proxy.apply([environment()])
+    taken = FRONTEND - 2
+    with socket.socket() as squatter:
+        squatter.bind((ADDRESS, taken))
+        squatter.listen()
+
+        with pytest.raises(ProxyError, match="did not take its new config"):
+            proxy.apply([environment(), environment(port=taken, name="be_u")])
+
+    assert served() == "blue"
+    # Asked again once the port is free, it reloads (the failed attempt was not taken as done).
+    proxy.apply([environment(), environment(port=taken, name="be_u")])
+    assert requests.get(f"http://{ADDRESS}:{taken}/", timeout=5).text == "blue"
