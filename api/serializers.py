@@ -11,11 +11,15 @@ from releases.models import Deployment, DeploymentEvent, Environment, Host, Host
 
 
 class StrictCharField(serializers.CharField):
-    """A string, and only a string: DRF's CharField would take 0 and make it "0"."""
+    """A string, and only a string: DRF's CharField would take 0 and make it "0". Its length is
+    checked as sent (DRF checks it after trimming whitespace, so "\n" + 500 characters would
+    pass a limit of 500 that the API's schema says it refuses)."""
 
     def to_internal_value(self, data: object) -> str:
         if not isinstance(data, str):
             self.fail("invalid")
+        elif self.max_length is not None and len(data) > self.max_length:
+            self.fail("max_length", max_length=self.max_length)
         return str(super().to_internal_value(data))
 
 

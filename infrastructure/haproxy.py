@@ -228,6 +228,8 @@ class HostHAProxy:
     def __init__(self, engine: DockerEngine, *, host: str) -> None:
         self.engine = engine
         self.host = host
+        # (backend, server) -> what its last finished health check saw.
+        self._last_seen: dict[tuple[str, str], str] = {}
 
     def apply(self, backends: list[ProxyBackend]) -> None:
         """Make the host's proxy serve exactly these environments: started (or made) if it is
@@ -333,16 +335,18 @@ class HostHAProxy:
         for row in self._stat_rows():
             if row.get("pxname") == check_backend(backend) and row.get("svname") == server:
                 status = (row.get("status") or "").upper()
-                # e.g. "L7STS 404 Not Found": HAProxy's verdict, the status, its reason.
+                verdict = row.get("check_status") or ""
+                # e.g. "L7STS 404 Not Found": HAProxy's verdict, the status, its reason. While
+                # a check runs ("* L7STS", code 0) the last one that ended says more.
                 seen = " ".join(
                     part
-                    for part in (
-                        row.get("check_status"),
-                        row.get("check_code"),
-                        row.get("last_chk"),
-                    )
-                    if part
+                    for part in (verdict, row.get("check_code"), row.get("last_chk"))
+                    if part and part != "0"
                 )
+                if verdict.startswith("*"):
+                    seen = self._last_seen.get((backend, server), seen)
+                else:
+                    self._last_seen[(backend, server)] = seen
                 return SlotHealth(
                     healthy=status.startswith("UP"),
                     detail=f"HAProxy on {self.host}: {status or 'unknown'}"

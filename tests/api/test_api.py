@@ -12,6 +12,7 @@ from django.test import override_settings
 from rest_framework.test import APIClient
 
 from api.models import ChatIdentity
+from api.serializers import ChatCommandSerializer
 from api.tokens import api_token_issue
 from pipelines.models import PipelineRun
 from pipelines.services import run_create
@@ -238,3 +239,12 @@ def test_a_nul_character_in_a_filter_is_a_400_not_a_crash(viewer: User) -> None:
     response = client_for(viewer).get("/api/v1/runs/?project=web%00")
     assert response.status_code == 400
     assert response.json()["error"]["fields"] == {"project": ["must not contain NUL characters"]}
+
+
+def test_a_text_longer_than_its_limit_is_refused_even_when_trimming_would_make_it_fit() -> None:
+    text = "\n" + "x" * 500  # 501 characters as sent; 500 once trimmed
+
+    serializer = ChatCommandSerializer(data={"text": text})
+
+    assert not serializer.is_valid()
+    assert "no more than 500 characters" in str(serializer.errors["text"][0])
