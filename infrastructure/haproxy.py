@@ -373,9 +373,11 @@ class HostHAProxy:
         """Send runtime API commands in one exec (one round trip to the host): their answers."""
         container = self._running_container()
         separator = "\x1e"  # answers are split on it; HAProxy never writes it
+        # Through the master's socket, to "@1", the newest worker: just after a reload the old
+        # worker may still answer on the admin socket, with the old config's backends.
         script = " ; ".join(
-            f"printf '%s\\n' {shlex.quote(line)} | /usr/bin/socat stdio "
-            f"unix-connect:{ADMIN_SOCKET}; printf '{separator}'"
+            f"printf '%s\\n' {shlex.quote('@1 ' + line)} | /usr/bin/socat stdio "
+            f"unix-connect:{MASTER_SOCKET}; printf '{separator}'"
             for line in lines
         )
         code, output = self.engine.container_exec(container, ["/bin/sh", "-c", script])
