@@ -241,7 +241,9 @@ class HostHAProxy:
                 self._wait_until_answering(container)
                 return
             previous = self._read(container)
-            if topology(previous) == topology(config):
+            # The file alone is not proof: the process must be serving it too (a process that
+            # missed a reload would refuse every command about the new environment).
+            if topology(previous) == topology(config) and self._serves(backends):
                 if previous != config:
                     self._write(container, config)
                 return
@@ -443,6 +445,13 @@ class HostHAProxy:
                 logs = self.engine.container_logs(container, tail=20).strip()
                 raise ProxyError(f"the HAProxy of {self.host} does not answer: {logs[-500:]}")
             time.sleep(0.05)
+
+    def _serves(self, backends: list[ProxyBackend]) -> bool:
+        try:
+            serving = {row.get("pxname", "") for row in self._stat_rows()}
+        except (ProxyError, DockerEngineError):
+            return False
+        return {backend.name for backend in backends} <= serving
 
     def _wait_until_serving(self, container: str, backends: list[ProxyBackend]) -> None:
         """Until the process answering is one that loaded this config: a reload HAProxy could

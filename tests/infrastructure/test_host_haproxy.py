@@ -168,3 +168,17 @@ def test_a_reload_haproxy_could_not_do_is_said_and_the_old_config_keeps_serving(
     # Asked again once the port is free, it reloads (the failed attempt was not taken as done).
     proxy.apply([environment(), environment(port=taken, name="be_u")])
     assert requests.get(f"http://{ADDRESS}:{taken}/", timeout=5).text == "blue"
+
+
+def test_a_process_that_missed_its_reload_is_reloaded_even_when_its_file_is_current(
+    proxy: HostHAProxy, slots: dict[str, object]
+) -> None:
+    proxy.apply([environment()])
+    second = FRONTEND - 3
+    both = [environment(), environment(port=second, name="be_v")]
+    # The file already says both environments; the running process serves only the first.
+    proxy.remember(both)
+
+    proxy.apply(both)
+
+    assert requests.get(f"http://{ADDRESS}:{second}/", timeout=5).text == "blue"
