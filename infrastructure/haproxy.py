@@ -247,27 +247,35 @@ class HostHAProxy:
                 if previous != config:
                     self._write(container, config)
                 return
-            self._write_checked(container, config)
-            self.engine.container_signal(container, "SIGUSR2")  # master-worker: seamless
-            time.sleep(0.2)
-            try:
-                self._wait_until_serving(container, backends)
-            except ProxyError:
-                # The old process serves on: its file must say so, or the next apply would
-                # find the new one there and take it for done.
-                self._write(container, previous)
-                raise
+            self._reload(container, previous, config, backends)
 
     def remember(self, backends: list[ProxyBackend]) -> None:
         """Rewrite the config file after runtime switches, without touching the process: a
-        restart of the container begins as the database says."""
+        restart of the container begins as the database says. If the environments changed
+        meanwhile (another one added), the process is reloaded with them: a file the running
+        process does not serve would pass the next apply for done."""
         config = render_config(backends, admin_socket=ADMIN_SOCKET)
         with self._locked():
             container = self._running_container()
-            if topology(self._read(container)) == topology(config):
+            previous = self._read(container)
+            if topology(previous) == topology(config):
                 self._write(container, config)
             else:
-                self._write_checked(container, config)
+                self._reload(container, previous, config, backends)
+
+    def _reload(
+        self, container: str, previous: str, config: str, backends: list[ProxyBackend]
+    ) -> None:
+        self._write_checked(container, config)
+        self.engine.container_signal(container, "SIGUSR2")  # master-worker: seamless
+        time.sleep(0.2)
+        try:
+            self._wait_until_serving(container, backends)
+        except ProxyError:
+            # The old process serves on: its file must say so, or the next apply would find
+            # the new one there and take it for done.
+            self._write(container, previous)
+            raise
 
     def set_server(
         self,

@@ -32,10 +32,6 @@ pytestmark = [
     pytest.mark.docker,
     pytest.mark.fleet,
     pytest.mark.django_db(transaction=True),
-    # Known to fail about one run in ten in the whole suite (a host's HAProxy missing a
-    # reload; the last cause found is fixed, the flake is still under study): once more
-    # before it counts. A real regression fails all three times.
-    pytest.mark.flaky(reruns=2, reruns_delay=2),
 ]
 
 HOSTS = {"h1": "127.0.0.2", "h2": "127.0.0.3", "h3": "127.0.0.4"}

@@ -13,11 +13,14 @@ from django.conf import settings
 
 from infrastructure.docker_engine import DockerEngine
 from infrastructure.haproxy import (
+    ADMIN_SOCKET,
+    CONFIG_PATH,
     HostHAProxy,
     ProxyBackend,
     ProxyError,
     ProxyServer,
     proxy_container_name,
+    render_config,
 )
 
 pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
@@ -176,9 +179,28 @@ def test_a_process_that_missed_its_reload_is_reloaded_even_when_its_file_is_curr
     proxy.apply([environment()])
     second = FRONTEND - 3
     both = [environment(), environment(port=second, name="be_v")]
-    # The file already says both environments; the running process serves only the first.
-    proxy.remember(both)
+    # The file already says both environments (written by hand, say); the running process
+    # serves only the first.
+    proxy.engine.file_put(
+        proxy_container_name("test-host"),
+        CONFIG_PATH,
+        render_config(both, admin_socket=ADMIN_SOCKET).encode(),
+    )
 
     proxy.apply(both)
 
     assert requests.get(f"http://{ADDRESS}:{second}/", timeout=5).text == "blue"
+
+
+def test_remembering_switches_while_an_environment_was_added_reloads_to_serve_both(
+    proxy: HostHAProxy, slots: dict[str, object]
+) -> None:
+    proxy.apply([environment()])
+    second = FRONTEND - 3
+    both = [environment(), environment(port=second, name="be_v")]
+
+    proxy.remember(both)
+
+    # Served at once: a file the process did not load would pass the next apply for done.
+    assert requests.get(f"http://{ADDRESS}:{second}/", timeout=5).text == "blue"
+    proxy.set_server("be_v", "blue", state="drain")
