@@ -2,18 +2,23 @@
 
 The key is stored (unique per user) before the write runs, so of two concurrent copies only
 one runs; the other waits for its answer. Answers of 5xx are forgotten, so the client can
-retry a write that failed on our side.
+retry a write that failed on our side. A key is remembered DOCKYARD_IDEMPOTENCY_RETENTION_HOURS
+(a retry comes within minutes); each keyed write deletes a few expired ones, so the table
+holds about one retention period's writes however long Dockyard runs.
 """
 
 import hashlib
 import json
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from functools import wraps
 from typing import Any
 
+from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -24,6 +29,7 @@ from api.models import IdempotentRequest
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
 WAIT_FOR_FIRST_SECONDS = 15
+EXPIRED_PER_WRITE = 20
 
 ViewMethod = Callable[..., Response]
 
@@ -41,6 +47,7 @@ def idempotent(view_method: ViewMethod) -> ViewMethod:
         fingerprint = hashlib.sha256(
             json.dumps(request.data, sort_keys=True, default=str).encode()
         ).hexdigest()
+        _expired_records_delete(user=request.user, key=key)
         try:
             with transaction.atomic():
                 record = IdempotentRequest.objects.create(
@@ -67,6 +74,17 @@ def idempotent(view_method: ViewMethod) -> ViewMethod:
         return response
 
     return wrapper
+
+
+def _expired_records_delete(*, user: Any, key: str) -> None:
+    """This key, if it is remembered from too long ago (it is a new request now), and a few
+    other expired ones: more than a write makes, so none pile up."""
+    cutoff = timezone.now() - timedelta(hours=settings.DOCKYARD_IDEMPOTENCY_RETENTION_HOURS)
+    expired = IdempotentRequest.objects.filter(created_at__lt=cutoff)
+    expired.filter(user=user, key=key).delete()
+    batch = list(expired.order_by().values_list("pk", flat=True)[:EXPIRED_PER_WRITE])
+    if batch:
+        IdempotentRequest.objects.filter(pk__in=batch).delete()
 
 
 def _first_answer(request: Request, key: str, fingerprint: str) -> Response:

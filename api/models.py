@@ -25,6 +25,10 @@ class IdempotentRequest(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["user", "key"], name="idempotency_key_unique"),
         ]
+        indexes = [
+            # Expired keys are found and deleted by age (api.idempotency).
+            models.Index(fields=["created_at"], name="idempotency_created_at"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.user} {self.method} {self.path} ({self.key})"

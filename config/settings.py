@@ -368,6 +368,14 @@ DOCKYARD_LOG_RETENTION_RUNS = env_int("DOCKYARD_LOG_RETENTION_RUNS", 20, minimum
 DOCKYARD_IMAGE_RETENTION_HOURS = env_int("DOCKYARD_IMAGE_RETENTION_HOURS", 72, minimum=1)
 #: Test caches (`test.cache` volumes) no run used for this many days are removed.
 DOCKYARD_CACHE_RETENTION_DAYS = env_int("DOCKYARD_CACHE_RETENTION_DAYS", 14, minimum=1)
+#: Webhook deliveries (headers and raw bodies) acted on are deleted after this many days; the
+#: runs they started stay.
+DOCKYARD_DELIVERY_RETENTION_DAYS = env_int("DOCKYARD_DELIVERY_RETENTION_DAYS", 30, minimum=1)
+#: An API write's Idempotency-Key is remembered this many hours: a retry within them gets the
+#: first answer back, one after them is a new request.
+DOCKYARD_IDEMPOTENCY_RETENTION_HOURS = env_int(
+    "DOCKYARD_IDEMPOTENCY_RETENTION_HOURS", 24, minimum=1
+)
 # What Dockyard labels its containers with (dockyard.managed=<this>): start-up clean-up and
 # retention touch only their own installation's containers on a shared engine.
 #: The `dockyard.managed` label value on this installation's containers. (default: from the data

@@ -1,4 +1,5 @@
-"""Retention: old runs' logs, unused local images and finished containers are pruned.
+"""Retention: old runs' logs, old webhook deliveries, unused local images and finished
+containers are pruned.
 
 What is kept, whatever its age: the runs themselves with their stages and events (the
 timeline), each project's newest DOCKYARD_LOG_RETENTION_RUNS runs' logs, every image a release
@@ -36,12 +37,14 @@ from projects.models import Project
 from releases.models import Deployment, Environment, HostDeployment, Release
 from releases.selectors import rollback_target
 from releases.states import DEPLOYMENT_FINAL_STATES, DeploymentStatus, HostStatus
+from webhooks.models import Delivery
 
 logger = logging.getLogger(__name__)
 
 # Deleting a run's log chunks a few thousand rows at a time keeps each statement (and the
 # locks it holds) short on a table of millions of rows, while the web reads and workers write.
 LOG_CHUNK_BATCH = 2000
+DELIVERY_BATCH = 500
 RUN_BATCH = 100
 
 
@@ -65,6 +68,8 @@ class PruneReport:
 
     dry_run: bool = False
     log_chunks_deleted: int = 0
+    # Webhook deliveries acted on over DOCKYARD_DELIVERY_RETENTION_DAYS ago.
+    deliveries_deleted: int = 0
     runs_log_pruned: list[int] = field(default_factory=list)
     containers_removed: list[PrunedContainer] = field(default_factory=list)
     images_removed: list[PrunedImage] = field(default_factory=list)
@@ -84,7 +89,8 @@ class PruneReport:
         verb = "would prune" if self.dry_run else "pruned"
         summary = (
             f"{verb} the logs of {len(self.runs_log_pruned)} run(s) "
-            f"({self.log_chunks_deleted} chunks), {len(self.containers_removed)} container(s), "
+            f"({self.log_chunks_deleted} chunks), {self.deliveries_deleted} webhook "
+            f"deliveries, {len(self.containers_removed)} container(s), "
             f"{len(self.images_removed)} image(s), "
             f"{len(self.cache_volumes_removed)} test cache(s), "
             f"{len(self.candidates_removed)} candidate(s), "
@@ -114,6 +120,7 @@ def installation_prune(*, now: datetime | None = None, dry_run: bool = False) ->
     now = now or timezone.now()
     report = PruneReport(dry_run=dry_run)
     _logs_prune(report, now=now)
+    _deliveries_prune(report, now=now)
     candidates = candidates_prune(
         finished_before=now - timedelta(hours=settings.DOCKYARD_CANDIDATE_RETENTION_HOURS),
         dry_run=dry_run,
@@ -185,6 +192,25 @@ def _logs_prune(report: PruneReport, *, now: datetime) -> None:
         report.log_chunks_deleted += _log_chunks_delete(batch)
         PipelineRun.objects.filter(pk__in=batch).update(log_pruned_at=now)
         report.runs_log_pruned.extend(batch)
+
+
+def _deliveries_prune(report: PruneReport, *, now: datetime) -> None:
+    """Old deliveries go, bodies and all (up to 25 MB each); one not yet acted on stays
+    whatever its age, for its run is still to come."""
+    cutoff = now - timedelta(days=settings.DOCKYARD_DELIVERY_RETENTION_DAYS)
+    expired = Delivery.objects.filter(received_at__lt=cutoff, acted_at__isnull=False).order_by()
+    if report.dry_run:
+        report.deliveries_deleted = expired.count()
+        return
+    while True:
+        # A batch at a time, each its own statement: short locks on a table the webhook
+        # endpoint writes to all day.
+        batch = list(expired.values_list("pk", flat=True)[:DELIVERY_BATCH])
+        if not batch:
+            return
+        report.deliveries_deleted += (
+            Delivery.objects.filter(pk__in=batch).delete()[1].get(Delivery._meta.label, 0)
+        )
 
 
 def _log_chunks_delete(run_ids: list[int]) -> int:

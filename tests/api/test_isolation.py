@@ -2,11 +2,14 @@
 password to any reader, grants only from operators and audited, refs git refuses refused."""
 
 import uuid
+from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from api.models import IdempotentRequest
@@ -157,3 +160,32 @@ def test_a_run_of_a_ref_git_refuses_is_refused_naming_it(
     assert answer.json()["error"]["message"].startswith(f"ref {ref!r}: ")
     assert problem in answer.json()["error"]["message"]
     assert not PipelineRun.objects.exists()
+
+
+def test_an_idempotency_key_is_forgotten_after_its_retention_and_expired_ones_are_deleted(
+    operator: User,
+) -> None:
+    api = client_for(operator)
+    body = {"slug": "kept-app", "repository_url": "https://github.com/acme/kept-app.git"}
+    first = api.post("/api/v1/projects/", body, format="json", headers={"Idempotency-Key": "k1"})
+    assert first.status_code == 201
+    other = User.objects.create_user("other", is_staff=True)
+    for number in range(3):
+        response = client_for(other).post(
+            "/api/v1/projects/",
+            {"slug": f"other-{number}", "repository_url": f"https://github.com/acme/o{number}.git"},
+            format="json",
+            headers={"Idempotency-Key": f"o{number}"},
+        )
+        assert response.status_code == 201
+    # A day and more later (the test stands in for the passing of time).
+    IdempotentRequest.objects.update(
+        created_at=timezone.now()
+        - timedelta(hours=settings.DOCKYARD_IDEMPOTENCY_RETENTION_HOURS + 1)
+    )
+
+    again = api.post("/api/v1/projects/", body, format="json", headers={"Idempotency-Key": "k1"})
+
+    # A new request, not a replay: the project exists now, so it is refused as such.
+    assert again.status_code == 400 and "Idempotent-Replayed" not in again.headers
+    assert not IdempotentRequest.objects.filter(user=other).exists()

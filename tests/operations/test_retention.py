@@ -551,3 +551,40 @@ def candidate(
     return engine.push_image(
         image_id=image_id, repository=repository, tag=f"run-{run.pk}", on_output=lambda _: None
     )
+
+
+def test_webhook_deliveries_acted_on_long_ago_go_the_rest_stay() -> None:
+    from webhooks.models import Delivery
+
+    project = make_project()
+    run = finished_run(project, days_ago=40)
+
+    def delivery(name: str, *, days_ago: float, acted: bool = True) -> Delivery:
+        made = Delivery.objects.create(
+            forge="github",
+            delivery_id=name,
+            event="push",
+            project=project,
+            body=b"{}" * 1000,
+            run=run if name == "old-run" else None,
+            acted_at=timezone.now() if acted else None,
+        )
+        Delivery.objects.filter(pk=made.pk).update(
+            received_at=timezone.now() - timedelta(days=days_ago)
+        )
+        return made
+
+    delivery("old-run", days_ago=40)
+    delivery("old-ping", days_ago=31)
+    delivery("recent", days_ago=29)
+    # Never acted on (its worker lost): kept whatever its age, its run is still to come.
+    delivery("old-pending", days_ago=40, acted=False)
+
+    report = retention_prune()
+
+    assert report.deliveries_deleted == 2
+    assert sorted(Delivery.objects.values_list("delivery_id", flat=True)) == [
+        "old-pending",
+        "recent",
+    ]
+    assert PipelineRun.objects.filter(pk=run.pk).exists()  # the run it started stays

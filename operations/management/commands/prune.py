@@ -12,7 +12,8 @@ from operations.retention import retention_prune
 class Command(BaseCommand):
     help = (
         "Delete the logs of finished runs older than DOCKYARD_LOG_RETENTION_DAYS (each "
-        "project's newest DOCKYARD_LOG_RETENTION_RUNS runs keep theirs), containers whose work "
+        "project's newest DOCKYARD_LOG_RETENTION_RUNS runs keep theirs), webhook deliveries "
+        "acted on over DOCKYARD_DELIVERY_RETENTION_DAYS ago, containers whose work "
         "is over, and this engine's images of Dockyard's projects older than "
         "DOCKYARD_IMAGE_RETENTION_HOURS that no environment's current, rollback or kept release "
         "and no newest build cache needs, candidates of runs that ended over "
@@ -31,6 +32,10 @@ class Command(BaseCommand):
         self.stdout.write(
             f"logs: {verb} {report.log_chunks_deleted} chunks of {len(report.runs_log_pruned)} "
             f"run(s) finished over {settings.DOCKYARD_LOG_RETENTION_DAYS} days ago"
+        )
+        self.stdout.write(
+            f"webhook deliveries: {verb} {report.deliveries_deleted} received over "
+            f"{settings.DOCKYARD_DELIVERY_RETENTION_DAYS} days ago"
         )
         if options["verbosity"] >= 2 and report.runs_log_pruned:
             self.stdout.write(f"  runs (ids): {', '.join(map(str, report.runs_log_pruned))}")
