@@ -22,7 +22,7 @@ TEST_ENV := DATABASE_URL=postgres://dockyard:dockyard@127.0.0.1:5432/dockyard \
 	DOCKYARD_SLOT_PORTS=19200-19399 \
 	DOCKYARD_ALLOW_LOCAL_REPOSITORIES=true
 
-.PHONY: up down demo test lint system services hosts bench-pipeline bench-webhooks bench-deploy \
+.PHONY: up down demo test lint system services hosts bench-pipeline bench-webhooks bench-deploy bench-history \
 	bench-soak bench-fleet
 
 $(VENV)/.installed: pyproject.toml
@@ -72,6 +72,14 @@ bench-deploy: up
 
 bench-soak: up
 	$(RUN_ENV) $(PY) bench/soak.py
+
+# Its own PostgreSQL database, loaded with 50,000 runs of history.
+bench-history: $(VENV)/.installed services
+	runuser -u postgres -- psql -qtAc "select 1 from pg_database where datname = 'dockyard_history'" \
+		| grep -q 1 || runuser -u postgres -- createdb -O dockyard dockyard_history
+	DATABASE_URL=postgres://dockyard:dockyard@127.0.0.1:5432/dockyard_history \
+		REDIS_URL=redis://127.0.0.1:6380/10 $(SERVICES_ENV) DOCKYARD_DATA_DIR=$(CURDIR)/data/bench-history \
+		$(PY) bench/history.py
 
 # Its own PostgreSQL database, Redis database and data folder; its own workers on the hosts.
 bench-fleet: $(VENV)/.installed services hosts

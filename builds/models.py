@@ -48,6 +48,14 @@ class LayerBuild(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["run", "name"], name="layer_build_unique"),
         ]
+        indexes = [
+            # /metrics counts the base layers built since its roll-up.
+            models.Index(
+                fields=["created_at"],
+                condition=models.Q(role=LayerRole.BASE),
+                name="layer_build_base_created_at",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.run} {self.name} ({self.source})"

@@ -179,7 +179,7 @@ def jobs_reap(kind: JobKind[Job], *, now: datetime, held: set[str] | None) -> Ki
         result.given_up.append(job_id)
     if held is None:
         return result
-    waiting = kind.waiting().filter(queued_at__lt=cutoff).exclude(task_id="")
+    waiting = kind.waiting().filter(queued_at__lt=cutoff).exclude(task_id="").order_by()
     for job_id, task_id in waiting.values_list("pk", "task_id"):
         if task_id in held:
             continue
@@ -206,4 +206,5 @@ def _locked(kind: JobKind[Job], job_id: int, still: QuerySet[Job]) -> Job | None
 
 
 def _ids(jobs: QuerySet[Job]) -> Iterable[int]:
-    return list(jobs.values_list("pk", flat=True))
+    # No order: sorting by the model's default (a join, for stages) would cost more than the look.
+    return list(jobs.order_by().values_list("pk", flat=True))

@@ -16,6 +16,7 @@ from monitoring.selectors import (
     base_layer_counts,
     delivery_counts,
     deployment_counts,
+    metrics_scrape,
     run_counts,
     run_queue_latency,
     stage_durations,
@@ -31,10 +32,11 @@ class DockyardCollector(Collector):
         return []
 
     def collect(self) -> Iterator[Metric]:
+        scrape = metrics_scrape()
         runs = GaugeMetricFamily(
             "dockyard_runs", "Pipeline runs by project and status.", labels=["project", "status"]
         )
-        for row in run_counts():
+        for row in run_counts(scrape):
             runs.add_metric(list(row.labels), row.value)
         yield runs
 
@@ -42,7 +44,7 @@ class DockyardCollector(Collector):
             "dockyard_run_queue_latency_seconds",
             "From a run's creation to the start of its first stage.",
         )
-        _add_histogram(latency, [], run_queue_latency())
+        _add_histogram(latency, [], run_queue_latency(scrape))
         yield latency
 
         stages = HistogramMetricFamily(
@@ -50,11 +52,11 @@ class DockyardCollector(Collector):
             "How long stages ran, by stage name.",
             labels=["stage"],
         )
-        for name, histogram in sorted(stage_durations().items()):
+        for name, histogram in sorted(stage_durations(scrape).items()):
             _add_histogram(stages, [name], histogram)
         yield stages
 
-        layers = base_layer_counts()
+        layers = base_layer_counts(scrape)
         base_layers = CounterMetricFamily(
             "dockyard_base_layers",
             "Base image layers the build stage needed, by source (built is a cache miss).",
@@ -76,17 +78,17 @@ class DockyardCollector(Collector):
         deployments = GaugeMetricFamily(
             "dockyard_deployments", "Deployments by kind and status.", labels=["kind", "status"]
         )
-        for row in deployment_counts():
+        for row in deployment_counts(scrape):
             deployments.add_metric(list(row.labels), row.value)
         yield deployments
 
         deliveries = GaugeMetricFamily(
             "dockyard_webhook_deliveries",
-            "Stored webhook deliveries by forge and outcome (run_started, nothing_started, "
-            "pending).",
+            "Webhook deliveries received, by forge and outcome (run_started, nothing_started, "
+            "pending); those pruned by retention stay counted.",
             labels=["forge", "outcome"],
         )
-        for row in delivery_counts():
+        for row in delivery_counts(scrape):
             deliveries.add_metric(list(row.labels), row.value)
         yield deliveries
 

@@ -1,19 +1,39 @@
 """What /metrics reports, read from the database at scrape time.
 
 Web and workers are separate processes (and hosts), so no process's memory holds the truth;
-the database does. Every figure is one aggregate query: counts per group, and histograms as
-one `count(*) FILTER (WHERE value <= bound)` per bucket, never a loop over rows in Python.
+the database does. Every figure is aggregated in SQL: counts per group, and histograms as one
+`count(*) FILTER (WHERE value <= bound)` per bucket, never a loop over rows in Python.
+
+A scrape must not cost more as history grows (Prometheus scrapes every 15 s, forever). What
+ended long enough ago (a run finished, a stage ended, a delivery acted on) does not change
+again: it is added once to a roll-up (monitoring.models.MetricsRollup) and only the rows that
+ended since are counted at each scrape, through an index on the time they ended.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, QuerySet, Sum
+from django.db import transaction
+from django.db.models import (
+    Case,
+    Count,
+    DurationField,
+    ExpressionWrapper,
+    F,
+    Q,
+    QuerySet,
+    Sum,
+    Value,
+    When,
+)
+from django.utils import timezone
 
 from builds.models import CacheSource, LayerBuild, LayerRole
+from monitoring.models import MetricsRollup
 from pipelines.models import PipelineRun, Stage
+from projects.models import Project
 from releases.models import Deployment
 from webhooks.models import Delivery
 
@@ -21,6 +41,18 @@ from webhooks.models import Delivery
 # a second (config) to an hour (a cold build with tests).
 QUEUE_LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 STAGE_DURATION_BUCKETS = (1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
+# A row's end time is written in a transaction that commits within moments; one still open
+# after minutes would be missed by the roll-up, so only what ended this long ago is rolled up.
+SETTLE_MARGIN = timedelta(minutes=5)
+# Rolling up on every scrape would cost its extra queries for a few seconds' rows.
+SETTLE_EVERY = timedelta(minutes=1)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# In the roll-up, a row's labels joined by a separator no label contains.
+LABEL_SEPARATOR = "\x1f"
+
+Labels = tuple[str, ...]
+# [count, sum of seconds, then each bucket's count]; counts have the first only.
+Totals = list[float]
 
 
 @dataclass(frozen=True)
@@ -37,77 +69,210 @@ class LabelledCount:
     value: int
 
 
-def run_counts() -> list[LabelledCount]:
-    """How many runs each project has in each status."""
-    rows = (
-        PipelineRun.objects.values_list("project__slug", "status")
-        .annotate(runs=Count("pk"))
-        .order_by("project__slug", "status")
-    )
-    return [LabelledCount((slug, status), runs) for slug, status, runs in rows]
+@dataclass(frozen=True)
+class Family:
+    """One figure: which rows, grouped by what, and when each row ends (after which it never
+    changes). A row with no end yet is counted live at every scrape."""
+
+    name: str
+    rows: Callable[[], QuerySet[Any]]
+    ended_at: str
+    labels: tuple[str, ...] = ()
+    bounds: Sequence[float] | None = None
+    # Whether rows not yet ended count (a queued run does; a stage not yet ended has no
+    # duration). Asking for them when they cannot count costs an index scan for nothing.
+    counts_unended: bool = True
+
+    @property
+    def key(self) -> str:
+        # Other buckets make other totals: a roll-up made with the old bounds is not added to.
+        return f"{self.name}:{','.join(map(str, self.bounds))}" if self.bounds else self.name
+
+    def totals(self, rows: QuerySet[Any]) -> dict[Labels, Totals]:
+        rows = rows.order_by()
+        if self.bounds is None:
+            grouped = rows.values_list(*self.labels).annotate(rows=Count("pk"))
+            return {tuple(map(str, row[:-1])): [row[-1]] for row in grouped}
+        aggregates = _histogram_aggregates(self.bounds)
+        if not self.labels:
+            found = [rows.aggregate(**aggregates)]
+        else:
+            found = list(rows.values(*self.labels).annotate(**aggregates))
+        return {
+            tuple(str(row[label]) for label in self.labels): [
+                row["observations"],
+                row["total"].total_seconds() if row["total"] is not None else 0.0,
+                *(row[f"le_{index}"] for index in range(len(self.bounds))),
+            ]
+            for row in found
+            if row["observations"]
+        }
+
+    def ended_between(self, since: datetime, before: datetime) -> dict[Labels, Totals]:
+        window = {f"{self.ended_at}__gte": since, f"{self.ended_at}__lt": before}
+        return self.totals(self.rows().filter(**window))
+
+    def not_rolled_up(self, since: datetime) -> dict[Labels, Totals]:
+        recent = Q(**{f"{self.ended_at}__gte": since})
+        if self.counts_unended:
+            recent |= Q(**{f"{self.ended_at}__isnull": True})
+        return self.totals(self.rows().filter(recent))
 
 
-def run_queue_latency(bounds: Sequence[float] = QUEUE_LATENCY_BUCKETS) -> Histogram:
-    """From a run's creation to the start of its first stage, over every run that started."""
-    started = Stage.objects.filter(position=0, started_at__isnull=False).annotate(
+def _queue_latencies() -> QuerySet[Stage]:
+    return Stage.objects.filter(position=0, started_at__isnull=False).annotate(
         seconds=_interval(F("started_at") - F("run__created_at"))
     )
-    return _histogram(started, bounds)
 
 
-def stage_durations(bounds: Sequence[float] = STAGE_DURATION_BUCKETS) -> dict[str, Histogram]:
-    """How long each kind of stage ran, over every stage that started and ended."""
-    ended = (
-        Stage.objects.filter(started_at__isnull=False, finished_at__isnull=False)
-        .annotate(seconds=_interval(F("finished_at") - F("started_at")))
-        .values("name")
-        .annotate(**_histogram_aggregates(bounds))
-        .order_by("name")
+def _stage_durations() -> QuerySet[Stage]:
+    return Stage.objects.filter(started_at__isnull=False, finished_at__isnull=False).annotate(
+        seconds=_interval(F("finished_at") - F("started_at"))
     )
-    return {row["name"]: _histogram_from_row(row, bounds) for row in ended}
 
 
-def base_layer_counts() -> dict[str, int]:
+def _deliveries() -> QuerySet[Delivery]:
+    return Delivery.objects.annotate(
+        result=Case(
+            When(acted_at__isnull=True, then=Value("pending")),
+            When(run__isnull=False, then=Value("run_started")),
+            default=Value("nothing_started"),
+        )
+    )
+
+
+RUNS = Family("runs", PipelineRun.objects.all, "finished_at", ("project_id", "status"))
+QUEUE_LATENCY = Family(
+    "queue_latency", _queue_latencies, "started_at", (), QUEUE_LATENCY_BUCKETS, counts_unended=False
+)
+STAGE_DURATIONS = Family(
+    "stage_durations",
+    _stage_durations,
+    "finished_at",
+    ("name",),
+    STAGE_DURATION_BUCKETS,
+    counts_unended=False,
+)
+BASE_LAYERS = Family(
+    "base_layers",
+    lambda: LayerBuild.objects.filter(role=LayerRole.BASE),
+    "created_at",
+    ("source",),
+    counts_unended=False,
+)
+DEPLOYMENTS = Family("deployments", Deployment.objects.all, "finished_at", ("kind", "status"))
+DELIVERIES = Family("deliveries", _deliveries, "acted_at", ("forge", "result"))
+FAMILIES = (RUNS, QUEUE_LATENCY, STAGE_DURATIONS, BASE_LAYERS, DEPLOYMENTS, DELIVERIES)
+
+
+@dataclass(frozen=True)
+class Scrape:
+    """Every family's totals at one moment: rolled up plus live."""
+
+    totals: dict[str, dict[Labels, Totals]]
+
+    def of(self, family: Family) -> dict[Labels, Totals]:
+        return self.totals.get(family.key, {})
+
+
+def metrics_scrape(*, now: datetime | None = None) -> Scrape:
+    """Roll up what ended since the last roll-up (at most once a minute), then count the rest
+    live: one query per family, and one for the roll-up."""
+    settled_until, rolled_up = _metrics_rolled_up(now or timezone.now())
+    totals: dict[str, dict[Labels, Totals]] = {}
+    for family in FAMILIES:
+        merged = {
+            tuple(labels.split(LABEL_SEPARATOR)) if labels else (): list(values)
+            for labels, values in rolled_up.get(family.key, {}).items()
+        }
+        for labels, values in family.not_rolled_up(settled_until).items():
+            merged[labels] = _added(merged.get(labels), values)
+        totals[family.key] = merged
+    return Scrape(totals)
+
+
+def _metrics_rolled_up(now: datetime) -> tuple[datetime, dict[str, dict[str, Totals]]]:
+    until = now - SETTLE_MARGIN
+    rollup = MetricsRollup.objects.filter(pk=1).first()
+    if rollup is not None and rollup.settled_until + SETTLE_EVERY > until:
+        return rollup.settled_until, rollup.totals
+    with transaction.atomic():
+        # Under the row's lock: of two scrapes at once, one rolls up, the other reads it.
+        rollup, _ = MetricsRollup.objects.select_for_update().get_or_create(
+            pk=1, defaults={"settled_until": EPOCH}
+        )
+        if rollup.settled_until + SETTLE_EVERY <= until:
+            for family in FAMILIES:
+                rolled = rollup.totals.setdefault(family.key, {})
+                for labels, values in family.ended_between(rollup.settled_until, until).items():
+                    joined = LABEL_SEPARATOR.join(labels)
+                    rolled[joined] = _added(rolled.get(joined), values)
+            rollup.settled_until = until
+            rollup.save(update_fields=["settled_until", "totals"])
+    return rollup.settled_until, rollup.totals
+
+
+def _added(totals: Totals | None, more: Totals) -> Totals:
+    return more if totals is None else [a + b for a, b in zip(totals, more, strict=True)]
+
+
+def run_counts(scrape: Scrape) -> list[LabelledCount]:
+    """How many runs each project has in each status (projects since deleted left out)."""
+    counts = scrape.of(RUNS)
+    slugs = dict(
+        Project.objects.filter(pk__in={int(project) for project, _ in counts}).values_list(
+            "pk", "slug"
+        )
+    )
+    rows = [
+        LabelledCount((slugs[int(project)], status), int(values[0]))
+        for (project, status), values in counts.items()
+        if int(project) in slugs
+    ]
+    return sorted(rows, key=lambda row: row.labels)
+
+
+def run_queue_latency(scrape: Scrape) -> Histogram:
+    """From a run's creation to the start of its first stage, over every run that started."""
+    return _histogram(QUEUE_LATENCY, scrape.of(QUEUE_LATENCY).get(()))
+
+
+def stage_durations(scrape: Scrape) -> dict[str, Histogram]:
+    """How long each kind of stage ran, over every stage that started and ended."""
+    return {
+        name: _histogram(STAGE_DURATIONS, values)
+        for (name,), values in sorted(scrape.of(STAGE_DURATIONS).items())
+    }
+
+
+def base_layer_counts(scrape: Scrape) -> dict[str, int]:
     """Base layers the build stage needed, by where each came from (built = a cache miss).
 
     App layers are built on every run by design and say nothing about the cache.
     """
-    rows = (
-        LayerBuild.objects.filter(role=LayerRole.BASE)
-        .order_by()
-        .values_list("source")
-        .annotate(layers=Count("pk"))
-    )
     counts = dict.fromkeys(CacheSource.values, 0)
-    counts.update(dict(rows))
+    counts.update({source: int(values[0]) for (source,), values in scrape.of(BASE_LAYERS).items()})
     return counts
 
 
-def deployment_counts() -> list[LabelledCount]:
+def deployment_counts(scrape: Scrape) -> list[LabelledCount]:
     """How many deployments of each kind are in each status."""
-    rows = (
-        Deployment.objects.values_list("kind", "status")
-        .annotate(deployments=Count("pk"))
-        .order_by("kind", "status")
+    counts = scrape.of(DEPLOYMENTS)
+    return sorted(
+        (LabelledCount(labels, int(values[0])) for labels, values in counts.items()),
+        key=lambda row: row.labels,
     )
-    return [LabelledCount((kind, status), deployments) for kind, status, deployments in rows]
 
 
-def delivery_counts() -> list[LabelledCount]:
-    """Stored webhook deliveries per forge, by what came of them: a run, nothing, or not yet
-    acted on. Refused deliveries (bad signature, unknown repository) are never stored."""
-    rows = (
-        Delivery.objects.values("forge")
-        .annotate(
-            run_started=Count("pk", filter=Q(acted_at__isnull=False, run__isnull=False)),
-            nothing_started=Count("pk", filter=Q(acted_at__isnull=False, run__isnull=True)),
-            pending=Count("pk", filter=Q(acted_at__isnull=True)),
-        )
-        .order_by("forge")
-    )
+def delivery_counts(scrape: Scrape) -> list[LabelledCount]:
+    """Webhook deliveries received per forge, by what came of them: a run, nothing, or not yet
+    acted on. Refused deliveries (bad signature, unknown repository) are never stored;
+    deliveries pruned by retention stay counted."""
+    counts = scrape.of(DELIVERIES)
+    forges = sorted({forge for forge, _ in counts})
     return [
-        LabelledCount((row["forge"], outcome), row[outcome])
-        for row in rows
+        LabelledCount((forge, outcome), int(counts.get((forge, outcome), [0])[0]))
+        for forge in forges
         for outcome in ("run_started", "nothing_started", "pending")
     ]
 
@@ -126,14 +291,14 @@ def _histogram_aggregates(bounds: Sequence[float]) -> dict[str, Any]:
     return aggregates
 
 
-def _histogram(queryset: QuerySet[Any], bounds: Sequence[float]) -> Histogram:
-    return _histogram_from_row(queryset.aggregate(**_histogram_aggregates(bounds)), bounds)
-
-
-def _histogram_from_row(row: Mapping[str, Any], bounds: Sequence[float]) -> Histogram:
-    total: timedelta | None = row["total"]
+def _histogram(family: Family, totals: Totals | None) -> Histogram:
+    assert family.bounds is not None
+    count, seconds, *buckets = totals or [0, 0.0, *([0] * len(family.bounds))]
     return Histogram(
-        buckets=tuple((float(bound), row[f"le_{index}"]) for index, bound in enumerate(bounds)),
-        count=row["observations"],
-        sum_seconds=total.total_seconds() if total is not None else 0.0,
+        buckets=tuple(
+            (float(bound), int(observed))
+            for bound, observed in zip(family.bounds, buckets, strict=True)
+        ),
+        count=int(count),
+        sum_seconds=float(seconds),
     )

@@ -69,6 +69,15 @@ class PipelineRun(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["project", "number"], name="run_number_unique"),
         ]
+        indexes = [
+            # Pages list runs newest first, all of them or a project's: one page read from
+            # the index, not a sort of every run ever made.
+            models.Index(fields=["-created_at", "-id"], name="run_newest_first"),
+            models.Index(fields=["project", "-created_at", "-id"], name="run_project_newest_first"),
+            # /metrics counts runs that ended since its last roll-up, the reaper looks at the
+            # last day's passed runs.
+            models.Index(fields=["finished_at"], name="run_finished_at"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.project.slug} #{self.number}"
@@ -103,6 +112,20 @@ class Stage(DurableJob):
         ordering = ["run", "position"]
         constraints = [
             models.UniqueConstraint(fields=["run", "name"], name="stage_name_unique"),
+        ]
+        indexes = [
+            # The reaper's look for lost work, every few seconds: the few stages not yet
+            # settled, whatever the number of stages ever run.
+            models.Index(
+                fields=["status"],
+                condition=Q(status__in=[StageStatus.PENDING, StageStatus.RUNNING]),
+                name="stage_unsettled",
+            ),
+            # /metrics: stages that ended, and first stages that started, since its roll-up.
+            models.Index(fields=["finished_at"], name="stage_finished_at"),
+            models.Index(
+                fields=["started_at"], condition=Q(position=0), name="stage_first_started_at"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -67,6 +67,7 @@ def runs_without_their_release(*, since: datetime, before: datetime) -> list[int
         )
         .exclude(image_digest="")
         .exclude(kind=RunKind.PULL_REQUEST)
+        .order_by()
         .values_list("pk", "spec")
     )
     return [run_id for run_id, spec in candidates if spec and spec.get("deploy")]

@@ -179,6 +179,10 @@ class Deployment(DurableJob):
                 name="one_active_deployment_per_environment",
             ),
         ]
+        indexes = [
+            # /metrics counts the deployments that ended since its roll-up.
+            models.Index(fields=["finished_at"], name="deployment_finished_at"),
+        ]
 
     def __str__(self) -> str:
         return f"deployment {self.pk} of {self.release} to {self.environment.name}"

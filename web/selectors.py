@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from itertools import groupby
 
 from django.core.paginator import Page, Paginator
+from django.db import connection
 from django.db.models import Case, Count, F, OuterRef, Q, QuerySet, Subquery, Value, When, Window
 from django.db.models.functions import RowNumber
 
@@ -348,20 +349,8 @@ def dashboard_page(
         )
     listed = Paginator(projects, PROJECTS_PER_DASHBOARD_PAGE).get_page(page)
     on_page = {project.pk: project for project in listed.object_list}
-    latest_runs = (
-        PipelineRun.objects.filter(project_id__in=list(on_page))
-        .annotate(
-            recency=Window(
-                RowNumber(),
-                partition_by=F("project_id"),
-                order_by=[F("created_at").desc(), F("id").desc()],
-            )
-        )
-        .filter(recency__lte=RUNS_PER_DASHBOARD_PROJECT)
-        .order_by("project_id", "recency")
-    )
     runs_by_project: dict[int, list[PipelineRun]] = {}
-    for run in latest_runs:
+    for run in _latest_runs_of(list(on_page)):
         # The project is at hand: a link to the run needs its slug, not another query.
         run.project = on_page[run.project_id]
         runs_by_project.setdefault(run.project_id, []).append(run)
@@ -379,6 +368,39 @@ def dashboard_page(
         for project in listed.object_list
     ]
     return DashboardPage(overviews=overviews, page=listed)
+
+
+def _latest_runs_of(project_ids: list[int]) -> list[PipelineRun]:
+    """Each project's newest runs, newest first, in one query."""
+    if not project_ids:
+        return []
+    runs = list(_latest_runs_query(project_ids))
+    runs.sort(key=lambda run: (run.created_at, run.pk), reverse=True)
+    return runs
+
+
+def _latest_runs_query(project_ids: list[int]) -> QuerySet[PipelineRun]:
+    newest_first = PipelineRun.objects.order_by("-created_at", "-id")
+    if connection.features.supports_slicing_ordering_in_compound:
+        # One short read of the (project, created_at, id) index per project: the cost
+        # follows the page, not how many runs the projects ever had.
+        each = [
+            newest_first.filter(project_id=pk)[:RUNS_PER_DASHBOARD_PROJECT] for pk in project_ids
+        ]
+        return each[0].union(*each[1:], all=True) if len(each) > 1 else each[0]
+    # SQLite cannot order and limit inside a UNION: number each project's runs instead.
+    return (
+        PipelineRun.objects.filter(project_id__in=project_ids)
+        .annotate(
+            recency=Window(
+                RowNumber(),
+                partition_by=F("project_id"),
+                order_by=[F("created_at").desc(), F("id").desc()],
+            )
+        )
+        .filter(recency__lte=RUNS_PER_DASHBOARD_PROJECT)
+        .order_by("project_id", "recency")
+    )
 
 
 # --- Releases and environments ---------------------------------------------------------------

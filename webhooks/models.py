@@ -38,6 +38,13 @@ class Delivery(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["forge", "delivery_id"], name="delivery_unique"),
         ]
+        indexes = [
+            # A project's page lists its newest deliveries; retention deletes the oldest.
+            models.Index(fields=["project", "-received_at", "-id"], name="delivery_project_newest"),
+            models.Index(fields=["received_at"], name="delivery_received_at"),
+            # /metrics counts deliveries acted on since its roll-up, and those still waiting.
+            models.Index(fields=["acted_at"], name="delivery_acted_at"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.forge} {self.event} {self.delivery_id}"

@@ -9,6 +9,8 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from builds.models import LayerBuild
+from monitoring.models import MetricsRollup
+from monitoring.selectors import metrics_scrape
 from pipelines.models import PipelineRun, Stage
 from pipelines.states import STAGE_ORDER
 from projects.models import Project
@@ -194,11 +196,45 @@ def test_a_scrape_costs_the_same_few_queries_however_many_rows_there_are(
     project = make_project(slug="busy")
     for number in range(1, 41):
         make_run(project, number, status="succeeded", queued_for=number, stage_seconds={"test": 3})
-    # One aggregate each: runs, queue latency, stage durations, base layers, deployments,
-    # deliveries.
-    with django_assert_num_queries(6):
+    scrape(client)  # rolls the hour-old history up
+    # The roll-up, then one aggregate each over what it does not hold: runs, queue latency,
+    # stage durations, base layers, deployments, deliveries; and the projects' names.
+    with django_assert_num_queries(8):
         samples = scrape(client)
     assert sample(samples, "dockyard_stage_duration_seconds_count", stage="test") == 40
+
+
+def test_history_rolled_up_is_counted_once_and_what_ends_later_is_added(
+    client: Client, activity: Any
+) -> None:
+    name = "dockyard_stage_duration_seconds"
+    first = scrape(client)
+    assert MetricsRollup.objects.get().totals  # the hour-old stages went into the roll-up
+    assert scrape(client) == first
+
+    # A stage that ends now is counted live, on top of the roll-up...
+    late = make_run(Project.objects.get(slug="web"), 4, status="running", queued_for=1)
+    Stage.objects.filter(run=late, name="checkout").update(
+        started_at=timezone.now() - timedelta(seconds=30), finished_at=timezone.now()
+    )
+    assert sample(scrape(client), f"{name}_count", stage="checkout") == 3
+    # ...and, once rolled up in its turn (a scrape an hour later), still counted once.
+    metrics_scrape(now=timezone.now() + timedelta(hours=1))
+    assert MetricsRollup.objects.get().settled_until > timezone.now()
+    rolled = scrape(client)
+    assert sample(rolled, f"{name}_count", stage="checkout") == 3
+    assert sample(rolled, f"{name}_sum", stage="checkout") == pytest.approx(36)
+
+
+def test_deliveries_pruned_by_retention_stay_counted(client: Client, activity: Any) -> None:
+    Delivery.objects.filter(delivery_id="a").update(acted_at=timezone.now() - timedelta(days=60))
+    scrape(client)  # the 60-day-old delivery is rolled up
+    Delivery.objects.filter(delivery_id="a").delete()
+
+    samples = scrape(client)
+
+    deliveries = "dockyard_webhook_deliveries"
+    assert sample(samples, deliveries, forge="github", outcome="run_started") == 1
 
 
 def test_with_a_token_set_a_scrape_must_bring_it(client: Client) -> None:
