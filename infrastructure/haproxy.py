@@ -12,6 +12,7 @@ frontends are added or removed. Errors become ProxyError.
 import shlex
 import subprocess
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,14 +156,19 @@ def topology(config: str) -> str:
     return config.replace(" check disabled\n", " check\n").replace(" disabled\n", "\n")
 
 
+Wanted = Callable[[], list[ProxyBackend]]
+
+
 class TrafficProxy(Protocol):
     """What deployments need of a host's proxy in front of its environments. HostHAProxy is
     the real one; tests of the deploy state machine pass an in-memory stand-in
     (tests/fakes.py)."""
 
-    def apply(self, backends: list[ProxyBackend]) -> None: ...
+    # `wanted` is asked for the environments once the host's proxy is this caller's alone: what
+    # it reads (the database) cannot be overtaken by another worker's apply while it waits.
+    def apply(self, wanted: Wanted) -> None: ...
 
-    def remember(self, backends: list[ProxyBackend]) -> None: ...
+    def remember(self, wanted: Wanted) -> None: ...
 
     def set_server(
         self,
@@ -231,11 +237,12 @@ class HostHAProxy:
         # (backend, server) -> what its last finished health check saw.
         self._last_seen: dict[tuple[str, str], str] = {}
 
-    def apply(self, backends: list[ProxyBackend]) -> None:
-        """Make the host's proxy serve exactly these environments: started (or made) if it is
-        down, reloaded if its frontends changed, left alone otherwise (cheap to call)."""
-        config = render_config(backends, admin_socket=ADMIN_SOCKET)
+    def apply(self, wanted: Wanted) -> None:
+        """Make the host's proxy serve exactly the `wanted` environments: started (or made) if
+        it is down, reloaded if its frontends changed, left alone otherwise (cheap to call)."""
         with self._locked():
+            backends = wanted()
+            config = render_config(backends, admin_socket=ADMIN_SOCKET)
             container, fresh = self._container(config)
             if fresh:
                 self._wait_until_answering(container)
@@ -249,13 +256,14 @@ class HostHAProxy:
                 return
             self._reload(container, previous, config, backends)
 
-    def remember(self, backends: list[ProxyBackend]) -> None:
+    def remember(self, wanted: Wanted) -> None:
         """Rewrite the config file after runtime switches, without touching the process: a
         restart of the container begins as the database says. If the environments changed
         meanwhile (another one added), the process is reloaded with them: a file the running
         process does not serve would pass the next apply for done."""
-        config = render_config(backends, admin_socket=ADMIN_SOCKET)
         with self._locked():
+            backends = wanted()
+            config = render_config(backends, admin_socket=ADMIN_SOCKET)
             container = self._running_container()
             previous = self._read(container)
             if topology(previous) == topology(config):

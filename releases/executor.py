@@ -402,7 +402,7 @@ def _host_revert(deployment: Deployment, target: HostDeployment, tools: DeployTo
                 _drained(proxy, environment, new)
                 proxy.set_server(backend, new, state="maint")
                 proxy.health_check_stop(backend, new)
-            proxy.remember(proxy_backends(host))
+            proxy.remember(lambda: proxy_backends(host))
             _container_withdraw(engine, target)
     except (DockerEngineError, ProxyError) as error:
         return f"{host.name}: {error}"
@@ -438,7 +438,7 @@ def _host_finish(deployment: Deployment, target: HostDeployment, tools: DeployTo
     host = target.host
     try:
         with host_proxy(host, tools) as (engine, proxy):
-            proxy.remember(proxy_backends(host))
+            proxy.remember(lambda: proxy_backends(host))
             if target.previous_container_id and target.previous_container_id != target.container_id:
                 engine.stop_container(target.previous_container_id, timeout=5)
             _prune_kept_containers(environment, host, engine, live=target.container_id)

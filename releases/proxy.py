@@ -45,10 +45,16 @@ def proxy_backend(environment: Environment, host: Host) -> ProxyBackend:
 
 
 def proxy_backends(host: Host) -> list[ProxyBackend]:
-    """Every environment on `host` as its proxy should serve it, from the database."""
+    """Every environment on `host` as its proxy should serve it, from the database now.
+
+    By the host's name, which names its proxy, not by the row the caller read some time ago:
+    a housekeeper's pass over the hosts takes seconds, and a host row deleted and made again
+    meanwhile (removed from Dockyard and added back) would otherwise read as a host with no
+    environments, and its proxy would be emptied under the deployments using it.
+    """
     return [
         proxy_backend(environment, host)
-        for environment in Environment.objects.filter(hosts=host).order_by("pk")
+        for environment in Environment.objects.filter(hosts__name=host.name).order_by("pk")
     ]
 
 
@@ -61,7 +67,7 @@ def host_proxy(host: Host, tools: DeployTools) -> Iterator[tuple[ContainerEngine
 
 def proxy_apply(proxy: TrafficProxy, host: Host) -> None:
     """Start or reload `host`'s proxy so it serves its environments as the database says."""
-    proxy.apply(proxy_backends(host))
+    proxy.apply(lambda: proxy_backends(host))
 
 
 def proxy_servers_align(proxy: TrafficProxy, host: Host) -> None:

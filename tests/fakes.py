@@ -181,7 +181,8 @@ class FakeProxy:
     checks: dict[tuple[str, str], tuple[str, int]] = field(default_factory=dict)
     checked: list[tuple[str, int]] = field(default_factory=list)
 
-    def apply(self, backends: list[ProxyBackend]) -> None:
+    def apply(self, wanted: Callable[[], list[ProxyBackend]]) -> None:
+        backends = wanted()
         self.applied.append(backends)
         for backend in backends:
             for server in backend.servers:
@@ -189,8 +190,8 @@ class FakeProxy:
                 self.addresses[key] = (server.address, server.port)
                 self.states.setdefault(key, "ready" if server.enabled else "maint")
 
-    def remember(self, backends: list[ProxyBackend]) -> None:
-        self.remembered.append(backends)
+    def remember(self, wanted: Callable[[], list[ProxyBackend]]) -> None:
+        self.remembered.append(wanted())
 
     def set_server(
         self,

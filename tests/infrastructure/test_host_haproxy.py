@@ -85,7 +85,7 @@ def served() -> str:
 def test_the_proxy_runs_as_a_container_on_the_host_network_and_serves_the_live_slot(
     proxy: HostHAProxy, slots: dict[str, object]
 ) -> None:
-    proxy.apply([environment()])
+    proxy.apply(lambda: [environment()])
 
     assert served() == "blue"
     with DockerEngine(settings.DOCKER_HOST) as engine:
@@ -96,7 +96,7 @@ def test_the_proxy_runs_as_a_container_on_the_host_network_and_serves_the_live_s
 def test_a_switch_through_the_runtime_api_moves_traffic_without_a_reload(
     proxy: HostHAProxy, slots: dict[str, object]
 ) -> None:
-    proxy.apply([environment()])
+    proxy.apply(lambda: [environment()])
     pid_before = proxy.command("show info").split("Pid: ")[1].split("\n")[0]
 
     proxy.set_server("be_t", "green", address=ADDRESS, port=GREEN, state="ready")
@@ -109,7 +109,7 @@ def test_a_switch_through_the_runtime_api_moves_traffic_without_a_reload(
 def test_a_slot_is_healthy_only_once_haproxy_has_seen_its_health_path_answer(
     proxy: HostHAProxy, slots: dict[str, http.server.ThreadingHTTPServer]
 ) -> None:
-    proxy.apply([environment()])
+    proxy.apply(lambda: [environment()])
     slots["green"].body = "sick"  # type: ignore[attr-defined]
 
     proxy.health_check_start("be_t", "green", address=ADDRESS, port=GREEN)
@@ -128,14 +128,14 @@ def test_a_slot_is_healthy_only_once_haproxy_has_seen_its_health_path_answer(
 def test_a_removed_proxy_is_made_again_as_the_database_says_and_a_new_frontend_reloads(
     proxy: HostHAProxy, slots: dict[str, object]
 ) -> None:
-    proxy.apply([environment()])
+    proxy.apply(lambda: [environment()])
     proxy.stop()
 
-    proxy.apply([environment(live="green")])
+    proxy.apply(lambda: [environment(live="green")])
     assert served() == "green"
 
     second = FRONTEND - 1
-    proxy.apply([environment(live="green"), environment(port=second, name="be_u")])
+    proxy.apply(lambda: [environment(live="green"), environment(port=second, name="be_u")])
     assert requests.get(f"http://{ADDRESS}:{second}/", timeout=5).text == "blue"
     assert served() == "green"
 
@@ -143,13 +143,13 @@ def test_a_removed_proxy_is_made_again_as_the_database_says_and_a_new_frontend_r
 def test_a_second_proxy_on_a_taken_frontend_fails_saying_so_instead_of_sharing_it(
     proxy: HostHAProxy, slots: dict[str, object]
 ) -> None:
-    proxy.apply([environment()])
+    proxy.apply(lambda: [environment()])
 
     with DockerEngine(settings.DOCKER_HOST) as engine:
         intruder = HostHAProxy(engine, host="test-host-2")
         try:
             with pytest.raises(ProxyError, match="cannot bind"):
-                intruder.apply([environment(live="green")])
+                intruder.apply(lambda: [environment(live="green")])
         finally:
             intruder.stop()
     assert served() == "blue"
@@ -158,25 +158,25 @@ def test_a_second_proxy_on_a_taken_frontend_fails_saying_so_instead_of_sharing_i
 def test_a_reload_haproxy_could_not_do_is_said_and_the_old_config_keeps_serving(
     proxy: HostHAProxy, slots: dict[str, object]
 ) -> None:
-    proxy.apply([environment()])
+    proxy.apply(lambda: [environment()])
     taken = FRONTEND - 2
     with socket.socket() as squatter:
         squatter.bind((ADDRESS, taken))
         squatter.listen()
 
         with pytest.raises(ProxyError, match="did not take its new config"):
-            proxy.apply([environment(), environment(port=taken, name="be_u")])
+            proxy.apply(lambda: [environment(), environment(port=taken, name="be_u")])
 
     assert served() == "blue"
     # Asked again once the port is free, it reloads (the failed attempt was not taken as done).
-    proxy.apply([environment(), environment(port=taken, name="be_u")])
+    proxy.apply(lambda: [environment(), environment(port=taken, name="be_u")])
     assert requests.get(f"http://{ADDRESS}:{taken}/", timeout=5).text == "blue"
 
 
 def test_a_process_that_missed_its_reload_is_reloaded_even_when_its_file_is_current(
     proxy: HostHAProxy, slots: dict[str, object]
 ) -> None:
-    proxy.apply([environment()])
+    proxy.apply(lambda: [environment()])
     second = FRONTEND - 3
     both = [environment(), environment(port=second, name="be_v")]
     # The file already says both environments (written by hand, say); the running process
@@ -187,7 +187,7 @@ def test_a_process_that_missed_its_reload_is_reloaded_even_when_its_file_is_curr
         render_config(both, admin_socket=ADMIN_SOCKET).encode(),
     )
 
-    proxy.apply(both)
+    proxy.apply(lambda: both)
 
     assert requests.get(f"http://{ADDRESS}:{second}/", timeout=5).text == "blue"
 
@@ -195,11 +195,11 @@ def test_a_process_that_missed_its_reload_is_reloaded_even_when_its_file_is_curr
 def test_remembering_switches_while_an_environment_was_added_reloads_to_serve_both(
     proxy: HostHAProxy, slots: dict[str, object]
 ) -> None:
-    proxy.apply([environment()])
+    proxy.apply(lambda: [environment()])
     second = FRONTEND - 3
     both = [environment(), environment(port=second, name="be_v")]
 
-    proxy.remember(both)
+    proxy.remember(lambda: both)
 
     # Served at once: a file the process did not load would pass the next apply for done.
     assert requests.get(f"http://{ADDRESS}:{second}/", timeout=5).text == "blue"

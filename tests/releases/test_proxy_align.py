@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 import pytest
 
 from infrastructure import dispatch
-from releases.models import Deployment, Environment
-from releases.proxy import proxy_servers_align
+from releases.models import Deployment, Environment, Host
+from releases.proxy import proxy_apply, proxy_servers_align
 from releases.services import deployment_request, local_host
-from tests.factories import make_environment, make_project, make_release
+from tests.factories import make_environment, make_host, make_project, make_release
 from tests.fakes import FakeProxy
 
 pytestmark = pytest.mark.django_db
@@ -86,3 +86,17 @@ def test_a_deployment_that_begins_while_the_housekeeper_looks_is_not_undone(
 
     assert proxy.states[(environment.proxy_backend, "green")] == "ready"
     assert proxy.states[(environment.proxy_backend, "blue")] == "maint"
+
+
+def test_a_host_row_read_before_it_was_made_again_still_applies_the_hosts_environments() -> None:
+    # A housekeeper's pass reads the hosts, then applies each one's proxy seconds later; a host
+    # removed and added back meanwhile must not read as a host with nothing to serve.
+    stale = make_host("edge", "127.0.0.3")
+    Host.objects.filter(pk=stale.pk).delete()
+    again = make_host("edge", "127.0.0.3")
+    environment = make_environment(make_project(), "staging", hosts=[again])
+    proxy = FakeProxy()
+
+    proxy_apply(proxy, stale)
+
+    assert [backend.name for backend in proxy.applied[-1]] == [environment.proxy_backend]
