@@ -8,8 +8,8 @@ WORKDIR /srv/dockyard
 COPY pyproject.toml README.md ./
 RUN pip install --no-cache-dir .
 COPY . .
-ENV DOCKYARD_DATA_DIR=/var/lib/dockyard PYTHONUNBUFFERED=1
+ENV DOCKYARD_DATA_DIR=/var/lib/dockyard PYTHONUNBUFFERED=1 DOCKYARD_VENV_BIN=/usr/local/bin
 RUN DOCKYARD_SECRET_KEY=collectstatic-only-not-a-real-secret-key-000000 \
     python manage.py collectstatic --noinput
 EXPOSE 8000
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "config.asgi:application"]
+CMD ["scripts/web.sh", "0.0.0.0", "8000"]

@@ -100,7 +100,7 @@ def current_actor(user: AnyUser | None = None) -> Actor:
 
 def _process_actor() -> Actor:
     # `manage.py shell`, `createsuperuser`, `drf_create_token`: a person at the shell. The web
-    # server and the workers run under daphne and celery, where nobody types.
+    # server and the workers run under uvicorn and celery, where nobody types.
     if sys.argv and Path(sys.argv[0]).name == "manage.py":
         return cli_actor()
     return SYSTEM

@@ -3,7 +3,7 @@
 
 Times `/metrics`, the dashboard, a run's page, the runs list and one reaper pass (with the
 slowest query it made), each the median of several tries in this process (Django's test
-client: no network, no daphne, only Dockyard's own work and the database), and counts each
+client: no network, no web server, only Dockyard's own work and the database), and counts each
 one's queries. Targets: every figure under 100 ms, the reaper's queries under 5 ms each, and
 the same query counts at both sizes: nothing grows with history.
 

@@ -1,4 +1,4 @@
-"""The ASGI entry point that daphne serves."""
+"""The ASGI entry point that uvicorn serves (scripts/web.sh)."""
 
 import gc
 import os

@@ -1,4 +1,4 @@
-"""How Django runs a request under ASGI (daphne)."""
+"""How Django runs a request under ASGI."""
 
 from collections.abc import Callable
 

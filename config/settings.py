@@ -55,7 +55,6 @@ TRUSTED_ORIGINS = [url_origin(PUBLIC_URL), *DOCKYARD_PUBLIC_URL_ALIASES]
 CSRF_TRUSTED_ORIGINS = TRUSTED_ORIGINS
 
 INSTALLED_APPS = [
-    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",

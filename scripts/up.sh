@@ -64,7 +64,7 @@ wait_for() {  # wait_for NAME SECONDS COMMAND...
 "$venv/python" manage.py migrate --noinput >/dev/null
 "$venv/python" manage.py collectstatic --noinput >/dev/null
 
-start web "$venv/daphne" -b 127.0.0.1 -p "$PORT" config.asgi:application
+start web scripts/web.sh 127.0.0.1 "$PORT"
 # Every queue (infrastructure.dispatch.QUEUES): this one worker builds, deploys and notifies.
 start worker "$venv/celery" -A config worker --concurrency 2 \
   --hostname "dockyard@%h" --loglevel INFO

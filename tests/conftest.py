@@ -234,16 +234,26 @@ def runs_settle() -> Iterator[None]:
         time.sleep(0.2)
 
 
+def web_server_command(port: int) -> list[str]:
+    """scripts/web.sh on 127.0.0.1:`port`; run it with WEB_SERVER_VENV in its environment."""
+    return [str(ROOT / "scripts" / "web.sh"), "127.0.0.1", str(port)]
+
+
+# The web server from this interpreter's virtualenv, wherever the suite's clone is.
+WEB_SERVER_VENV = {"DOCKYARD_VENV_BIN": str(Path(sys.executable).parent)}
+
+
 @pytest.fixture(scope="session")
 def web_server(django_db_setup: None, django_db_blocker: object) -> Iterator[str]:
-    """Dockyard's web process as `make up` runs it (daphne: HTTP and WebSocket), on the test
-    database; returns its base URL."""
+    """Dockyard's web server as `make up` runs it (scripts/web.sh: HTTP and WebSocket), on the
+    test database; returns its base URL."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
+        **WEB_SERVER_VENV,
         "DATABASE_URL": suite_database_url(),
         "DOCKYARD_PUBLIC_URL": url,
         # No connection left open when the suite drops its database.
@@ -260,9 +270,7 @@ def web_server(django_db_setup: None, django_db_blocker: object) -> Iterator[str
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [
-                str(Path(sys.executable).parent / "daphne"),
-                *("-b", "127.0.0.1", "-p", str(port)),
-                "config.asgi:application",
+                *web_server_command(port),
             ],
             cwd=ROOT,
             env=env,

@@ -1,6 +1,6 @@
 """The webhook endpoints' answers, and the lean ASGI app that serves them on the hot path.
 
-Forges need no sessions, CSRF or login. Under daphne, Django's ASGI handler costs several
+Forges need no sessions, CSRF or login. Under ASGI, Django's request handler costs several
 milliseconds a request before the view even runs (a thread per request and a hop per
 middleware), more than the delivery itself; `webhook_asgi_app` skips all that and makes one hop
 to a pooled thread for the delivery's database work. The Django views in webhooks.views give
@@ -25,6 +25,9 @@ logger = logging.getLogger(__name__)
 
 READERS_BY_PATH = {"/webhooks/github/": GITHUB, "/webhooks/gitlab/": GITLAB}
 TOO_LARGE = "body too large: the limit is 25 MB"
+# A forge's delivery has a few hundred bytes of headers; the web server lets through up to
+# what it reads at once (h11's limit is on a head still arriving).
+HEADERS_LIMIT = 16 * 1024
 
 
 def webhook_answer(
@@ -55,23 +58,33 @@ async def webhook_asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> No
     if scope["method"] != "POST":
         await _respond(send, 405, {"error": "webhooks are delivered with POST"})
         return
+    if sum(len(name) + len(value) for name, value in scope["headers"]) > HEADERS_LIMIT:
+        await _respond(send, 431, {"error": "headers too large: the limit is 16 kB"})
+        return
     headers = _headers(scope)
     limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     declared = headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > limit:
         await _respond(send, 413, {"error": TOO_LARGE})
         return
-    body = bytearray()
+    # The parts as they come, joined once: a growing buffer would be copied at each growth,
+    # and copied once more into bytes, three copies of a 25 MB body at the peak.
+    parts: list[bytes] = []
+    received = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             return
-        body += message.get("body", b"")
-        if len(body) > limit:
+        part = message.get("body", b"")
+        parts.append(part)
+        received += len(part)
+        if received > limit:
             await _respond(send, 413, {"error": TOO_LARGE})
             return
         if not message.get("more_body"):
             break
+    body = b"".join(parts)
+    del parts
     content_type, _ = parse_header_parameters(headers.get("Content-Type", ""))
     # SQLite (the default database) takes one writer at a time, and concurrent writers would
     # only wait on each other in its coarse busy loop: one thread does all of this process's
@@ -79,7 +92,7 @@ async def webhook_asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> No
     # from the web process's pool.
     single_writer = connection.vendor == "sqlite"
     status, answer = await sync_to_async(_answer_in_thread, thread_sensitive=single_writer)(
-        reader, headers, bytes(body), content_type
+        reader, headers, body, content_type
     )
     await _respond(send, status, answer)
 

@@ -1,6 +1,6 @@
 """Only the UI's own origin (scheme, host and port) may open its WebSockets or send it unsafe
 requests: a deployed app on another port of the same host gets the UI's cookies from the
-browser, and must not be able to use them. Against the real web server (daphne)."""
+browser, and must not be able to use them. Against the real web server (scripts/web.sh)."""
 
 import base64
 import http.client

@@ -17,6 +17,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.test import Client, override_settings
 
+from tests.conftest import WEB_SERVER_VENV, web_server_command
+
 ROOT = Path(__file__).resolve().parents[2]
 # Nothing listens on port 1 of the loopback: connecting is refused at once.
 NOWHERE = "redis://127.0.0.1:1/0"
@@ -107,16 +109,13 @@ def stranded_web_server() -> Iterator[str]:
         port = probe.getsockname()[1]
     environment = {
         **os.environ,
+        **WEB_SERVER_VENV,
         "DATABASE_URL": "postgres://dockyard:dockyard@127.0.0.1:5432/dockyard_no_such_database",
         "REDIS_URL": redis_database_nobody_uses(),
         "DOCKYARD_DB_CONN_MAX_AGE": "0",
     }
     process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "daphne"),
-            *("-b", "127.0.0.1", "-p", str(port)),
-            "config.asgi:application",
-        ],
+        web_server_command(port),
         cwd=ROOT,
         env=environment,
         stdout=subprocess.DEVNULL,

@@ -23,7 +23,7 @@ from django.conf import settings
 
 from pipelines.models import PipelineRun
 from projects.models import Project
-from tests.conftest import ROOT, suite_database_url
+from tests.conftest import ROOT, WEB_SERVER_VENV, suite_database_url, web_server_command
 from tests.factories import github_headers, github_push_body
 
 START_TIMEOUT = 60
@@ -183,12 +183,8 @@ class FaultStack:
             )
         self.web = Process(
             "web",
-            [
-                str(Path(sys.executable).parent / "daphne"),
-                *("-b", "127.0.0.1", "-p", str(self.web_port)),
-                "config.asgi:application",
-            ],
-            self.env,
+            web_server_command(self.web_port),
+            {**self.env, **WEB_SERVER_VENV},
             self.folder / "web.log",
         )
         self.web.wait_until(self._web_answers, "healthy")

@@ -1,4 +1,4 @@
-"""The webhook hot path as daphne serves it: the whole ASGI application, no Django view."""
+"""The webhook hot path as the web server serves it: the whole ASGI application, no Django view."""
 
 import json
 from pathlib import Path
