@@ -30,6 +30,11 @@ At the end it checks nothing was lost: every delivery answered 2xx is stored exa
 started nothing; every pushed commit has exactly one run, which succeeded, made a release, and
 that release has a succeeded staging deployment.
 
+Before all that, a rough day, as a server that has been up a while has had: ROUGH_DELIVERIES
+signed deliveries that start nothing (closed loop over 8 connections), LARGE_BODIES bodies near
+the 25 MB cap, ROUGH_RUNS runs of a third project one after another, and ROUGH_VIEWERS browsers
+watching the running run's live log over WebSocket meanwhile. DOCKYARD_SOAK_ROUGH_DAY=0 skips it.
+
 Targets (issue "Soak"): failed requests 0; lost records 0; memory (web + worker) grows by
 less than 10% from start to end; web + worker stay under 300 MB (peak). Run with
 `make bench-soak`; DOCKYARD_SOAK_SECONDS (default 180) and DOCKYARD_SOAK_RATE (default 20)
@@ -85,6 +90,12 @@ CONNECTIONS = 8
 RUN_DEADLINE = 300.0
 DEPLOY_DEADLINE = 120.0
 GROWTH_TARGET = 10.0  # percent, start -> end
+ROUGH_DAY = os.environ.get("DOCKYARD_SOAK_ROUGH_DAY", "1") != "0"
+ROUGH_DELIVERIES = 10_000
+LARGE_BODIES = 5
+LARGE_BODY_BYTES = 24 * 1024 * 1024
+ROUGH_RUNS = 100
+ROUGH_VIEWERS = 10
 TOTAL_TARGET_MB = 300.0
 DOCKERFILE = """\
 FROM scratch
@@ -324,21 +335,14 @@ class DeliveryStream:
         idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter] | None],
     ) -> None:
         event, body = self.payload(i)
-        delivery_id = str(uuid.uuid4())
-        head = (
-            f"POST /webhooks/github/ HTTP/1.1\r\nHost: {host}\r\n"
-            "Content-Type: application/json\r\nUser-Agent: GitHub-Hookshot/soak\r\n"
-            f"X-GitHub-Event: {event}\r\nX-GitHub-Delivery: {delivery_id}\r\n"
-            f"X-Hub-Signature-256: {github_signature(secret=self.secret, body=body)}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
-        ).encode()
+        delivery_id, request = _delivery_request(self.secret, event, body, host)
         connection = await idle.get()
         sent = time.monotonic()
         status = 0
         try:
             if connection is None:
                 connection = await asyncio.open_connection(host, port)
-            status = await asyncio.wait_for(_exchange(*connection, head + body), timeout=10)
+            status = await asyncio.wait_for(_exchange(*connection, request), timeout=10)
         except (OSError, asyncio.IncompleteReadError, ValueError):  # TimeoutError is an OSError
             if connection is not None:
                 connection[1].close()
@@ -484,6 +488,160 @@ def make_repository(path: Path, *, app: bool) -> None:
         (path / "www" / "healthz").write_text("ok\n")
     else:
         git(path, "commit", "--quiet", "--allow-empty", "-m", "one")
+
+
+def rough_day(hooks: Project, hooks_repo: Path, workspace: Path) -> None:
+    """What a server up for a day has been through, before the soak's first sample."""
+    started = time.monotonic()
+    stream = DeliveryStream(secret=hooks.webhook_secret, repo=str(hooks_repo))
+    statuses = asyncio.run(_deliveries_closed_loop(stream, ROUGH_DELIVERIES))
+    large = [_large_delivery(stream, number) for number in range(LARGE_BODIES)]
+    repo = workspace / "rough"
+    make_repository(repo, app=True)
+    (repo / "dockyard.yml").write_text('images:\n  app: {}\ntest:\n  command: ["true"]\n')
+    runs_project = project_create(slug=f"{hooks.slug}-rough", repository_url=str(repo))
+    viewers = LiveViewers(runs_project)
+    with viewers:
+        failed = [
+            run for run in (_rough_run(runs_project, repo, n) for n in range(ROUGH_RUNS)) if run
+        ]
+    print(
+        f"rough day in {time.monotonic() - started:.0f} s: {ROUGH_DELIVERIES} deliveries "
+        f"{dict(statuses)}, {LARGE_BODIES} of {LARGE_BODY_BYTES / 2**20:.0f} MB {large}, "
+        f"{ROUGH_RUNS} runs ({len(failed)} not succeeded), {ROUGH_VIEWERS} viewers saw "
+        f"{viewers.messages} live messages over {viewers.connections} connections",
+        flush=True,
+    )
+    if any(not 200 <= status < 300 for status in [*statuses, *large]) or failed:
+        raise SystemExit(f"FAILED: the rough day: {dict(statuses)} {large} {failed[:3]}")
+
+
+async def _deliveries_closed_loop(stream: DeliveryStream, count: int) -> Counter[int]:
+    host, port = urlsplit(SERVER).hostname or "127.0.0.1", urlsplit(SERVER).port or 80
+    indexes = iter(range(count))
+    statuses: Counter[int] = Counter()
+
+    async def one_connection() -> None:
+        reader, writer = await asyncio.open_connection(host, port)
+        for i in indexes:  # shared by every connection: each takes the next
+            event, body = stream.payload(i)
+            _, request = _delivery_request(stream.secret, event, body, host)
+            statuses[await _exchange(reader, writer, request)] += 1
+        writer.close()
+
+    await asyncio.gather(*(one_connection() for _ in range(CONNECTIONS)))
+    return statuses
+
+
+def _large_delivery(stream: DeliveryStream, number: int) -> int:
+    event, body = stream.payload(number)
+    payload = json.loads(body)
+    payload["padding"] = "x" * (LARGE_BODY_BYTES - len(body))
+    large = json.dumps(payload).encode()
+    host, port = urlsplit(SERVER).hostname or "127.0.0.1", urlsplit(SERVER).port or 80
+    _, request = _delivery_request(stream.secret, event, large, host)
+    connection = http.client.HTTPConnection(host, port, timeout=60)
+    try:
+        connection.send(request)
+        response = http.client.HTTPResponse(connection.sock)
+        response.begin()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
+
+
+def _rough_run(project: Project, repo: Path, number: int) -> str:
+    """One push of `project` and its run to the end: "" when it succeeded, else what it did."""
+    (repo / "www" / "index.html").write_text(f"rough {number}\n")
+    sha = commit_all(repo, f"rough {number}")
+    run = PipelineRun.objects.get(
+        pk=signed_push(server=SERVER, secret=project.webhook_secret, repo=repo, sha=sha)
+    )
+    deadline = time.monotonic() + RUN_DEADLINE
+    while run.status not in RUN_FINAL_STATES and time.monotonic() < deadline:
+        time.sleep(0.05)
+        run.refresh_from_db()
+    return "" if run.status == "succeeded" else f"run {run.pk} {run.status}"
+
+
+class LiveViewers:
+    """ROUGH_VIEWERS logged-in browsers, each watching the project's newest run's live log
+    over WebSocket for a few seconds at a time, then the next newest, until stopped."""
+
+    def __init__(self, project: Project) -> None:
+        from django.contrib.auth import get_user_model
+        from django.test import Client
+
+        user, _ = get_user_model().objects.get_or_create(username="soak-viewer")
+        client = Client(HTTP_HOST=urlsplit(SERVER).netloc)
+        client.force_login(user)
+        self.cookie = f"sessionid={client.cookies['sessionid'].value}"
+        self.project = project
+        self.messages = 0
+        self.connections = 0
+        self.stopping = threading.Event()
+
+    def __enter__(self) -> "LiveViewers":
+        self.thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=30)
+
+    async def _run(self) -> None:
+        await asyncio.gather(*(self._viewer() for _ in range(ROUGH_VIEWERS)))
+
+    async def _viewer(self) -> None:
+        from websockets.asyncio.client import connect
+
+        origin = f"{urlsplit(SERVER).scheme}://{urlsplit(SERVER).netloc}"
+        base = SERVER.replace("http", "ws", 1)
+        while not self.stopping.is_set():
+            run_id = await asyncio.to_thread(self._newest_run)
+            if run_id is None:
+                await asyncio.sleep(0.2)
+                continue
+            try:
+                async with connect(
+                    f"{base}/ws/runs/{run_id}/",
+                    origin=origin,  # type: ignore[arg-type]
+                    additional_headers={"Cookie": self.cookie},
+                    open_timeout=10,
+                ) as socket:
+                    self.connections += 1
+                    await socket.send(json.dumps({"after": 0}))
+                    until = time.monotonic() + 3
+                    while time.monotonic() < until:
+                        try:
+                            await asyncio.wait_for(socket.recv(), timeout=until - time.monotonic())
+                        except TimeoutError:
+                            break
+                        self.messages += 1
+            except OSError:
+                await asyncio.sleep(0.5)
+
+    def _newest_run(self) -> int | None:
+        from django.db import close_old_connections
+
+        close_old_connections()
+        run = PipelineRun.objects.filter(project=self.project).order_by("-pk").first()
+        return run.pk if run is not None else None
+
+
+def _delivery_request(secret: str, event: str, body: bytes, host: str) -> tuple[str, bytes]:
+    """(delivery id, the whole HTTP/1.1 request) of a signed GitHub delivery."""
+    delivery_id = str(uuid.uuid4())
+    head = (
+        f"POST /webhooks/github/ HTTP/1.1\r\nHost: {host}\r\n"
+        "Content-Type: application/json\r\nUser-Agent: GitHub-Hookshot/soak\r\n"
+        f"X-GitHub-Event: {event}\r\nX-GitHub-Delivery: {delivery_id}\r\n"
+        f"X-Hub-Signature-256: {github_signature(secret=secret, body=body)}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    return delivery_id, head + body
 
 
 def lost_records(
@@ -715,6 +873,8 @@ def main() -> None:
     hooks = project_create(
         slug=f"bench-soak-hooks-{nonce}", repository_url=str(hooks_repo), branch_filter="main"
     )
+    if ROUGH_DAY:
+        rough_day(hooks, hooks_repo, workspace)
     result = soak(app, app_repo, hooks, hooks_repo)
     shutil.rmtree(workspace, ignore_errors=True)
     missed = report(result)
