@@ -26,7 +26,6 @@ from infrastructure.docker_engine import MANAGED_LABEL, DockerEngine, DockerEngi
 # Inside the proxy container.
 HAPROXY = "/usr/sbin/haproxy"
 CONFIG_PATH = "/etc/haproxy/haproxy.cfg"
-STAT_ATTEMPTS = 3
 ADMIN_SOCKET = Path("/run/haproxy/admin.sock")
 MASTER_SOCKET = "/run/haproxy/master.sock"
 PROXY_LABEL = "dockyard.proxy"
@@ -410,7 +409,7 @@ class HostHAProxy:
         )
 
     def _stat_rows(self) -> list[dict[str, str]]:
-        for _ in range(STAT_ATTEMPTS):
+        for _ in range(3):
             lines = self.command("show stat").splitlines()
             if lines and lines[0].startswith("# "):
                 break

@@ -12,9 +12,10 @@ containers carrying its own instance label, so a shared engine's other users are
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
-from django.db.models import Exists, F, OuterRef, Q, Window
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
@@ -202,29 +203,24 @@ def _deliveries_prune(report: PruneReport, *, now: datetime) -> None:
     if report.dry_run:
         report.deliveries_deleted = expired.count()
         return
-    while True:
-        # A batch at a time, each its own statement: short locks on a table the webhook
-        # endpoint writes to all day.
-        batch = list(expired.values_list("pk", flat=True)[:DELIVERY_BATCH])
-        if not batch:
-            return
-        report.deliveries_deleted += (
-            Delivery.objects.filter(pk__in=batch).delete()[1].get(Delivery._meta.label, 0)
-        )
+    # The webhook endpoint writes to this table all day.
+    report.deliveries_deleted = _deleted_in_batches(expired, DELIVERY_BATCH)
 
 
 def _log_chunks_delete(run_ids: list[int]) -> int:
+    return _deleted_in_batches(LogChunk.objects.filter(run_id__in=run_ids), LOG_CHUNK_BATCH)
+
+
+def _deleted_in_batches(rows: QuerySet[Any], batch: int) -> int:
+    """Delete `rows` `batch` at a time, each its own statement (short locks on a table others
+    read and write meanwhile); how many went."""
     deleted = 0
     while True:
-        chunk_ids = list(
-            LogChunk.objects.filter(run_id__in=run_ids).values_list("pk", flat=True)[
-                :LOG_CHUNK_BATCH
-            ]
-        )
-        if not chunk_ids:
+        ids = list(rows.order_by().values_list("pk", flat=True)[:batch])
+        if not ids:
             return deleted
-        count, _ = LogChunk.objects.filter(pk__in=chunk_ids).delete()
-        deleted += count
+        _, by_model = rows.model._default_manager.filter(pk__in=ids).delete()
+        deleted += by_model.get(rows.model._meta.label, 0)
 
 
 def _containers_prune(report: PruneReport, engine: DockerEngine) -> None:
