@@ -3,9 +3,10 @@
 An image something else builds on is a *base*: its cache key (builds.cache_keys) names it in the
 registry, and a worker that finds that tag locally or in the registry builds nothing. The
 images that are tested or published are *app* layers: built on every run, FROM their base
-pinned by digest, so the base's ONBUILD instructions do the app-specific part, and pushed at
-once as the run's candidates (builds.candidates). Every layer thus has a registry reference
-by digest: the stages after the build, on whatever worker, run exactly what was built.
+pinned by digest, so the base's ONBUILD instructions do the app-specific part, and pushed as
+the run's candidates (builds.candidates): at once, or, when the same worker carries on with the
+tests, beside them. Every layer thus has a registry reference by digest before anything is
+published: the stages after the build, on whatever worker, run exactly what was built.
 
 Knows images, not runs: the caller (pipelines' build stage) gives the project, the run's id
 (layer records and tags carry it), the validated spec, the checked-out source, a log, an
@@ -89,10 +90,13 @@ def stack_build(
     log: BuildLog,
     engine: ContainerEngine,
     project_parents: Mapping[str, ParentImage],
+    push_candidates: bool = True,
 ) -> dict[str, LayerBuild]:
     """Build (or find in the cache) every layer the run needs; returns them by image name.
 
     `project_parents` gives, by project slug, the image each `from: project:<slug>` builds on.
+    `push_candidates` False: the images of the app layers stay on `engine` only, recorded
+    without a reference, for the stage after the build to push (builds.candidates).
     """
     layers: dict[str, LayerBuild] = {}
     for position, planned in enumerate(stack_plan(spec)):
@@ -134,13 +138,17 @@ def stack_build(
                 log=log,
                 engine=engine,
             )
-            reference = candidate_push(
-                project=project,
-                run_number=run_number,
-                name=image.name,
-                image_id=image_id,
-                engine=engine,
-                log=log,
+            reference = (
+                candidate_push(
+                    project=project,
+                    run_number=run_number,
+                    name=image.name,
+                    image_id=image_id,
+                    engine=engine,
+                    log=log,
+                )
+                if push_candidates
+                else ""
             )
             source_of, key = CacheSource.BUILT, ""
         info = engine.image_info(image_id)

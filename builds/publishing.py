@@ -59,12 +59,13 @@ def image_publish(
         run_number=run_number,
     )
     source, _, digest = candidate.partition("@")
-    for tag in tags:
-        log.line(f"tagging {repository}:{tag}")
-        tag_candidate = partial(
-            image_tag, source_repository=source, digest=digest, repository=repository, tag=tag
-        )
-        registry_retrying(tag_candidate, log, what=f"{repository}:{tag}")
+    log.line(f"tagging {repository}: {', '.join(tags)}")
+    tag_candidate = partial(
+        image_tag, source_repository=source, digest=digest, repository=repository, tags=tags
+    )
+    # All tags at once: putting a manifest again under a tag it has is harmless, so a retry
+    # after a partial success is too.
+    registry_retrying(tag_candidate, log, what=f"{repository}:{','.join(tags)}")
     log.line(f"published {repository}@{digest} as {', '.join(tags)}")
     return Published(repository=repository, digest=digest, tags=tags)
 

@@ -412,6 +412,11 @@ DOCKYARD_PRUNE_INTERVAL_SECONDS = env_float("DOCKYARD_PRUNE_INTERVAL_SECONDS", 3
 DOCKYARD_WORKER_ROLES = env_choices(
     "DOCKYARD_WORKER_ROLES", ("build", "deploy"), ("build", "deploy")
 )
+# A run's stages go one after the other. The worker that ends one may carry on with the next at
+# once: the run's images are already on its engine, and the next stage does not wait for a trip
+# through the broker (the reaper sends the stage to the broker should that worker die first).
+#: `false`: each next stage goes through the broker to whichever build worker is free.
+DOCKYARD_STAGES_ON_ONE_WORKER = env_bool("DOCKYARD_STAGES_ON_ONE_WORKER", True)
 # Bases that build FROM an image outside the stack (`FROM debian:12`) record the digest it
 # resolved to; the watch asks the registry for each such reference's digest now, and when one
 # moved, every project whose stack uses it runs its default branch again.

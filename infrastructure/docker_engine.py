@@ -1004,6 +1004,12 @@ class EngineConnectionError(Exception):
     """The engine cannot be reached the way its URL says; the message says what to fix."""
 
 
+# The API version each engine speaks, asked once per process: a client made with "auto" asks
+# the engine first, a round trip before every stage's first call. An engine upgraded meanwhile
+# still speaks the older version.
+_api_versions: dict[str, str] = {}
+
+
 def docker_client(base_url: str, *, timeout: int) -> docker.DockerClient:
     """A client of the engine at `base_url`, connected (ssh) or ready to connect."""
     parts = urlsplit(base_url)
@@ -1014,9 +1020,15 @@ def docker_client(base_url: str, *, timeout: int) -> docker.DockerClient:
         if tls is not None:
             return _tls_client(base_url, tls, timeout)
         # use_ssh_client=False: paramiko, not a `ssh` process per connection.
-        return docker.DockerClient(
-            base_url=base_url, timeout=timeout, tls=False, use_ssh_client=False
+        client = docker.DockerClient(
+            base_url=base_url,
+            timeout=timeout,
+            tls=False,
+            use_ssh_client=False,
+            version=_api_versions.get(base_url, "auto"),
         )
+        _api_versions[base_url] = client.api.api_version
+        return client
     except paramiko.SSHException as error:
         raise EngineConnectionError(ssh_failure_explained(base_url, error)) from None
     except (DockerException, OSError) as error:
@@ -1054,7 +1066,9 @@ def _tls_client(base_url: str, tls: TLSConfig, timeout: int) -> docker.DockerCli
         base_url=base_url, timeout=timeout, tls=tls, version=MINIMUM_DOCKER_API_VERSION
     )
     client.api.trust_env = False
-    client.api._version = client.api._retrieve_server_version()
+    if base_url not in _api_versions:
+        _api_versions[base_url] = client.api._retrieve_server_version()
+    client.api._version = _api_versions[base_url]
     return client
 
 

@@ -12,6 +12,8 @@ without a CA configured is plain HTTP, as the Docker engine treats it.
 import ipaddress
 import json
 import re
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +35,8 @@ TIMEOUT_SECONDS = 10
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+# Requests to one registry at once within one operation (an image's blob mounts, its tags).
+PARALLEL_REQUESTS = 4
 
 _CHALLENGE_PARAMETER = re.compile(r'(\w+)="([^"]*)"')
 
@@ -132,10 +136,11 @@ def manifest_get(repository: str, reference: str) -> Manifest | None:
     )
 
 
-def image_tag(*, source_repository: str, digest: str, repository: str, tag: str) -> str:
-    """Tag the image source_repository@digest as repository:tag, inside one registry: its
-    blobs are mounted (no data moves) and its manifest put under the tag. Returns the digest
-    the registry now gives repository:tag, which is `digest`: the same bytes."""
+def image_tag(*, source_repository: str, digest: str, repository: str, tags: Sequence[str]) -> str:
+    """Tag the image source_repository@digest as repository:tag for each of `tags`, inside one
+    registry, in one operation: the manifest read once, its blobs mounted once (no data moves)
+    and put under every tag, the mounts and the puts side by side. Returns the digest the
+    registry now gives each tag, which is `digest`: the same bytes."""
     source, target = ImageName.parse(source_repository), ImageName.parse(repository)
     if source.registry != target.registry:
         raise RegistryError(
@@ -145,9 +150,23 @@ def image_tag(*, source_repository: str, digest: str, repository: str, tag: str)
     manifest = manifest_get(source_repository, digest)
     if manifest is None:
         raise RegistryError(f"{source_repository}@{digest} is not in the registry")
-    if source.path != target.path:
-        for blob in manifest.blob_digests():
-            _blob_mount(target, blob, source)
+    with ThreadPoolExecutor(max_workers=PARALLEL_REQUESTS) as requests_at_once:
+        if source.path != target.path:
+            mounts = [
+                requests_at_once.submit(_blob_mount, target, blob, source)
+                for blob in manifest.blob_digests()
+            ]
+            for mount in mounts:
+                mount.result()
+        puts = [
+            requests_at_once.submit(_manifest_put, target, tag, manifest, digest) for tag in tags
+        ]
+        for put in puts:
+            put.result()
+    return digest
+
+
+def _manifest_put(target: ImageName, tag: str, manifest: Manifest, digest: str) -> None:
     response = _request(
         "PUT",
         target,
@@ -156,11 +175,12 @@ def image_tag(*, source_repository: str, digest: str, repository: str, tag: str)
         headers={"Content-Type": manifest.media_type},
         data=manifest.body,
     )
-    _expect(response, 201, target, f"{repository}:{tag}")
+    _expect(response, 201, target, f"{target.path}:{tag}")
     put_digest = response.headers.get("Docker-Content-Digest", "")
     if put_digest and put_digest != digest:
-        raise RegistryError(f"the registry stored {repository}:{tag} as {put_digest}, not {digest}")
-    return digest
+        raise RegistryError(
+            f"the registry stored {target.path}:{tag} as {put_digest}, not {digest}"
+        )
 
 
 def manifest_delete(repository: str, digest: str) -> bool:

@@ -6,7 +6,7 @@ path replace with in-memory stand-ins.
 """
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
@@ -17,7 +17,13 @@ from infrastructure.docker_engine import ContainerEngine, DockerEngineError
 from infrastructure.durable_jobs import Take, job_heartbeat, job_out_of_attempts, job_take
 from pipelines.models import PipelineRun, Stage
 from pipelines.selectors import run_is_cancelled
-from pipelines.services import do_run_transition, do_stage_transition, run_advance, run_fail
+from pipelines.services import (
+    HandedOver,
+    do_run_transition,
+    do_stage_transition,
+    run_advance,
+    run_fail,
+)
 from pipelines.stage_log import StageLog
 from pipelines.states import RUN_FINAL_STATES, RunStatus, StageStatus
 from projects.selectors import project_secret_values
@@ -39,6 +45,9 @@ class StageTools:
 
     # The worker's own engine: it builds, tests and pushes.
     engine: Callable[[], AbstractContextManager[ContainerEngine]]
+    # This worker carries the run's next stage too (stages_execute with carry_on): the build
+    # leaves its candidates' push to the test stage, which pushes them beside the tests.
+    carries_on: bool = False
 
 
 StageBody = Callable[[PipelineRun, StageLog, StageTools], None]
@@ -50,13 +59,48 @@ class _Claim:
     stage: Stage
 
 
-def stage_execute(
-    *, run_id: int, stage_name: str, task_id: str, body: StageBody, tools: StageTools
+def stages_execute(
+    *,
+    run_id: int,
+    stage_name: str,
+    task_id: str,
+    bodies: Mapping[str, StageBody],
+    tools: StageTools,
+    carry_on: bool,
 ) -> None:
-    """Execute one stage of a run exactly once, however often its task is delivered."""
+    """Execute a stage of a run, then, when `carry_on`, each stage after it on this worker as
+    the one before succeeds: the run's images stay on this engine, and no stage waits for a
+    round trip through the broker. Without `carry_on` each next stage goes to the broker, for
+    whichever worker is free."""
+    handed: HandedOver | None = HandedOver(stage_name=stage_name, task_id=task_id)
+    while handed is not None:
+        handed = stage_execute(
+            run_id=run_id,
+            stage_name=handed.stage_name,
+            task_id=handed.task_id,
+            body=bodies[handed.stage_name],
+            tools=tools,
+            carry_on=carry_on,
+        )
+
+
+def stage_execute(
+    *,
+    run_id: int,
+    stage_name: str,
+    task_id: str,
+    body: StageBody,
+    tools: StageTools,
+    carry_on: bool = False,
+) -> HandedOver | None:
+    """Execute one stage of a run exactly once, however often its task is delivered.
+
+    Returns the next stage when `carry_on` and this one succeeded: enqueued for the caller to
+    execute, not sent to the broker.
+    """
     claim = _stage_claim(run_id=run_id, stage_name=stage_name, task_id=task_id)
     if claim is None:
-        return
+        return None
     run, stage = claim.run, claim.stage
     if job_out_of_attempts(stage):
         # Each earlier start lost its worker mid-stage (killed, out of memory, machine gone).
@@ -67,7 +111,7 @@ def stage_execute(
                 stage=Stage.objects.select_for_update().get(pk=stage.pk),
                 reason=f"its worker was lost {stage.attempts - 1} times; not trying again",
             )
-        return
+        return None
     if stage.attempts > 1:
         _lost_attempt_sweep(run, tools)
     log = StageLog(
@@ -75,22 +119,22 @@ def stage_execute(
         secrets=project_secret_values(run.project),
         should_stop=lambda: run_is_cancelled(run.pk),
     )
+    failure_reason: str | None = None
     try:
         with job_heartbeat(stage):
             body(run, log, tools)
     except (StageCancelled, BuildCancelled):
         # The cancel has already settled the stage; should it not have, the stage fails.
-        _stage_settle(run, stage, log, failure_reason="stopped: the run was cancelled")
+        failure_reason = "stopped: the run was cancelled"
     except (StageFailure, BuildFailure, DockerEngineError) as failure:
         # What the user can act on, or what the engine said (it names what it refused).
-        _stage_settle(run, stage, log, failure_reason=str(failure))
+        failure_reason = str(failure)
     except Exception as error:
         # An error of ours, not of the user's repository: say so, and never leave the run
         # "running" behind it.
         logger.exception("stage %s of run %s crashed", stage_name, run_id)
-        _stage_settle(run, stage, log, failure_reason=f"internal error: {error!r}")
-    else:
-        _stage_settle(run, stage, log, failure_reason=None)
+        failure_reason = f"internal error: {error!r}"
+    return _stage_settle(run, stage, log, failure_reason=failure_reason, carry_on=carry_on)
 
 
 def _stage_claim(*, run_id: int, stage_name: str, task_id: str) -> _Claim | None:
@@ -135,8 +179,8 @@ def _stage_claim(*, run_id: int, stage_name: str, task_id: str) -> _Claim | None
 
 
 def _stage_settle(
-    run: PipelineRun, stage: Stage, log: StageLog, *, failure_reason: str | None
-) -> None:
+    run: PipelineRun, stage: Stage, log: StageLog, *, failure_reason: str | None, carry_on: bool
+) -> HandedOver | None:
     if failure_reason is not None:
         log.line(f"{stage.name} failed: {failure_reason}")
     log.close()
@@ -146,12 +190,12 @@ def _stage_settle(
         if locked_stage.status != StageStatus.RUNNING or locked_stage.task_id != stage.task_id:
             # Cancelled or settled by someone else meanwhile, or given to another attempt
             # while this worker was out of touch: theirs is the last word.
-            return
+            return None
         if failure_reason is None:
             do_stage_transition(stage=locked_stage, to=StageStatus.SUCCEEDED)
-            run_advance(run=locked_run)
-        else:
-            run_fail(run=locked_run, stage=locked_stage, reason=failure_reason)
+            return run_advance(run=locked_run, carry_on=carry_on)
+        run_fail(run=locked_run, stage=locked_stage, reason=failure_reason)
+        return None
 
 
 def _lost_attempt_sweep(run: PipelineRun, tools: StageTools) -> None:

@@ -2,6 +2,7 @@
 
 import logging
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
@@ -366,26 +367,38 @@ def mirror_dir(project: Project) -> Path:
     return settings.DOCKYARD_MIRRORS_DIR / f"{project.slug}.git"
 
 
-def run_advance(*, run: PipelineRun) -> None:
+@dataclass(frozen=True)
+class HandedOver:
+    """The next stage of a run, enqueued for the worker that just settled the stage before it
+    to carry at once, without a round trip through the broker."""
+
+    stage_name: str
+    task_id: str
+
+
+def run_advance(*, run: PipelineRun, carry_on: bool = False) -> HandedOver | None:
     """Enqueue the next pending stage, or settle the run when none is left.
 
-    Call inside a transaction holding the run's row lock.
+    `carry_on`: the caller carries the next stage itself (returned) instead of sending it to
+    the broker. Call inside a transaction holding the run's row lock.
     """
     stages = list(run.stages.order_by("position"))
     if any(stage.status == StageStatus.RUNNING for stage in stages):
-        return
+        return None
     failed = next((stage for stage in stages if stage.status == StageStatus.FAILED), None)
     if failed is not None:
-        return
+        return None
     pending = next((stage for stage in stages if stage.status == StageStatus.PENDING), None)
     if pending is not None:
-        stage_enqueue(run, pending.name)
-    elif run.status not in RUN_FINAL_STATES:
+        task_id = stage_enqueue(run, pending.name, send=not carry_on)
+        return HandedOver(stage_name=pending.name, task_id=task_id) if carry_on else None
+    if run.status not in RUN_FINAL_STATES:
         do_run_transition(run=run, to=RunStatus.SUCCEEDED)
         run_id = run.pk
         dispatch.queue_dependents_rebuild(run_id=run_id)
         if run.deployable:
             dispatch.queue_release_from_run(run_id=run_id)
+    return None
 
 
 def run_fail(*, run: PipelineRun, stage: Stage, reason: str) -> None:
@@ -448,16 +461,19 @@ def commit_status_enqueue(*, run_id: int, event_id: int) -> None:
     dispatch.queue_commit_status_report(run_id=run_id, event_id=event_id, task_id=task_id)
 
 
-def stage_enqueue(run: PipelineRun, stage_name: str) -> None:
-    """Send the stage's task once the transaction commits, noting its id and when it went.
+def stage_enqueue(run: PipelineRun, stage_name: str, *, send: bool = True) -> str:
+    """Send the stage's task once the transaction commits, noting its id and when it went;
+    returns the id.
 
     The id lets the reaper ask the broker whether the message is still there (a Redis
-    restart loses it) and tell a stale delivery from the one that owns the stage.
+    restart loses it) and tell a stale delivery from the one that owns the stage. `send`
+    False: the caller carries the stage under that id itself; should it die before claiming
+    it, the reaper finds no message for the id and sends one.
     """
     run_id = run.pk
-    job_enqueue(
-        Stage.objects.get(run_id=run_id, name=stage_name),
-        send=lambda task_id: dispatch.queue_stage(
-            stage_name=stage_name, run_id=run_id, task_id=task_id
-        ),
-    )
+
+    def queue(task_id: str) -> None:
+        if send:
+            dispatch.queue_stage(stage_name=stage_name, run_id=run_id, task_id=task_id)
+
+    return job_enqueue(Stage.objects.get(run_id=run_id, name=stage_name), send=queue)

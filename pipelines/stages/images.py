@@ -1,16 +1,21 @@
 """A run's images as every stage from the build on needs them: its validated spec, its stack
 built on a worker's engine, and the images found again by the stages after the build."""
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from builds.candidates import candidate_push
 from builds.image_stack import ParentImage, stack_build
 from builds.models import LayerBuild
 from infrastructure.docker_engine import ContainerEngine
 from pipelines.execution import StageFailure
-from pipelines.models import PipelineRun
+from pipelines.models import PipelineRun, TestStep
 from pipelines.selectors import latest_published_run
 from pipelines.stage_log import StageLog
 from pipelines.workspace import workspace_ensure
 from projects.models import Project
-from projects.spec import PipelineSpec, spec_from_dict
+from projects.spec import PipelineSpec, spec_from_dict, steps_of
 
 
 def run_spec(run: PipelineRun) -> PipelineSpec:
@@ -30,7 +35,12 @@ def run_labels(run: PipelineRun, *, role: str) -> dict[str, str]:
 
 
 def run_stack_build(
-    run: PipelineRun, spec: PipelineSpec, log: StageLog, engine: ContainerEngine
+    run: PipelineRun,
+    spec: PipelineSpec,
+    log: StageLog,
+    engine: ContainerEngine,
+    *,
+    push_candidates: bool = True,
 ) -> dict[str, LayerBuild]:
     """Build the run's stack on `engine` from its workspace (checked out again if this worker
     does not have it), on the images of the projects it builds on."""
@@ -43,29 +53,99 @@ def run_stack_build(
         log=log,
         engine=engine,
         project_parents=_project_parents(spec),
+        push_candidates=push_candidates,
     )
 
 
-def run_layer_reference(run: PipelineRun, name: str) -> str:
-    """The registry reference (repository@digest) the build recorded for the run's image."""
-    layer = LayerBuild.objects.filter(run=run, name=name).first()
-    if layer is None or not layer.reference:
-        raise StageFailure(
-            f"the build stage recorded no image {name!r} in the registry for this run; "
-            "retry the run to build it again"
+@contextmanager
+def run_candidates_pushed_beside(
+    run: PipelineRun, spec: PipelineSpec, log: StageLog, engine: ContainerEngine
+) -> Iterator[None]:
+    """Push, beside the block, the run's images the build left unpushed for this worker
+    (`push_candidates=False`); the block's end waits for the push and records each reference.
+
+    When this engine does not hold them (the worker that built them was lost before they were
+    pushed), they are built again here, and pushed, before the block: the images tested are
+    still the images published.
+    """
+    unpushed = [layer for layer in run.layers.order_by("position") if not layer.reference]
+    if not unpushed:
+        yield
+        return
+    if not all(engine.image_exists(layer.image_id) for layer in unpushed):
+        log.line(
+            "the build's images were not pushed before its worker was lost, and this worker "
+            "does not have them: building them again here"
         )
-    return layer.reference
+        run_stack_build(run, spec, log, engine)
+        yield
+        return
+    section = log.section("candidates")
+    references: dict[str, str] = {}
+    failures: list[BaseException] = []
+
+    def push_each() -> None:
+        try:
+            for layer in unpushed:
+                references[layer.name] = candidate_push(
+                    project=run.project,
+                    run_number=run.number,
+                    name=layer.name,
+                    image_id=layer.image_id,
+                    engine=engine,
+                    log=section,
+                )
+        except BaseException as error:
+            failures.append(error)
+
+    pushing = threading.Thread(target=push_each, name="candidates-push", daemon=True)
+    pushing.start()
+    try:
+        yield
+    finally:
+        # A failed block ends its stage too: the push must not outlive it.
+        pushing.join()
+    if failures:
+        raise failures[0]
+    for layer in unpushed:
+        LayerBuild.objects.filter(pk=layer.pk).update(reference=references[layer.name])
+    # The steps ran the image by its id meanwhile; their records name the pushed reference.
+    for step, image in steps_by_image(spec).items():
+        if image in references:
+            TestStep.objects.filter(run=run, name=step, image="").update(image=references[image])
+
+
+def run_layer_reference(run: PipelineRun, name: str, *, pushed: bool = True) -> str:
+    """The registry reference (repository@digest) the build recorded for the run's image; ""
+    when not `pushed` is asked for and the image is still being pushed beside the tests."""
+    layer = LayerBuild.objects.filter(run=run, name=name).first()
+    if layer is not None and (layer.reference or (not pushed and layer.image_id)):
+        return layer.reference
+    raise StageFailure(
+        f"the build stage recorded no image {name!r} in the registry for this run; "
+        "retry the run to build it again"
+    )
 
 
 def run_layer_image(
     run: PipelineRun, spec: PipelineSpec, name: str, log: StageLog, engine: ContainerEngine
 ) -> str:
     """The id, on this engine, of exactly the image the build stage made for `name`: pulled
-    by digest when this worker's engine does not have it (the build ran on another host)."""
+    by digest when this worker's engine does not have it (the build ran on another host), or
+    the id the build recorded while its push is still under way (run_candidates_pushed_beside)."""
+    layer = LayerBuild.objects.filter(run=run, name=name).first()
+    if layer is not None and not layer.reference and layer.image_id:
+        log.line(f"image {name}: {layer.image_id}, built on this worker")
+        return layer.image_id
     reference = run_layer_reference(run, name)
     image_id = engine.ensure_image(reference=reference, on_output=_quiet)
     log.line(f"image {name}: {reference}")
     return image_id
+
+
+def steps_by_image(spec: PipelineSpec) -> dict[str, str]:
+    """The image of the stack each test step runs, by step name."""
+    return {step.name: step.image for step in steps_of(spec.test)} if spec.test else {}
 
 
 def _quiet(_: str) -> None:

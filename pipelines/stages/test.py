@@ -24,7 +24,13 @@ from infrastructure.docker_engine import ContainerEngine
 from pipelines.execution import StageFailure, StageTools
 from pipelines.models import PipelineRun, StepStatus, TestCase, TestStep
 from pipelines.stage_log import SectionLog, StageLog
-from pipelines.stages.images import run_labels, run_layer_image, run_layer_reference, run_spec
+from pipelines.stages.images import (
+    run_candidates_pushed_beside,
+    run_labels,
+    run_layer_image,
+    run_layer_reference,
+    run_spec,
+)
 from projects.selectors import project_secrets
 from projects.services import project_spec_policy
 from projects.spec import (
@@ -60,7 +66,7 @@ def test_stage(run: PipelineRun, log: StageLog, tools: StageTools) -> None:
     missing = sorted(set(test.secrets) - set(secrets))
     if missing:
         raise StageFailure(f"test.secrets: not set for this project: {', '.join(missing)}")
-    with tools.engine() as engine:
+    with tools.engine() as engine, run_candidates_pushed_beside(run, spec, log, engine):
         steps = steps_of(test)
         plan = _Plan(
             test=test,
@@ -68,7 +74,10 @@ def test_stage(run: PipelineRun, log: StageLog, tools: StageTools) -> None:
             step_images={
                 step.name: run_layer_image(run, spec, step.image, log, engine) for step in steps
             },
-            step_references={step.name: run_layer_reference(run, step.image) for step in steps},
+            # "" while the image is pushed beside the tests; its steps' records get it after.
+            step_references={
+                step.name: run_layer_reference(run, step.image, pushed=False) for step in steps
+            },
             service_images=_service_images(run, spec, log, engine),
             secrets=secrets,
             volumes=cache_volumes(

@@ -108,6 +108,8 @@ class Fleet:
             # One installation: the same label on every host's containers.
             "DOCKYARD_INSTANCE": settings.DOCKYARD_INSTANCE,
             "DOCKYARD_WORKER_ROLES": worker.roles,
+            # Each stage through the broker, so that a test can move a run from host to host.
+            "DOCKYARD_STAGES_ON_ONE_WORKER": "false",
             "DOCKYARD_HOUSEKEEPING": "true",
             "DOCKYARD_REAP_INTERVAL_SECONDS": "1",
             "DOCKYARD_HEARTBEAT_SECONDS": "1",

@@ -58,11 +58,13 @@ def test_tagging_in_the_registry_moves_no_layer_and_keeps_the_digest(
     source = f"{namespace}/candidates/app"
     digest = pushed_busybox(docker_client, tmp_path, source, "run-1")
 
-    assert image_tag(source_repository=source, digest=digest, repository=namespace, tag="v1") == (
-        digest
+    tagged = image_tag(
+        source_repository=source, digest=digest, repository=namespace, tags=["v1", "main"]
     )
 
+    assert tagged == digest
     assert manifest_digest(namespace, "v1") == digest
+    assert manifest_digest(namespace, "main") == digest
     assert manifest_delete(source, digest) is True
     # The candidate went; the tag in the other repository stands, blobs and all.
     assert manifest_digest(source, "run-1") is None

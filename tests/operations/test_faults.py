@@ -253,7 +253,8 @@ def test_a_push_to_a_registry_that_stays_down_is_retried_then_fails_clearly(
     repo = busybox_app_repo(tmp_path / "repo")
     project = make_project(repository_url=repo.url, test_command="sleep 2")
     run = registry_stack.push(project, repo.commit("nowhere to push"))
-    wait_until(lambda: stage(run, "test").status == StageStatus.RUNNING, "the test stage runs")
+    # The candidate is pushed beside the test; the registry goes away after it.
+    wait_until(lambda: "app: candidate " in stage_log_text(stage(run, "test")), "the candidate")
 
     registry_stack.stop_registry()
     run = settled(run)
@@ -273,7 +274,8 @@ def test_a_push_to_a_registry_that_comes_back_succeeds_after_a_retry(
     project = make_project(repository_url=repo.url, test_command="sleep 2")
     sha = repo.commit("the registry restarts")
     run = registry_stack.push(project, sha)
-    wait_until(lambda: stage(run, "test").status == StageStatus.RUNNING, "the test stage runs")
+    # The candidate is pushed beside the test; the registry goes away after it.
+    wait_until(lambda: "app: candidate " in stage_log_text(stage(run, "test")), "the candidate")
 
     registry_stack.stop_registry()
     wait_until(lambda: "retrying in" in stage_log_text(stage(run, "publish")), "a push retry")

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import redis
+from django.db import transaction
 from django.utils import timezone
 
 from config.celery import app as celery_app
@@ -15,7 +16,7 @@ from infrastructure.broker import held_task_ids
 from infrastructure.dispatch import QUEUES
 from operations.reaper import lost_work_reap
 from pipelines.models import PipelineRun, RunEvent, Stage
-from pipelines.services import commit_status_task_id
+from pipelines.services import commit_status_task_id, run_advance
 from pipelines.states import RunStatus, StageStatus
 from projects.models import Project
 from tests.factories import make_project, make_run
@@ -135,6 +136,24 @@ def test_a_pending_stage_whose_message_the_broker_lost_is_sent_again(
     assert report.stages_resent == [stage.pk]
     assert stage.task_id != "gone-with-redis"
     assert stage.events.filter(reason__contains="sent again").exists()
+
+
+def test_a_stage_handed_over_to_a_worker_that_died_before_claiming_it_is_sent_to_the_broker(
+    quiet_broker: redis.Redis, django_capture_on_commit_callbacks: Callable[..., Any]
+) -> None:
+    stage = config_stage_of_a_running_run()
+    run = PipelineRun.objects.get(pk=stage.run_id)
+    with transaction.atomic():
+        locked = PipelineRun.objects.select_for_update().get(pk=run.pk)
+        handed = run_advance(run=locked, carry_on=True)
+    assert handed is not None and handed.stage_name == "config"
+    Stage.objects.filter(pk=stage.pk).update(queued_at=ago(60))
+
+    report = reap(django_capture_on_commit_callbacks)
+
+    stage.refresh_from_db()
+    assert report.stages_resent == [stage.pk]
+    assert stage.task_id != handed.task_id
 
 
 @pytest.mark.parametrize("where", ["waiting in its queue", "taken by a worker"])

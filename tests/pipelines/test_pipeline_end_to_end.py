@@ -6,11 +6,18 @@ from pathlib import Path
 import docker
 import pytest
 import requests
+from django.conf import settings
 from django.test import Client
 
-from pipelines.models import PipelineRun
+from builds.models import LayerBuild
+from infrastructure import dispatch
+from infrastructure.docker_engine import DockerEngine
+from pipelines.execution import StageTools, stage_execute
+from pipelines.models import PipelineRun, Stage, TestStep
 from pipelines.selectors import stage_log_text
+from pipelines.services import run_create
 from pipelines.states import RunStatus, StageStatus
+from pipelines.tasks import STAGE_BODIES
 from projects.models import Project
 from tests.conftest import registry_login
 from tests.factories import busybox_app_repo, github_headers, github_push_body, make_project
@@ -70,6 +77,12 @@ def test_a_signed_push_publishes_an_image_tagged_with_the_commit_sha(
     assert run.image_reference.endswith(f"/{project.slug}:{sha}")
     assert "all 3 tests passed" in stage_log_text(run.stages.get(name="test"))
     assert containers_of(docker_client, run) == []
+    # The worker carried every stage itself, the candidate pushed beside the test: the step's
+    # record names the candidate, whose digest is the one published.
+    candidate = LayerBuild.objects.get(run=run, name="app").reference
+    assert "/candidates/app@" in candidate and candidate.endswith(run.image_digest)
+    assert TestStep.objects.get(run=run).image == candidate
+    assert len({stage.worker for stage in run.stages.all()}) == 1
 
 
 def test_a_failing_test_fails_the_run_at_the_test_stage_with_its_output(
@@ -154,3 +167,41 @@ def test_a_commit_missing_from_the_repository_fails_the_run_at_checkout(
     assert run.status == RunStatus.FAILED
     assert run.failed_stage == "checkout"
     assert f"commit {missing} is not in" in run.failure_reason
+
+
+def test_a_test_stage_restarted_without_the_unpushed_build_builds_it_again_and_tests_that(
+    tmp_path: Path,
+    docker_client: docker.DockerClient,
+    registry_tags: Callable[[str], list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # No stage goes to a worker: each runs here, as this test says.
+    monkeypatch.setattr(dispatch, "queue_stage", lambda **_: None)
+    repo = busybox_app_repo(tmp_path / "repo", test_script="echo tested\n")
+    sha = repo.commit("first version")
+    project = make_project(repository_url=repo.url, test_command="sh /app/test.sh")
+    run = run_create(project=project, ref="refs/heads/main", commit_sha=sha, trigger="webhook")
+    # The worker that built meant to carry on, and so left the push to its test stage...
+    carrying = StageTools(engine=lambda: DockerEngine(settings.DOCKER_HOST), carries_on=True)
+    for name in ("checkout", "config", "build"):
+        stage_execute(
+            run_id=run.pk, stage_name=name, task_id=name, body=STAGE_BODIES[name], tools=carrying
+        )
+    built = LayerBuild.objects.get(run=run, name="app")
+    assert built.reference == "" and built.image_id
+    # ...and was lost: the test stage runs where that image is not.
+    docker_client.images.remove(built.image_id, force=True)
+
+    for name in ("test", "publish"):
+        stage_execute(
+            run_id=run.pk, stage_name=name, task_id=name, body=STAGE_BODIES[name], tools=carrying
+        )
+
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED, run.failure_reason
+    rebuilt = LayerBuild.objects.get(run=run, name="app")
+    assert rebuilt.image_id != built.image_id
+    assert TestStep.objects.get(run=run).image == rebuilt.reference
+    assert rebuilt.reference.endswith(run.image_digest)
+    assert sha in registry_tags(project.slug)
+    assert "building them again here" in stage_log_text(Stage.objects.get(run=run, name="test"))

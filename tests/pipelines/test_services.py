@@ -7,7 +7,7 @@ import pytest
 from django.test import override_settings
 
 from infrastructure import dispatch
-from pipelines.execution import StageFailure, StageTools, stage_execute
+from pipelines.execution import StageFailure, StageTools, stage_execute, stages_execute
 from pipelines.models import PipelineRun, RunEvent
 from pipelines.selectors import stage_log_text
 from pipelines.services import do_run_transition, do_stage_transition, run_create
@@ -212,6 +212,62 @@ def test_the_last_stage_succeeding_settles_the_run() -> None:
     run.refresh_from_db()
     assert run.status == RunStatus.SUCCEEDED
     assert run.finished_at is not None
+
+
+def test_a_worker_carrying_on_runs_every_stage_itself_without_sending_one_to_the_broker(
+    django_capture_on_commit_callbacks: Callable,
+) -> None:
+    run = queue_run()
+    bodies = {name: CountingBody() for name in dispatch.STAGE_ROUTES}
+    first_task = run.stages.get(name="checkout").task_id
+    with django_capture_on_commit_callbacks() as sent:
+        stages_execute(
+            run_id=run.pk,
+            stage_name="checkout",
+            task_id=first_task,
+            bodies=bodies,
+            tools=TOOLS,
+            carry_on=True,
+        )
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED
+    assert {name: body.calls for name, body in bodies.items()} == dict.fromkeys(bodies, 1)
+    assert stage_tasks(sent) == []
+    # Each stage was claimed under the id it was enqueued with, as a broker's delivery is.
+    task_ids = list(run.stages.order_by("position").values_list("task_id", flat=True))
+    assert task_ids[0] == first_task and len(set(task_ids)) == 5
+
+
+def test_a_worker_not_carrying_on_sends_the_next_stage_to_the_broker(
+    django_capture_on_commit_callbacks: Callable,
+) -> None:
+    run = queue_run()
+    bodies = {name: CountingBody() for name in dispatch.STAGE_ROUTES}
+    with django_capture_on_commit_callbacks() as sent:
+        stages_execute(
+            run_id=run.pk,
+            stage_name="checkout",
+            task_id="t-checkout",
+            bodies=bodies,
+            tools=TOOLS,
+            carry_on=False,
+        )
+    assert [body.calls for body in bodies.values()] == [1, 0, 0, 0, 0]
+    assert len(stage_tasks(sent)) == 1
+    assert run.stages.get(name="config").status == StageStatus.PENDING
+
+
+def test_a_carrying_worker_stops_at_a_failed_stage() -> None:
+    run = queue_run()
+    bodies = {name: CountingBody() for name in dispatch.STAGE_ROUTES}
+    bodies["build"] = CountingBody(fail_with=StageFailure("COPY failed: no such file app/"))
+    stages_execute(
+        run_id=run.pk, stage_name="checkout", task_id="t", bodies=bodies, tools=TOOLS, carry_on=True
+    )
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED
+    assert [body.calls for body in bodies.values()] == [1, 1, 1, 0, 0]
+    assert run.stages.get(name="test").status == StageStatus.SKIPPED
 
 
 def test_a_stage_of_a_finished_run_does_nothing() -> None:
