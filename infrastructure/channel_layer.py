@@ -26,6 +26,8 @@ MAX_WAITING = 10_000
 class _Publisher:
     loop: asyncio.AbstractEventLoop
     waiting: "asyncio.Queue[tuple[str, dict[str, Any]]]"
+    # Held so that the loop's sender is never garbage-collected while it waits.
+    sender: "asyncio.Task[None]"
 
 
 _publishers: dict[int, _Publisher] = {}
@@ -79,12 +81,12 @@ def _publisher() -> _Publisher:
         if publisher is None:
             loop = asyncio.new_event_loop()
             waiting: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(MAX_WAITING)
-            loop.create_task(_send_in_order(waiting))
+            sender = loop.create_task(_send_in_order(waiting))
             thread = threading.Thread(
                 target=loop.run_forever, name="channel-layer-publish", daemon=True
             )
             thread.start()
-            publisher = _Publisher(loop=loop, waiting=waiting)
+            publisher = _Publisher(loop=loop, waiting=waiting, sender=sender)
             _publishers.clear()
             _publishers[pid] = publisher
     return publisher

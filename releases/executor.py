@@ -39,6 +39,7 @@ from projects.selectors import project_secrets
 from projects.spec import DEFAULT_RELEASE_TIMEOUT
 from releases.models import Deployment, DeploymentEvent, Environment, Host, HostDeployment
 from releases.proxy import host_proxy, proxy_apply, proxy_backends, proxy_servers_settled
+from releases.sending import deployment_enqueue, host_deployment_enqueue
 from releases.states import (
     DEPLOYMENT_CARRIED_STATES,
     DEPLOYMENT_FINAL_STATES,
@@ -67,32 +68,6 @@ class _HostFailed(Exception):
         super().__init__(reason)
         self.reason = reason
         self.container_log = container_log
-
-
-# --- Sending ---------------------------------------------------------------------------------
-
-
-def deployment_enqueue(deployment: Deployment, *, new_phase: bool = False) -> None:
-    """Send the coordinator's task once the transaction commits (a durable job: its id and
-    when it went are noted, so a lost message is found and sent again)."""
-    deployment_id = deployment.pk
-    job_enqueue(
-        deployment,
-        send=lambda task_id: dispatch.queue_deployment(
-            deployment_id=deployment_id, task_id=task_id
-        ),
-        new_phase=new_phase,
-    )
-
-
-def host_deployment_enqueue(host_deployment: HostDeployment) -> None:
-    host_deployment_id = host_deployment.pk
-    job_enqueue(
-        host_deployment,
-        send=lambda task_id: dispatch.queue_host_deployment(
-            host_deployment_id=host_deployment_id, task_id=task_id
-        ),
-    )
 
 
 # --- The coordinator -------------------------------------------------------------------------

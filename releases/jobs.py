@@ -6,13 +6,9 @@ again)."""
 from django.conf import settings
 from django.db.models import QuerySet
 
-from releases.executor import (
-    deployment_abandon,
-    deployment_enqueue,
-    host_deployment_abandon,
-    host_deployment_enqueue,
-)
+from releases.executor import deployment_abandon, host_deployment_abandon
 from releases.models import Deployment, DeploymentEvent, HostDeployment
+from releases.sending import deployment_enqueue, host_deployment_enqueue
 from releases.states import (
     DEPLOYMENT_CARRIED_STATES,
     HOST_ACTIVE_STATES,

@@ -1,5 +1,5 @@
 """Writes for releases and environments, and requests for deployments (promote, roll back),
-checked and audited; releases.executor carries the deployments out."""
+checked and audited; releases.sending sends them, releases.executor carries them out."""
 
 import logging
 from typing import Any
@@ -16,9 +16,9 @@ from audit.services import audit_record
 from projects.models import Project
 from projects.spec import DeploySpec
 from releases.access import can_deploy_to
-from releases.executor import deployment_enqueue
 from releases.models import Deployment, DeploymentEvent, Environment, Host, Release
 from releases.selectors import rollback_candidates
+from releases.sending import deployment_enqueue
 from releases.states import (
     DEPLOYMENT_FINAL_STATES,
     DeploymentKind,
