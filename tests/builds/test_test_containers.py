@@ -132,7 +132,9 @@ def test_a_fork_bomb_is_held_by_the_pids_limit_and_killed_at_its_timeout(
     pushed_run: Callable[..., PipelineRun],
     docker_client: docker.DockerClient,
 ) -> None:
-    script = "echo 'forking'\nbomb() { bomb | bomb & }\nbomb\nsleep 60\n"
+    # The shell waits without forking (exec): once the bomb holds every pid the limit allows,
+    # a forked sleep would fail at once and end the test before its timeout.
+    script = "echo 'forking'\nbomb() { bomb | bomb & }\nbomb\nexec sleep 60\n"
     run, log = run_test_script(tmp_path, pushed_run, script, pids="64", timeout="8")
     assert run.status == RunStatus.FAILED
     assert run.failed_stage == "test"
