@@ -18,6 +18,7 @@ from contextlib import suppress
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import docker
 import requests
 from django.conf import settings
 
@@ -108,6 +109,7 @@ class FaultStack:
         self.web: Process | None = None
         self.registry_process: Process | None = None
         self.workers: list[Process] = []
+        self.pushed_run_ids: list[int] = []
 
     @property
     def registry(self) -> str:
@@ -240,12 +242,25 @@ class FaultStack:
             timeout=30,
         )
         assert answer.status_code == 202, answer.text
-        return PipelineRun.objects.get(project=project, commit_sha=sha)
+        run = PipelineRun.objects.get(project=project, commit_sha=sha)
+        self.pushed_run_ids.append(run.pk)
+        return run
 
     def close(self) -> None:
         for process in [*self.workers, self.web, self.registry_process, self.redis]:
             if process is not None:
                 process.stop()
+        # A test may end while its run still goes on: the stopped worker never removed the
+        # containers that run started.
+        engine = docker.DockerClient(base_url=settings.DOCKER_HOST)
+        try:
+            for run_id in self.pushed_run_ids:
+                for container in engine.containers.list(
+                    all=True, filters={"label": f"dockyard.run={run_id}"}
+                ):
+                    container.remove(force=True)
+        finally:
+            engine.close()
 
     @staticmethod
     def _answers(port: int) -> bool:
