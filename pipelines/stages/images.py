@@ -110,21 +110,14 @@ def run_candidates_pushed_beside(
     for layer in unpushed:
         LayerBuild.objects.filter(pk=layer.pk).update(reference=references[layer.name])
     # The steps ran the image by its id meanwhile; their records name the pushed reference.
-    for step, image in steps_by_image(spec).items():
+    for step, image in _steps_by_image(spec).items():
         if image in references:
             TestStep.objects.filter(run=run, name=step, image="").update(image=references[image])
 
 
-def run_layer_reference(run: PipelineRun, name: str, *, pushed: bool = True) -> str:
-    """The registry reference (repository@digest) the build recorded for the run's image; ""
-    when not `pushed` is asked for and the image is still being pushed beside the tests."""
-    layer = LayerBuild.objects.filter(run=run, name=name).first()
-    if layer is not None and (layer.reference or (not pushed and layer.image_id)):
-        return layer.reference
-    raise StageFailure(
-        f"the build stage recorded no image {name!r} in the registry for this run; "
-        "retry the run to build it again"
-    )
+def run_layer_reference(run: PipelineRun, name: str) -> str:
+    """The registry reference (repository@digest) the build recorded for the run's image."""
+    return _pushed_reference(_layer(run, name), name)
 
 
 def run_layer_image(
@@ -133,17 +126,30 @@ def run_layer_image(
     """The id, on this engine, of exactly the image the build stage made for `name`: pulled
     by digest when this worker's engine does not have it (the build ran on another host), or
     the id the build recorded while its push is still under way (run_candidates_pushed_beside)."""
-    layer = LayerBuild.objects.filter(run=run, name=name).first()
+    layer = _layer(run, name)
     if layer is not None and not layer.reference and layer.image_id:
         log.line(f"image {name}: {layer.image_id}, built on this worker")
         return layer.image_id
-    reference = run_layer_reference(run, name)
+    reference = _pushed_reference(layer, name)
     image_id = engine.ensure_image(reference=reference, on_output=_quiet)
     log.line(f"image {name}: {reference}")
     return image_id
 
 
-def steps_by_image(spec: PipelineSpec) -> dict[str, str]:
+def _layer(run: PipelineRun, name: str) -> LayerBuild | None:
+    return LayerBuild.objects.filter(run=run, name=name).first()
+
+
+def _pushed_reference(layer: LayerBuild | None, name: str) -> str:
+    if layer is None or not layer.reference:
+        raise StageFailure(
+            f"the build stage recorded no image {name!r} in the registry for this run; "
+            "retry the run to build it again"
+        )
+    return layer.reference
+
+
+def _steps_by_image(spec: PipelineSpec) -> dict[str, str]:
     """The image of the stack each test step runs, by step name."""
     return {step.name: step.image for step in steps_of(spec.test)} if spec.test else {}
 

@@ -28,7 +28,6 @@ from pipelines.stages.images import (
     run_candidates_pushed_beside,
     run_labels,
     run_layer_image,
-    run_layer_reference,
     run_spec,
 )
 from projects.selectors import project_secrets
@@ -68,6 +67,7 @@ def test_stage(run: PipelineRun, log: StageLog, tools: StageTools) -> None:
         raise StageFailure(f"test.secrets: not set for this project: {', '.join(missing)}")
     with tools.engine() as engine, run_candidates_pushed_beside(run, spec, log, engine):
         steps = steps_of(test)
+        references = dict(run.layers.values_list("name", "reference"))
         plan = _Plan(
             test=test,
             steps=steps,
@@ -75,9 +75,7 @@ def test_stage(run: PipelineRun, log: StageLog, tools: StageTools) -> None:
                 step.name: run_layer_image(run, spec, step.image, log, engine) for step in steps
             },
             # "" while the image is pushed beside the tests; its steps' records get it after.
-            step_references={
-                step.name: run_layer_reference(run, step.image, pushed=False) for step in steps
-            },
+            step_references={step.name: references[step.image] for step in steps},
             service_images=_service_images(run, spec, log, engine),
             secrets=secrets,
             volumes=cache_volumes(
