@@ -16,6 +16,12 @@ class AuditAction(models.TextChoices):
     AUTO_DEPLOY = "deployment.auto", "auto-deploy requested"
     PROMOTE = "deployment.promote", "promotion requested"
     ROLLBACK = "deployment.rollback", "rollback requested"
+    RESTART = "deployment.restart", "restart requested"
+    STOP = "deployment.stop", "stop requested"
+    START = "deployment.start", "start requested"
+    SCALE = "deployment.scale", "scaling requested"
+    # A release's watch saw too many errors and rolled it back by itself.
+    WATCH_ROLLBACK = "deployment.watch_rollback", "release rolled back by its watch"
     # Permissions.
     DEPLOYERS_CHANGED = "environment.deployers", "environment deployers changed"
     USER_FLAGS_CHANGED = "user.flags", "user staff/superuser/active changed"

@@ -354,6 +354,15 @@ DOCKYARD_SLOT_PORTS = env_port_range("DOCKYARD_SLOT_PORTS", "9200-9399")
 # Stopped containers kept per environment for an instant rollback.
 #: Stopped containers kept per environment for rollbacks.
 DOCKYARD_KEEP_CONTAINERS = env_int("DOCKYARD_KEEP_CONTAINERS", 3, minimum=1)
+# Request metrics (releases.traffic): a deploy worker reads each host's HAProxy request log
+# every TRAFFIC_SAMPLE_SECONDS into samples, keeps TRAFFIC_RECENT_MINUTES of them, rolls older
+# ones up per minute, and keeps those TRAFFIC_RETENTION_DAYS. Release watches are judged then.
+#: Seconds between two reads of the hosts' request logs (0: no request metrics, no watches).
+DOCKYARD_TRAFFIC_SAMPLE_SECONDS = env_float("DOCKYARD_TRAFFIC_SAMPLE_SECONDS", 5.0, minimum=0)
+#: Minutes of request samples kept at full resolution before they are rolled up per minute.
+DOCKYARD_TRAFFIC_RECENT_MINUTES = env_int("DOCKYARD_TRAFFIC_RECENT_MINUTES", 30, minimum=1)
+#: Days per-minute request metrics are kept.
+DOCKYARD_TRAFFIC_RETENTION_DAYS = env_int("DOCKYARD_TRAFFIC_RETENTION_DAYS", 14, minimum=1)
 DOCKYARD_WORKSPACES_DIR = DATA_DIR / "workspaces"
 # Retention (operations.retention). Finished runs' logs go after LOG_RETENTION_DAYS, except
 # each project's newest LOG_RETENTION_RUNS runs; runs, stages and events (the timeline) stay.

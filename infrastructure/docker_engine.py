@@ -32,7 +32,7 @@ from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 import docker
@@ -47,6 +47,9 @@ from docker.utils.build import exclude_paths
 from docker.utils.build import tar as context_tar
 
 MANAGED_LABEL = "dockyard.managed"
+# Dockyard's own long-running containers (each host's HAProxy, whose output is its request log)
+# keep a bounded log: the collector reads it every few seconds; older lines are of no use.
+DAEMON_LOG_CONFIG = {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "2"}}
 # The static busybox a namespace holder runs (Debian's busybox-static).
 HOLDER_BUSYBOX = "/bin/busybox"
 # What a test may leave for Dockyard to read back (its reports), per path.
@@ -56,6 +59,8 @@ ARCHIVE_LIMIT = 64 * 1024 * 1024
 ALWAYS_EXCLUDED = (".git", ".git/**", "**/.git", "**/.git/**")
 
 OutputSink = Callable[[str], None]
+# A container's two output streams, each logged by the engine line by line.
+LogStream = Literal["stdout", "stderr"]
 
 
 class DockerEngineError(Exception):
@@ -252,6 +257,16 @@ class ContainerEngine(Protocol):
     def container_state(self, container_id: str) -> str | None: ...
 
     def container_logs(self, container_id: str, *, tail: int = 40) -> str: ...
+
+    def container_log_lines(
+        self,
+        container_id: str,
+        *,
+        stream: LogStream,
+        since: datetime | None,
+        until: datetime | None,
+        tail: int,
+    ) -> list[tuple[datetime, str]]: ...
 
     def remove_containers(self, *, labels: dict[str, str]) -> int: ...
 
@@ -634,7 +649,10 @@ class DockerEngine:
                 container = self._client.containers.get(name)
             except NotFound:
                 container = None
-            if container is not None and container.attrs.get("Config", {}).get("Image") != image:
+            if container is not None and (
+                container.attrs.get("Config", {}).get("Image") != image
+                or container.attrs.get("HostConfig", {}).get("LogConfig") != DAEMON_LOG_CONFIG
+            ):
                 container.remove(force=True)
                 container = None
             if container is None:
@@ -643,6 +661,7 @@ class DockerEngine:
                     name=name,
                     command=command,
                     labels={**labels, MANAGED_LABEL: settings.DOCKYARD_INSTANCE},
+                    log_config=DAEMON_LOG_CONFIG,
                     network_mode="host",
                     cap_drop=["ALL"],
                     security_opt=["no-new-privileges"],
@@ -781,6 +800,40 @@ class DockerEngine:
                 return ""
             output: bytes = container.logs(tail=tail, stdout=True, stderr=True)
             return output.decode("utf-8", errors="replace")
+
+    def container_log_lines(
+        self,
+        container_id: str,
+        *,
+        stream: LogStream,
+        since: datetime | None,
+        until: datetime | None,
+        tail: int,
+    ) -> list[tuple[datetime, str]]:
+        """One stream of a container's output, each line with the time the engine took it in
+        (to the microsecond): of the last `tail` lines it holds, those from `since` to `until`
+        (both included; the engine counts `tail` first). A container that is gone has none."""
+        with self._translated_errors("container logs"):
+            try:
+                output: bytes = self._client.api.logs(
+                    container_id,
+                    stdout=stream == "stdout",
+                    stderr=stream == "stderr",
+                    timestamps=True,
+                    # Seconds with a fraction: the SDK cuts a datetime down to the second.
+                    since=since.timestamp() if since is not None else None,
+                    until=until.timestamp() if until is not None else None,
+                    tail=tail,
+                )
+            except NotFound:
+                return []
+        return [
+            _timestamped_line(line)
+            # Only "\n" ends a line: the engine split the stream there, and a "\r" (a progress
+            # bar) belongs to its line.
+            for line in output.decode("utf-8", errors="replace").split("\n")
+            if line
+        ]
 
     def managed_containers(self) -> list[dict[str, str]]:
         """The labels of every container this Dockyard installation started, with its id
@@ -990,6 +1043,16 @@ def _timestamp(value: object) -> datetime:
         return datetime.fromisoformat(str(value))
     except ValueError:
         return datetime.fromtimestamp(0, UTC)
+
+
+def _timestamped_line(line: str) -> tuple[datetime, str]:
+    """ "2024-05-01T12:34:56.123456789Z text" (the engine's log line with its time) as the time,
+    to the microsecond, and the text."""
+    stamp, _, text = line.partition(" ")
+    try:
+        return datetime.fromisoformat(stamp), text
+    except ValueError:  # not the engine's stamp after all: keep the whole line
+        return datetime.fromtimestamp(0, UTC), line
 
 
 def _explain(error: Exception) -> str:

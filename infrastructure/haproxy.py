@@ -12,9 +12,10 @@ frontends are added or removed. Errors become ProxyError.
 import shlex
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -49,6 +50,13 @@ PROXY_BINARIES = {
 # How often, and how patiently, a new slot's health is checked (through the check backend).
 CHECK_INTERVAL_MS = 100
 ANSWER_TIMEOUT_SECONDS = 15
+# Each request HAProxy passes is one line of its output (the container's log): backend, server,
+# status, Ta (milliseconds from the request's first byte to the response's last).
+REQUEST_LOG_TAG = "dockyard-request"
+REQUEST_LOG_FORMAT = f"{REQUEST_LOG_TAG} %b %s %ST %Ta"
+# Lines the collector reads in one pass: first, and at most (at 2,000 requests/s, 25 s).
+REQUEST_LOG_FIRST_LINES = 2_000
+REQUEST_LOG_MAX_LINES = 50_000
 
 
 class ProxyError(Exception):
@@ -74,6 +82,44 @@ class ProxyBackend:
     # What a new slot must answer before it takes traffic (its check backend asks it).
     health_path: str = "/"
     health_host: str = ""
+
+
+@dataclass(frozen=True)
+class ProxiedRequest:
+    """One request as a host's HAProxy logged it."""
+
+    at: datetime
+    backend: str
+    # The server that answered ("" when none did: HAProxy answered itself, a 503 say).
+    server: str
+    # The HTTP status sent to the client; -1 when none was (the client went away).
+    status: int
+    # HAProxy's Ta timer, in milliseconds (-1 when the request did not complete).
+    total_ms: int
+
+
+def proxied_requests(lines: Iterable[tuple[datetime, str]]) -> list[ProxiedRequest]:
+    """The requests among an HAProxy's timestamped output lines (its warnings and anything
+    else are skipped). Pure."""
+    requests = []
+    for at, line in lines:
+        words = line.split()
+        if len(words) != 5 or words[0] != REQUEST_LOG_TAG:
+            continue
+        _, backend, server, status, total = words
+        try:
+            requests.append(
+                ProxiedRequest(
+                    at=at,
+                    backend=backend,
+                    server="" if server.startswith("<") else server,
+                    status=int(status),
+                    total_ms=int(total),
+                )
+            )
+        except ValueError:
+            continue
+    return requests
 
 
 @dataclass(frozen=True)
@@ -106,9 +152,15 @@ def render_config(backends: list[ProxyBackend], *, admin_socket: Path) -> str:
         # listeners over through the socket above, so they need no SO_REUSEPORT.
         "    noreuseport",
         "    stats timeout 10s",
+        # The request log is the container's output, which Docker keeps (bounded) for the
+        # collector: per-request timers give true percentiles, which `show stat` cannot.
+        "    log stdout format raw local0 info",
         "",
         "defaults",
         "    mode http",
+        "    log global",
+        "    option dontlognull",
+        f'    log-format "{REQUEST_LOG_FORMAT}"',
         "    timeout connect 2s",
         "    timeout client 30s",
         "    timeout server 30s",
@@ -156,6 +208,23 @@ def topology(config: str) -> str:
     return config.replace(" check disabled\n", " check\n").replace(" disabled\n", "\n")
 
 
+def servers_added_only(previous: str, config: str) -> bool:
+    """Whether `config` differs from `previous` only by servers it adds (what the runtime API
+    can do without a reload). Pure."""
+    before, after = topology(previous).splitlines(), topology(config).splitlines()
+    if [line for line in before if not _is_server(line)] != [
+        line for line in after if not _is_server(line)
+    ]:
+        return False
+    return {line for line in before if _is_server(line)} < {
+        line for line in after if _is_server(line)
+    }
+
+
+def _is_server(line: str) -> bool:
+    return line.startswith("    server ")
+
+
 Wanted = Callable[[], list[ProxyBackend]]
 
 
@@ -180,9 +249,16 @@ class TrafficProxy(Protocol):
         state: str,
     ) -> None: ...
 
-    def switch(self, backend: str, *, to: str, address: str, port: int, away_from: str) -> None:
-        """Point `to` at address:port and set it ready, and set `away_from` draining, at once
-        (`away_from` "" when nothing served before)."""
+    def switch(
+        self,
+        backend: str,
+        *,
+        to: Sequence[tuple[str, int]],
+        address: str,
+        away_from: Sequence[str],
+    ) -> None:
+        """Point each (server, port) of `to` at address:port and set it ready, and set the
+        servers of `away_from` draining, at once (none when nothing served before)."""
 
     def sessions(self, backend: str, server: str) -> int: ...
 
@@ -196,6 +272,9 @@ class TrafficProxy(Protocol):
         """Whether a check started by health_check_start has passed, and what it last saw."""
 
     def health_check_stop(self, backend: str, server: str) -> None: ...
+
+    def requests_since(self, since: datetime, until: datetime) -> list[ProxiedRequest]:
+        """The requests the proxy passed after `since`, up to `until` (its request log)."""
 
 
 def proxy_image_files() -> dict[str, Path]:
@@ -254,6 +333,12 @@ class HostHAProxy:
                 if previous != config:
                     self._write(container, config)
                 return
+            if servers_added_only(previous, config) and self._serves(backends):
+                # New replicas' servers: added through the runtime API, no reload (a reload
+                # closes the old process's idle keep-alive connections under their clients).
+                self._servers_add(backends)
+                self._write(container, config)
+                return
             self._reload(container, previous, config, backends)
 
     def remember(self, wanted: Wanted) -> None:
@@ -270,6 +355,29 @@ class HostHAProxy:
                 self._write(container, config)
             else:
                 self._reload(container, previous, config, backends)
+
+    def _servers_add(self, backends: list[ProxyBackend]) -> None:
+        """Add to the running process the servers of `backends` it does not have yet, each in
+        its backend and its check backend (checked, in maintenance until a deployment asks)."""
+        present = {(row.get("pxname"), row.get("svname")) for row in self._stat_rows()}
+        commands = []
+        for backend in backends:
+            check = check_backend(backend.name)
+            for server in backend.servers:
+                where = f"{server.address}:{server.port}"
+                if (backend.name, server.name) not in present:
+                    commands.append(f"add server {backend.name}/{server.name} {where}")
+                    if server.enabled:
+                        commands.append(f"set server {backend.name}/{server.name} state ready")
+                if (check, server.name) not in present:
+                    commands += [
+                        f"add server {check}/{server.name} {where} check inter "
+                        f"{CHECK_INTERVAL_MS} fall 1 rise 1",
+                        # Dynamic servers' checks start disabled.
+                        f"enable health {check}/{server.name}",
+                    ]
+        for answer in self.commands(commands) if commands else []:
+            self._expect_ok(answer, "a new server")
 
     def _reload(
         self, container: str, previous: str, config: str, backends: list[ProxyBackend]
@@ -303,17 +411,26 @@ class HostHAProxy:
         for answer in self.commands(commands):
             self._expect_ok(answer, f"{backend}/{server} {state}")
 
-    def switch(self, backend: str, *, to: str, address: str, port: int, away_from: str) -> None:
+    def switch(
+        self,
+        backend: str,
+        *,
+        to: Sequence[tuple[str, int]],
+        address: str,
+        away_from: Sequence[str],
+    ) -> None:
         # One exec, one round trip to the host: the new slot takes traffic in the same breath
         # as the old one stops taking new requests.
-        commands = [
-            f"set server {backend}/{to} addr {address} port {port}",
-            f"set server {backend}/{to} state ready",
-        ]
-        if away_from:
-            commands.append(f"set server {backend}/{away_from} state drain")
+        commands = []
+        for server, port in to:
+            commands += [
+                f"set server {backend}/{server} addr {address} port {port}",
+                f"set server {backend}/{server} state ready",
+            ]
+        commands += [f"set server {backend}/{server} state drain" for server in away_from]
+        names = ", ".join(server for server, _ in to)
         for answer in self.commands(commands):
-            self._expect_ok(answer, f"the switch of {backend} to {to}")
+            self._expect_ok(answer, f"the switch of {backend} to {names}")
 
     def sessions(self, backend: str, server: str) -> int:
         """The server's current sessions (requests still being served by it)."""
@@ -376,6 +493,25 @@ class HostHAProxy:
         name = f"{check_backend(backend)}/{server}"
         for answer in self.commands([f"set server {name} state maint"]):
             self._expect_ok(answer, f"health check of {name}")
+
+    def requests_since(self, since: datetime, until: datetime) -> list[ProxiedRequest]:
+        # The engine takes the last `tail` lines first, then keeps those since `since`: a few
+        # lines are cheap to read, so start small and read more only while the oldest line
+        # read is still newer than `since` (more may come before it).
+        tail = REQUEST_LOG_FIRST_LINES
+        while True:
+            lines = self.engine.container_log_lines(
+                proxy_container_name(self.host),
+                stream="stdout",
+                since=since,
+                until=until,
+                tail=tail,
+            )
+            if len(lines) < tail or tail >= REQUEST_LOG_MAX_LINES:
+                break
+            tail = min(tail * 8, REQUEST_LOG_MAX_LINES)
+        # The engine's `since` includes a line stamped exactly then: the last read counted it.
+        return [request for request in proxied_requests(lines) if request.at > since]
 
     def running(self) -> bool:
         try:
@@ -499,7 +635,12 @@ class HostHAProxy:
     def _expect_ok(self, answer: str, what: str) -> None:
         # The runtime API answers nothing (or a confirmation) on success, a message otherwise.
         text = answer.strip()
-        confirmations = ("IP changed from", "no need to change the addr", "port changed from")
+        confirmations = (
+            "IP changed from",
+            "no need to change the addr",
+            "port changed from",
+            "New server registered",
+        )
         if text and not text.startswith(confirmations):
             raise ProxyError(f"HAProxy of {self.host} refused {what}: {text}")
 

@@ -71,6 +71,13 @@ def worker_chores() -> list[Chore]:
         ),
         Chore("prune logs and candidates", INSTALLATION, prune_interval, installation_prune),
         Chore("keep the proxies", INSTALLATION, reap_interval, proxies_keep, role="deploy"),
+        Chore(
+            "sample request metrics",
+            INSTALLATION,
+            lambda: settings.DOCKYARD_TRAFFIC_SAMPLE_SECONDS,
+            traffic_sample,
+            role="deploy",
+        ),
         Chore("sweep finished work", HOST, reap_interval, finished_work_sweep),
         Chore("prune this host", HOST, prune_interval, host_prune, delay_first=True),
     ]
@@ -99,6 +106,15 @@ def proxies_keep() -> object:
     return proxies_reconcile(deploy_tools())
 
 
+def traffic_sample() -> object:
+    """Read every host's HAProxy request log into request metrics, and judge the releases
+    being watched on them (releases.traffic), from whichever deploy worker holds the chore."""
+    from releases.tools import deploy_tools
+    from releases.traffic import traffic_pass
+
+    return traffic_pass(deploy_tools())
+
+
 class Housekeeper(threading.Thread):
     def __init__(self, roles: tuple[str, ...] | None = None) -> None:
         super().__init__(name="dockyard-housekeeper", daemon=True)
@@ -115,13 +131,18 @@ class Housekeeper(threading.Thread):
 
     def run(self) -> None:
         try:
-            while not self.stopping.wait(settings.DOCKYARD_REAP_INTERVAL_SECONDS):
+            while not self.stopping.wait(self._tick()):
                 # As Django does around a request: a connection broken since the last pass
                 # (the database restarted) is replaced.
                 close_old_connections()
                 self.one_pass()
         finally:
             connection.close()
+
+    def _tick(self) -> float:
+        # As often as the most frequent chore wants (request metrics: every few seconds).
+        periods = [chore.every() for chore in self.chores if chore.every() > 0]
+        return min([settings.DOCKYARD_REAP_INTERVAL_SECONDS, *periods])
 
     def stop(self) -> None:
         self.stopping.set()

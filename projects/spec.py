@@ -64,8 +64,19 @@ MAX_READY_TIMEOUT = 3600
 SINGLE_STEP_NAME = "test"
 PUBLISH_KEYS = ("image", "repository", "tags")
 DEFAULT_RELEASE_TIMEOUT = 600
-DEPLOY_KEYS = ("port", "health", "environments", "release_command", "release_timeout")
-ENVIRONMENT_KEYS = ("auto", "branches", "after")
+DEPLOY_KEYS = (
+    "port",
+    "health",
+    "environments",
+    "release_command",
+    "release_timeout",
+    "watch",
+    "replicas",
+)
+ENVIRONMENT_KEYS = ("auto", "branches", "after", "watch")
+WATCH_KEYS = ("seconds", "max_error_rate", "min_requests")
+MAX_WATCH_SECONDS = 24 * 3600
+MAX_REPLICAS = 16
 TOP_LEVEL_KEYS = ("images", "services", "test", "publish", "deploy")
 
 PROJECT_PREFIX = "project:"
@@ -229,11 +240,30 @@ class PublishSpec:
 
 
 @dataclass(frozen=True)
+class WatchSpec:
+    """After a deployment, how long its release's error rate is watched, and the rate (5xx
+    among its requests, with at least `min_requests` of them) that rolls it back."""
+
+    seconds: int = 120
+    max_error_rate: float = 0.05
+    min_requests: int = 50
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "seconds": self.seconds,
+            "max_error_rate": self.max_error_rate,
+            "min_requests": self.min_requests,
+        }
+
+
+@dataclass(frozen=True)
 class EnvironmentSpec:
     name: str
     auto: bool
     branches: tuple[str, ...]
     after: str | None
+    # None: the deploy section's watch; False: not watched here.
+    watch: WatchSpec | bool | None = None
 
 
 @dataclass(frozen=True)
@@ -245,6 +275,25 @@ class DeploySpec:
     # (migrations, say); its failure stops the deployment with nothing switched.
     release_command: tuple[str, ...] = ()
     release_timeout: int = DEFAULT_RELEASE_TIMEOUT
+    # Every environment's, unless it has a watch of its own (or `watch: false`).
+    watch: WatchSpec | None = None
+    # Containers of the live release on each host, behind the host's HAProxy.
+    replicas: int = 1
+
+
+def watch_of_environment(deploy_config: dict[str, Any], environment: str) -> WatchSpec | None:
+    """The watch a release's stored deploy section sets for `environment` (None: none). Pure."""
+    chosen = deploy_config.get("watch")
+    for entry in deploy_config.get("environments") or ():
+        if entry.get("name") == environment and entry.get("watch") is not None:
+            chosen = entry["watch"]
+    if not chosen:
+        return None
+    return WatchSpec(
+        seconds=int(chosen["seconds"]),
+        max_error_rate=float(chosen["max_error_rate"]),
+        min_requests=int(chosen["min_requests"]),
+    )
 
 
 @dataclass(frozen=True)
@@ -476,12 +525,19 @@ def _deploy_to_dict(deploy: DeploySpec) -> dict[str, Any]:
         "health": deploy.health,
         "release_command": list(deploy.release_command),
         "release_timeout": deploy.release_timeout,
+        "watch": deploy.watch.as_dict() if deploy.watch else None,
+        "replicas": deploy.replicas,
         "environments": [
             {
                 "name": environment.name,
                 "auto": environment.auto,
                 "branches": list(environment.branches),
                 "after": environment.after,
+                "watch": (
+                    environment.watch.as_dict()
+                    if isinstance(environment.watch, WatchSpec)
+                    else environment.watch
+                ),
             }
             for environment in deploy.environments
         ],
@@ -495,12 +551,20 @@ def _deploy_from_dict(data: dict[str, Any]) -> DeploySpec:
         # Specs stored before the release phase existed have neither.
         release_command=tuple(data.get("release_command") or ()),
         release_timeout=data.get("release_timeout") or DEFAULT_RELEASE_TIMEOUT,
+        # Specs stored before watches and replicas existed have neither.
+        watch=WatchSpec(**data["watch"]) if data.get("watch") else None,
+        replicas=data.get("replicas") or 1,
         environments=tuple(
             EnvironmentSpec(
                 name=environment["name"],
                 auto=environment["auto"],
                 branches=tuple(environment["branches"]),
                 after=environment["after"],
+                watch=(
+                    WatchSpec(**environment["watch"])
+                    if isinstance(environment.get("watch"), dict)
+                    else environment.get("watch")
+                ),
             )
             for environment in data["environments"]
         ),
@@ -1217,7 +1281,49 @@ def _deploy(located: _Located) -> DeploySpec:
             _command(fields["release_command"]) if "release_command" in fields else ()
         ),
         release_timeout=release_timeout,
+        watch=_watch(fields["watch"]) if "watch" in fields else None,
+        replicas=(
+            _integer(fields["replicas"], minimum=1, maximum=MAX_REPLICAS)
+            if "replicas" in fields
+            else 1
+        ),
     )
+
+
+def _watch(located: _Located) -> WatchSpec:
+    """`watch: {seconds: 120, max_error_rate: 0.05, min_requests: 50}` (each optional)."""
+    fields = _entries(located, WATCH_KEYS)
+    default = WatchSpec()
+    rate = default.max_error_rate
+    if "max_error_rate" in fields:
+        rate = _number(fields["max_error_rate"])
+        if not 0 <= rate < 1:
+            raise fields["max_error_rate"].error(
+                f"must be a fraction of requests from 0 to below 1 (0.05 is 5%), got {rate}"
+            )
+    return WatchSpec(
+        seconds=(
+            _integer(fields["seconds"], minimum=10, maximum=MAX_WATCH_SECONDS)
+            if "seconds" in fields
+            else default.seconds
+        ),
+        max_error_rate=rate,
+        min_requests=(
+            _integer(fields["min_requests"], minimum=1)
+            if "min_requests" in fields
+            else default.min_requests
+        ),
+    )
+
+
+def _environment_watch(located: _Located) -> WatchSpec | bool:
+    """An environment's own watch, or `watch: false` for none there."""
+    node = located.node
+    if isinstance(node, yaml.ScalarNode) and node.tag == _BOOL:
+        if _boolean(located):
+            raise located.error("`watch: true` says nothing: give {seconds, max_error_rate, ...}")
+        return False
+    return _watch(located)
 
 
 def _environments(located: _Located) -> tuple[EnvironmentSpec, ...]:
@@ -1249,6 +1355,7 @@ def _environments(located: _Located) -> tuple[EnvironmentSpec, ...]:
                     else ()
                 ),
                 after=after,
+                watch=_environment_watch(fields["watch"]) if "watch" in fields else None,
             )
         )
     _refuse_after_cycles(environments, after_fields)

@@ -40,6 +40,7 @@ from projects.spec import DEFAULT_RELEASE_TIMEOUT
 from releases.models import Deployment, DeploymentEvent, Environment, Host, HostDeployment
 from releases.proxy import host_proxy, proxy_apply, proxy_backends, proxy_servers_settled
 from releases.sending import deployment_enqueue, host_deployment_enqueue
+from releases.services import replica_ports_allocate
 from releases.states import (
     DEPLOYMENT_CARRIED_STATES,
     DEPLOYMENT_FINAL_STATES,
@@ -52,14 +53,17 @@ from releases.states import (
     check_deployment_transition,
     check_host_transition,
     other_slot,
+    slot_servers,
 )
 from releases.tools import DeployTools
+from releases.watch import watch_begins
 
 logger = logging.getLogger(__name__)
 
 CONTAINER_LOG_LINES = 40
 RELEASE_LOG_LIMIT = 100_000
 
+Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
@@ -117,6 +121,7 @@ def _coordinator_steps(deployment: Deployment, tools: DeployTools) -> Deployment
         DeploymentStatus.RELEASING: _step_release,
         DeploymentStatus.REVERTING: _step_revert,
         DeploymentStatus.FINISHING: _step_finish,
+        DeploymentStatus.STOPPING: _step_stop,
     }
     while deployment.status in steps:
         try:
@@ -143,7 +148,10 @@ def deployment_fail(*, deployment: Deployment, reason: str) -> None:
 
 
 def _step_queued(deployment: Deployment, tools: DeployTools) -> None:
-    do_deployment_transition(deployment=deployment, to=DeploymentStatus.PREPARING)
+    if deployment.kind == DeploymentKind.STOP:
+        do_deployment_transition(deployment=deployment, to=DeploymentStatus.STOPPING)
+    else:
+        do_deployment_transition(deployment=deployment, to=DeploymentStatus.PREPARING)
 
 
 def _step_prepare(deployment: Deployment, tools: DeployTools) -> None:
@@ -156,13 +164,20 @@ def _step_prepare(deployment: Deployment, tools: DeployTools) -> None:
     if not hosts:
         raise _HostFailed(f"{environment.name} has no hosts to deploy to")
     slot = other_slot(environment.live_slot) if environment.live_slot else Slot.BLUE
-    Deployment.objects.filter(pk=deployment.pk).update(slot=slot)
-    deployment.slot = slot
-    size = (
-        len(hosts)
-        if deployment.kind == DeploymentKind.ROLLBACK
-        else environment.batch_size(len(hosts))
+    replicas = environment.replicas or int(
+        (deployment.release.deploy_config or {}).get("replicas") or 1
     )
+    if replicas > 1:
+        # Before the proxies are applied: their backends get a server per replica port.
+        replica_ports_allocate(environment=environment, replicas=replicas)
+    Deployment.objects.filter(pk=deployment.pk).update(slot=slot, replicas=replicas)
+    deployment.slot, deployment.replicas = slot, replicas
+    if deployment.kind == DeploymentKind.ROLLBACK:
+        size = len(hosts)  # every host at once: a rollback is urgent
+    elif deployment.kind == DeploymentKind.RESTART:
+        size = 1  # host by host: the others serve meanwhile
+    else:
+        size = environment.batch_size(len(hosts))
     for position, host in enumerate(hosts):
         HostDeployment.objects.get_or_create(
             deployment=deployment,
@@ -196,11 +211,14 @@ def _host_prepare(deployment: Deployment, target: HostDeployment, tools: DeployT
         with host_proxy(host, tools) as (engine, proxy):
             proxy_apply(proxy, host)
             kept = _kept_container(deployment, host, engine)
-            previous = _live_container(environment, host)
+            previous = _live_containers(environment, host)
             if not kept:
                 engine.ensure_image(reference=deployment.release.image, on_output=lambda _: None)
             HostDeployment.objects.filter(pk=target.pk).update(
-                container_id=kept, reused_container=bool(kept), previous_container_id=previous
+                container_id=kept,
+                reused_container=bool(kept),
+                previous_container_id=previous[0] if previous else "",
+                previous_replica_container_ids=previous[1:],
             )
     except (DockerEngineError, ProxyError) as error:
         return f"host {host.name}: {error}"
@@ -323,7 +341,7 @@ def deployment_advance(*, deployment_id: int, carried_here: bool = False) -> Non
             return
         # Every host serves the release: the environment's record says so from now on.
         Environment.objects.filter(pk=deployment.environment_id).update(
-            live_slot=deployment.slot, current_release=deployment.release
+            live_slot=deployment.slot, current_release=deployment.release, stopped=False
         )
         do_deployment_transition(
             deployment=deployment,
@@ -362,21 +380,24 @@ def _host_revert(deployment: Deployment, target: HostDeployment, tools: DeployTo
     environment = Environment.objects.get(pk=deployment.environment_id)
     host, new, old = target.host, deployment.slot, environment.live_slot
     backend = environment.proxy_backend
+    old_servers = _servers_of(old, target.previous_replica_container_ids) if old else []
+    new_servers = slot_servers(new, deployment.replicas) if new and new != old else []
     try:
         with host_proxy(host, tools) as (engine, proxy):
-            if old:
-                proxy.set_server(
+            if old_servers and not environment.stopped:
+                ports = environment.slot_ports(old, len(old_servers))
+                proxy.switch(
                     backend,
-                    old,
+                    to=list(zip(old_servers, ports, strict=True)),
                     address=host.address,
-                    port=environment.slot_port(old),
-                    state="ready",
+                    away_from=new_servers,
                 )
-            if new and new != old:
-                proxy.set_server(backend, new, state="drain")
-                _drained(proxy, environment, new)
-                proxy.set_server(backend, new, state="maint")
-                proxy.health_check_stop(backend, new)
+            for server in new_servers:
+                proxy.set_server(backend, server, state="drain")
+            _drained(proxy, environment, new_servers)
+            for server in new_servers:
+                proxy.set_server(backend, server, state="maint")
+                proxy.health_check_stop(backend, server)
             proxy.remember(lambda: proxy_backends(host))
             _container_withdraw(engine, target)
     except (DockerEngineError, ProxyError) as error:
@@ -414,13 +435,64 @@ def _host_finish(deployment: Deployment, target: HostDeployment, tools: DeployTo
     try:
         with host_proxy(host, tools) as (engine, proxy):
             proxy.remember(lambda: proxy_backends(host))
-            if target.previous_container_id and target.previous_container_id != target.container_id:
-                engine.stop_container(target.previous_container_id, timeout=5)
-            _prune_kept_containers(environment, host, engine, live=target.container_id)
+            running = {target.container_id, *target.replica_container_ids}
+            previous = [target.previous_container_id, *target.previous_replica_container_ids]
+            for container in previous:
+                if container and container not in running:
+                    engine.stop_container(container, timeout=5)
+            _prune_kept_containers(environment, host, engine, live=running)
     except (DockerEngineError, ProxyError) as error:
         return f"{host.name}: {error}"
     if target.status == HostStatus.SWITCHED:
         do_host_transition(target=target, to=HostStatus.FINISHED)
+    return ""
+
+
+def _step_stop(deployment: Deployment, tools: DeployTools) -> None:
+    """Every host's live slot drained and out of its proxy (the frontend answers 503), its
+    containers stopped and kept: a start runs the release again, a rollback can reuse them.
+
+    The environment counts as stopped from the first step: a host that cannot be reached now
+    is taken out by the proxies' keeper when it answers again.
+    """
+    environment = Environment.objects.get(pk=deployment.environment_id)
+    proxy_servers_settled(environment)
+    Environment.objects.filter(pk=environment.pk).update(stopped=True)
+    environment.stopped = True
+    hosts = list(environment.hosts.order_by("name"))
+    problems = [
+        problem
+        for problem in _on_each(hosts, lambda host: _host_stop(environment, host, tools))
+        if problem
+    ]
+    if problems:
+        deployment_fail(
+            deployment=deployment,
+            reason="; ".join(problems) + "; its proxy takes the slot out once the host answers",
+        )
+        return
+    do_deployment_transition(
+        deployment=deployment,
+        to=DeploymentStatus.SUCCEEDED,
+        detail=f"stopped on {', '.join(host.name for host in hosts)}; its containers are kept",
+    )
+
+
+def _host_stop(environment: Environment, host: Host, tools: DeployTools) -> str:
+    containers = _live_containers(environment, host)
+    servers = _servers_of(environment.live_slot, containers[1:]) if environment.live_slot else []
+    try:
+        with host_proxy(host, tools) as (engine, proxy):
+            for server in servers:
+                proxy.set_server(environment.proxy_backend, server, state="drain")
+            _drained(proxy, environment, servers)
+            for server in servers:
+                proxy.set_server(environment.proxy_backend, server, state="maint")
+            proxy.remember(lambda: proxy_backends(host))
+            for container in containers:
+                engine.stop_container(container, timeout=10)
+    except (DockerEngineError, ProxyError) as error:
+        return f"host {host.name}: {error}"
     return ""
 
 
@@ -588,15 +660,17 @@ def _host_step_waiting(
 def _host_step_start(target: HostDeployment, engine: ContainerEngine, proxy: TrafficProxy) -> None:
     deployment, host = target.deployment, target.host
     environment = deployment.environment
-    port = environment.slot_port(deployment.slot)
+    servers = slot_servers(deployment.slot, deployment.replicas)
+    ports = environment.slot_ports(deployment.slot, deployment.replicas)
 
     def checks_begin() -> None:
-        # Before the container starts, while nothing listens on the slot's port: HAProxy's
-        # checks run while it starts (no round trip after it), and only one that passes from
+        # Before the containers start, while nothing listens on the slot's ports: HAProxy's
+        # checks run while they start (no round trip after it), and only one that passes from
         # now on counts.
-        proxy.health_check_start(
-            environment.proxy_backend, deployment.slot, address=host.address, port=port
-        )
+        for server, port in zip(servers, ports, strict=True):
+            proxy.health_check_start(
+                environment.proxy_backend, server, address=host.address, port=port
+            )
 
     if target.reused_container:
         checks_begin()
@@ -604,7 +678,7 @@ def _host_step_start(target: HostDeployment, engine: ContainerEngine, proxy: Tra
         detail = f"restarted the kept container {target.container_id[:12]}"
     else:
         secrets = project_secrets(environment.project, environment.secret_names)
-        # A worker lost in this step may have left its container (same name) behind.
+        # A worker lost in this step may have left its containers (same names) behind.
         engine.remove_containers(
             labels={
                 "dockyard.deployment": str(deployment.pk),
@@ -613,105 +687,142 @@ def _host_step_start(target: HostDeployment, engine: ContainerEngine, proxy: Tra
             }
         )
         checks_begin()
-        container_id = engine.start_service(
-            image=deployment.release.image,
-            name=(
-                f"dockyard-{environment.project.slug}-{environment.name}-{deployment.slot}"
-                f"-r{deployment.release.number}"
-            ),
-            # The app listens where the slot says: host networking leaves no port mapping.
-            environment={
-                **deployment.variables,
-                **secrets,
-                "PORT": str(port),
-                "HOST": host.address,
-            },
-            labels=_labels(deployment, host) | {"dockyard.role": "app"},
+        name = (
+            f"dockyard-{environment.project.slug}-{environment.name}-{deployment.slot}"
+            f"-r{deployment.release.number}"
         )
-        HostDeployment.objects.filter(pk=target.pk).update(container_id=container_id)
-        target.container_id = container_id
-        detail = f"container {container_id[:12]}"
-    do_host_transition(
-        target=target, to=HostStatus.CHECKING, detail=f"{detail} on {host.address}:{port}"
-    )
+        started = [
+            engine.start_service(
+                image=deployment.release.image,
+                name=name if index == 0 else f"{name}-{index + 1}",
+                # The app listens where the slot says: host networking leaves no port mapping.
+                environment={
+                    **deployment.variables,
+                    **secrets,
+                    "PORT": str(port),
+                    "HOST": host.address,
+                    "DOCKYARD_REPLICA": str(index + 1),
+                },
+                labels=_labels(deployment, host)
+                | {"dockyard.role": "app", "dockyard.replica": str(index + 1)},
+            )
+            for index, port in enumerate(ports)
+        ]
+        HostDeployment.objects.filter(pk=target.pk).update(
+            container_id=started[0], replica_container_ids=started[1:]
+        )
+        target.container_id, target.replica_container_ids = started[0], started[1:]
+        detail = ", ".join(container[:12] for container in started)
+        detail = f"container{'s' if len(started) > 1 else ''} {detail}"
+    listening = ", ".join(f"{host.address}:{port}" for port in ports)
+    do_host_transition(target=target, to=HostStatus.CHECKING, detail=f"{detail} on {listening}")
 
 
 def _host_step_check(target: HostDeployment, engine: ContainerEngine, proxy: TrafficProxy) -> None:
     deployment = target.deployment
     environment = deployment.environment
-    backend, slot = environment.proxy_backend, deployment.slot
+    backend = environment.proxy_backend
+    servers = slot_servers(deployment.slot, deployment.replicas)
+    containers = [target.container_id, *target.replica_container_ids]
     deadline = time.monotonic() + environment.health_timeout_seconds
     while True:
-        health = proxy.health(backend, slot)
-        if health.healthy:
-            proxy.health_check_stop(backend, slot)
-            do_host_transition(target=target, to=HostStatus.SWITCHING, detail=health.detail)
+        healths = [proxy.health(backend, server) for server in servers]
+        if all(health.healthy for health in healths):
+            for server in servers:
+                proxy.health_check_stop(backend, server)
+            do_host_transition(
+                target=target,
+                to=HostStatus.SWITCHING,
+                detail="; ".join(health.detail for health in healths),
+            )
             return
-        state = engine.container_state(target.container_id)
-        if state != "running" or time.monotonic() > deadline:
+        states = {container: engine.container_state(container) for container in containers}
+        stopped = [container for container, state in states.items() if state != "running"]
+        if stopped or time.monotonic() > deadline:
+            failing = stopped[0] if stopped else containers[0]
+            unhealthy = next(health for health in healths if not health.healthy)
             why = (
-                f"the container {state or 'vanished'}"
-                if state != "running"
+                f"the container {states[failing] or 'vanished'}"
+                if stopped
                 else f"not healthy within {environment.health_timeout_seconds}s"
             )
-            log = engine.container_logs(target.container_id, tail=CONTAINER_LOG_LINES)
-            proxy.health_check_stop(backend, slot)
-            # The broken container never took traffic; it goes, the old slot keeps serving.
+            log = engine.container_logs(failing, tail=CONTAINER_LOG_LINES)
+            for server in servers:
+                proxy.health_check_stop(backend, server)
+            # The broken containers never took traffic; they go, the old slot keeps serving.
             _container_withdraw(engine, target)
-            raise _HostFailed(f"health check failed: {why} ({health.detail})", log)
+            raise _HostFailed(f"health check failed: {why} ({unhealthy.detail})", log)
         time.sleep(environment.health_interval_ms / 1000)
 
 
 def _host_step_switch(target: HostDeployment, engine: ContainerEngine, proxy: TrafficProxy) -> None:
     deployment, host = target.deployment, target.host
     environment = Environment.objects.get(pk=deployment.environment_id)
-    backend, new, old = environment.proxy_backend, deployment.slot, environment.live_slot
+    backend, new = environment.proxy_backend, deployment.slot
+    servers = slot_servers(new, deployment.replicas)
+    ports = environment.slot_ports(new, deployment.replicas)
+    draining = _old_servers(target, environment)
     proxy.switch(
         backend,
-        to=new,
+        to=list(zip(servers, ports, strict=True)),
         address=host.address,
-        port=environment.slot_port(new),
-        away_from=old if old and old != new else "",
+        away_from=draining,
     )
     do_host_transition(
         target=target,
         to=HostStatus.DRAINING,
-        detail=f"traffic to {new}" + (f"; {old} draining" if old and old != new else ""),
+        detail=f"traffic to {', '.join(servers)}"
+        + (f"; {', '.join(draining)} draining" if draining else ""),
     )
 
 
 def _host_step_drain(target: HostDeployment, engine: ContainerEngine, proxy: TrafficProxy) -> None:
-    deployment = target.deployment
-    environment = Environment.objects.get(pk=deployment.environment_id)
-    old = other_slot(deployment.slot)
-    if environment.live_slot == old:
-        _drained(proxy, environment, old)
-        proxy.set_server(environment.proxy_backend, old, state="maint")
+    environment = Environment.objects.get(pk=target.deployment.environment_id)
+    draining = _old_servers(target, environment)
+    _drained(proxy, environment, draining)
+    for server in draining:
+        proxy.set_server(environment.proxy_backend, server, state="maint")
     do_host_transition(
         target=target,
         to=HostStatus.SWITCHED,
-        detail=f"{old} drained; its container runs on until every host switched"
-        if environment.live_slot == old
+        detail=f"{', '.join(draining)} drained; its containers run on until every host switched"
+        if draining
         else "first release here",
     )
 
 
-def _drained(proxy: TrafficProxy, environment: Environment, slot: str) -> None:
-    """Wait until `slot` serves no request, at most the environment's drain timeout."""
+def _old_servers(target: HostDeployment, environment: Environment) -> list[str]:
+    """The servers that served on the host before: the live slot's, one per container that
+    ran there (none before the first release, or when the slot is the new one)."""
+    old = environment.live_slot
+    if not old or old == target.deployment.slot:
+        return []
+    return _servers_of(old, target.previous_replica_container_ids)
+
+
+def _servers_of(slot: str, extra_containers: list[str]) -> list[str]:
+    return slot_servers(slot, 1 + len(extra_containers))
+
+
+def _drained(proxy: TrafficProxy, environment: Environment, servers: list[str]) -> None:
+    """Wait until `servers` serve no request, at most the environment's drain timeout."""
     deadline = time.monotonic() + environment.drain_timeout_seconds
-    while proxy.sessions(environment.proxy_backend, slot) > 0 and time.monotonic() < deadline:
+    backend = environment.proxy_backend
+    while time.monotonic() < deadline:
+        if sum(proxy.sessions(backend, server) for server in servers) == 0:
+            return
         time.sleep(0.02)
 
 
 def _container_withdraw(engine: ContainerEngine, target: HostDeployment) -> None:
-    """The new container goes: a kept one (a rollback restarted it) is stopped and kept as it
-    was, for the next rollback; a new one is removed."""
-    if not target.container_id:
-        return
+    """The new containers go: a kept one (a rollback restarted it) is stopped and kept as it
+    was, for the next rollback; new ones are removed."""
     if target.reused_container:
         engine.stop_container(target.container_id, timeout=5)
-    else:
-        engine.remove_container(target.container_id)
+        return
+    for container in [target.container_id, *target.replica_container_ids]:
+        if container:
+            engine.remove_container(container)
 
 
 # --- Moves -----------------------------------------------------------------------------------
@@ -727,11 +838,15 @@ def do_deployment_transition(*, deployment: Deployment, to: str, detail: str = "
             deployment=locked, from_status=locked.status, to_status=to, detail=detail[:10_000]
         )
         locked.status = to
+        fields = ["status", "finished_at"]
         if to in DEPLOYMENT_FINAL_STATES:
             locked.finished_at = timezone.now()
             dispatch.queue_deployment_notifications(deployment_id=locked.pk)
-        locked.save(update_fields=["status", "finished_at"])
+        if to == DeploymentStatus.SUCCEEDED and watch_begins(locked):
+            fields += ["watch_state", "watch_until"]
+        locked.save(update_fields=fields)
     deployment.status, deployment.finished_at = locked.status, locked.finished_at
+    deployment.watch_state, deployment.watch_until = locked.watch_state, locked.watch_until
     return deployment
 
 
@@ -773,9 +888,9 @@ def _labels(deployment: Deployment, host: Host) -> dict[str, str]:
 
 
 def _kept_container(deployment: Deployment, host: Host, engine: ContainerEngine) -> str:
-    """For a rollback: a stopped container of this very release in the new slot on `host`,
-    if one was kept."""
-    if deployment.kind != DeploymentKind.ROLLBACK:
+    """For a rollback to one container per host: a stopped container of this very release in
+    the new slot on `host`, if one was kept."""
+    if deployment.kind != DeploymentKind.ROLLBACK or deployment.replicas != 1:
         return ""
     earlier = HostDeployment.objects.filter(
         deployment__environment_id=deployment.environment_id,
@@ -790,10 +905,11 @@ def _kept_container(deployment: Deployment, host: Host, engine: ContainerEngine)
     return ""
 
 
-def _live_container(environment: Environment, host: Host) -> str:
-    """The container serving the environment on `host` now ("" before its first release)."""
+def _live_containers(environment: Environment, host: Host) -> list[str]:
+    """The containers serving the environment on `host` now, the first replica's first (none
+    before its first release)."""
     if not environment.live_slot:
-        return ""
+        return []
     live = (
         HostDeployment.objects.filter(
             deployment__environment=environment,
@@ -805,33 +921,34 @@ def _live_container(environment: Environment, host: Host) -> str:
         .order_by("-finished_at", "-id")
         .first()
     )
-    return live.container_id if live else ""
+    return [live.container_id, *live.replica_container_ids] if live else []
 
 
 def _prune_kept_containers(
-    environment: Environment, host: Host, engine: ContainerEngine, *, live: str
+    environment: Environment, host: Host, engine: ContainerEngine, *, live: set[str]
 ) -> None:
-    """Keep the newest few stopped containers on `host` for rollbacks; remove older ones."""
+    """Keep the newest few stopped first replicas on `host` for rollbacks (a rollback restarts
+    one when it runs one replica); remove older ones, and every other stopped replica."""
     finished = HostDeployment.objects.filter(
         deployment__environment=environment, host=host, status=HostStatus.FINISHED
     ).exclude(container_id="")
-    seen: list[str] = []
-    for container_id in finished.order_by("-finished_at", "-id").values_list(
-        "container_id", flat=True
+    kept: list[str] = []
+    removed: list[str] = []
+    for container_id, replicas in finished.order_by("-finished_at", "-id").values_list(
+        "container_id", "replica_container_ids"
     ):
-        if container_id not in seen and container_id != live:
-            seen.append(container_id)
-    for container_id in seen[settings.DOCKYARD_KEEP_CONTAINERS :]:
+        removed += [replica for replica in replicas if replica not in live]
+        if container_id not in kept and container_id not in live:
+            kept.append(container_id)
+    for container_id in [*kept[settings.DOCKYARD_KEEP_CONTAINERS :], *removed]:
         engine.remove_container(container_id)
 
 
-def _on_each(
-    targets: list[HostDeployment], work: Callable[[HostDeployment], Result]
-) -> list[Result]:
+def _on_each(targets: list[Item], work: Callable[[Item], Result]) -> list[Result]:
     """`work` for every host side by side (threads: the hosts' engines answer slowly, one
     waiting on another would add up); each thread closes its own database connection."""
 
-    def one(target: HostDeployment) -> Result:
+    def one(target: Item) -> Result:
         try:
             return work(target)
         finally:

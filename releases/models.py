@@ -17,6 +17,7 @@ from releases.states import (
     DeploymentStatus,
     HostStatus,
     Slot,
+    WatchState,
 )
 
 
@@ -104,6 +105,17 @@ class Environment(models.Model):
     current_release = models.ForeignKey(
         Release, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    # Stopped by an operator: every host's proxy keeps both slots in maintenance until a start.
+    stopped = models.BooleanField(default=False)
+    # Containers of the live release per host, as an operator scaled it (none: what the
+    # release's dockyard.yml says, `deploy.replicas`, else one).
+    replicas = models.PositiveSmallIntegerField(null=True, blank=True)
+    # The ports of each slot's replicas past the first (which listens on blue_port or
+    # green_port): {"blue": [...], "green": [...]}, taken from DOCKYARD_SLOT_PORTS on scaling.
+    replica_ports = models.JSONField(default=dict, blank=True)
+    # Why pushes no longer deploy here by themselves ("" when they do): a watch rolled a bad
+    # release back; the next promotion or deployment by a person clears it.
+    auto_deploy_paused = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -140,6 +152,11 @@ class Environment(models.Model):
     def slot_port(self, slot: str) -> int:
         return self.blue_port if slot == Slot.BLUE else self.green_port
 
+    def slot_ports(self, slot: str, replicas: int) -> list[int]:
+        """The ports of the first `replicas` containers of `slot` (the allocation must hold
+        them: releases.services.replica_ports_allocate)."""
+        return [self.slot_port(slot), *list(self.replica_ports.get(slot, []))[: replicas - 1]]
+
 
 class Deployment(DurableJob):
     """A move of an environment to a release: a durable job (infrastructure.durable_jobs) whose
@@ -161,6 +178,8 @@ class Deployment(DurableJob):
     )
     # The slot the release starts in on every host (the idle one).
     slot = models.CharField(max_length=8, choices=Slot.choices, blank=True)
+    # Containers of the release it starts on each host.
+    replicas = models.PositiveSmallIntegerField(default=1)
     # The container environment this deployment ran the release with.
     variables = models.JSONField(default=dict, blank=True)
     failure_reason = models.TextField(blank=True)
@@ -168,6 +187,13 @@ class Deployment(DurableJob):
     release_log = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # After it succeeded, its release's error rate is watched until `watch_until`
+    # (releases.watch); what the watch saw, in numbers, in `watch_detail`.
+    watch_state = models.CharField(
+        max_length=16, choices=WatchState.choices, default=WatchState.NONE, blank=True
+    )
+    watch_until = models.DateTimeField(null=True, blank=True)
+    watch_detail = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -182,6 +208,12 @@ class Deployment(DurableJob):
         indexes = [
             # /metrics counts the deployments that ended since its roll-up.
             models.Index(fields=["finished_at"], name="deployment_finished_at"),
+            # The collector's pass looks for the deployments being watched.
+            models.Index(
+                fields=["watch_state"],
+                condition=Q(watch_state=WatchState.WATCHING),
+                name="deployment_watching",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -210,10 +242,14 @@ class HostDeployment(DurableJob):
     batch = models.PositiveSmallIntegerField()
     status = models.CharField(max_length=16, choices=HostStatus.choices, default=HostStatus.WAITING)
     container_id = models.CharField(max_length=100, blank=True)
+    # The containers of the release's other replicas on this host, past the first.
+    replica_container_ids = models.JSONField(default=list, blank=True)
     # The kept container a rollback restarted instead of creating one.
     reused_container = models.BooleanField(default=False)
-    # The container that served on this host before (stopped once every host switched).
+    # The container that served on this host before (stopped once every host switched), and
+    # its other replicas.
     previous_container_id = models.CharField(max_length=100, blank=True)
+    previous_replica_container_ids = models.JSONField(default=list, blank=True)
     failure_reason = models.TextField(blank=True)
     container_log = models.TextField(blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -245,3 +281,43 @@ class DeploymentEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.from_status or 'new'} -> {self.to_status}"
+
+
+class TrafficSample(models.Model):
+    """The requests one host's HAProxy passed to one release of an environment over a window,
+    read from the proxy's request log (releases.traffic): a recent sample (one collector pass,
+    a few seconds) or, once older, one minute of history rolled up from them."""
+
+    environment = models.ForeignKey(
+        Environment, on_delete=models.CASCADE, related_name="traffic_samples"
+    )
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="traffic_samples")
+    # The release the slot served; none for requests no slot answered (HAProxy's own 503s).
+    release = models.ForeignKey(
+        Release, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    slot = models.CharField(max_length=8, blank=True)
+    rolled_up = models.BooleanField(default=False)
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField()
+    requests = models.PositiveIntegerField(default=0)
+    responses_2xx = models.PositiveIntegerField(default=0)
+    responses_3xx = models.PositiveIntegerField(default=0)
+    responses_4xx = models.PositiveIntegerField(default=0)
+    responses_5xx = models.PositiveIntegerField(default=0)
+    # No response at all (the connection failed or was aborted).
+    responses_other = models.PositiveIntegerField(default=0)
+    # How long requests took (HAProxy's Ta timer), as counts per bucket of
+    # releases.traffic_figures.BUCKET_BOUNDS_MS: percentiles of any span can be summed from it.
+    time_buckets = models.JSONField(default=list)
+
+    class Meta:
+        ordering = ["environment", "ended_at"]
+        indexes = [
+            models.Index(fields=["environment", "ended_at"], name="traffic_environment_ended"),
+            models.Index(fields=["host", "ended_at"], name="traffic_host_ended"),
+            models.Index(fields=["rolled_up", "ended_at"], name="traffic_rolled_up_ended"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.environment} on {self.host_id}: {self.requests} requests"

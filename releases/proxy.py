@@ -15,7 +15,13 @@ from infrastructure.cluster_locks import cluster_lock_waited
 from infrastructure.docker_engine import ContainerEngine, DockerEngineError
 from infrastructure.haproxy import ProxyBackend, ProxyError, ProxyServer, TrafficProxy
 from releases.models import Environment, Host
-from releases.states import DEPLOYMENT_FINAL_STATES, Slot
+from releases.states import (
+    DEPLOYMENT_FINAL_STATES,
+    DeploymentKind,
+    DeploymentStatus,
+    Slot,
+    replica_server,
+)
 from releases.tools import DeployTools
 
 logger = logging.getLogger(__name__)
@@ -25,23 +31,49 @@ SERVERS_LOCK_SECONDS = 60
 
 
 def proxy_backend(environment: Environment, host: Host) -> ProxyBackend:
-    """The environment as `host`'s proxy should serve it, from the database."""
+    """The environment as `host`'s proxy should serve it, from the database: a server per
+    replica port of each slot, the live slot's replicas that run enabled."""
+    live = live_replicas(environment)
+    servers = []
+    for slot in Slot.values:
+        ports = environment.slot_ports(slot, 1 + len(environment.replica_ports.get(slot, [])))
+        for index, port in enumerate(ports):
+            servers.append(
+                ProxyServer(
+                    name=replica_server(slot, index),
+                    address=host.address,
+                    port=port,
+                    enabled=(
+                        environment.live_slot == slot and not environment.stopped and index < live
+                    ),
+                )
+            )
     return ProxyBackend(
         name=environment.proxy_backend,
         address=host.address,
         frontend_port=environment.frontend_port,
-        servers=tuple(
-            ProxyServer(
-                name=slot,
-                address=host.address,
-                port=environment.slot_port(slot),
-                enabled=environment.live_slot == slot,
-            )
-            for slot in Slot.values
-        ),
+        servers=tuple(servers),
         health_path=environment.health_path,
         health_host=environment.health_host,
     )
+
+
+def live_replicas(environment: Environment) -> int:
+    """How many containers of the live slot serve on each host: as many as the deployment
+    that made it live (finishing, or done) started."""
+    if not environment.live_slot:
+        return 0
+    made_live = (
+        environment.deployments.filter(
+            slot=environment.live_slot,
+            status__in=[DeploymentStatus.FINISHING, DeploymentStatus.SUCCEEDED],
+        )
+        .exclude(kind=DeploymentKind.STOP)
+        .order_by("-created_at", "-id")
+        .values_list("replicas", flat=True)
+        .first()
+    )
+    return made_live or 1
 
 
 def proxy_backends(host: Host) -> list[ProxyBackend]:
@@ -81,7 +113,7 @@ def proxy_servers_align(proxy: TrafficProxy, host: Host) -> None:
     """
     states = proxy.server_states()
     for environment in Environment.objects.filter(hosts=host).exclude(live_slot=""):
-        if not _misaligned(environment, states):
+        if not _misaligned(proxy_backend(environment, host), states):
             continue
         with cluster_lock_waited(_servers_lock(environment), seconds=SERVERS_LOCK_SECONDS):
             environment.refresh_from_db()
@@ -89,24 +121,24 @@ def proxy_servers_align(proxy: TrafficProxy, host: Host) -> None:
             if not environment.live_slot or under_way.exists():
                 continue
             current = proxy.server_states()
-            for slot in Slot.values:
-                wanted = _wanted(environment, slot)
-                found = current.get((environment.proxy_backend, slot))
+            for server in proxy_backend(environment, host).servers:
+                wanted = _wanted(server)
+                found = current.get((environment.proxy_backend, server.name))
                 if found is None or found == wanted:
                     continue
                 logger.warning(
                     "proxy of %s: %s/%s was %s, the database says %s; restoring",
                     host.name,
                     environment.proxy_backend,
-                    slot,
+                    server.name,
                     found,
                     wanted,
                 )
                 proxy.set_server(
                     environment.proxy_backend,
-                    slot,
-                    address=host.address,
-                    port=environment.slot_port(slot),
+                    server.name,
+                    address=server.address,
+                    port=server.port,
                     state=wanted,
                 )
 
@@ -123,14 +155,14 @@ def _servers_lock(environment: Environment) -> str:
     return f"proxy-servers:{environment.pk}"
 
 
-def _wanted(environment: Environment, slot: str) -> str:
-    return "ready" if slot == environment.live_slot else "maint"
+def _wanted(server: ProxyServer) -> str:
+    return "ready" if server.enabled else "maint"
 
 
-def _misaligned(environment: Environment, states: dict[tuple[str, str], str]) -> bool:
+def _misaligned(backend: ProxyBackend, states: dict[tuple[str, str], str]) -> bool:
     return any(
-        states.get((environment.proxy_backend, slot)) not in {None, _wanted(environment, slot)}
-        for slot in Slot.values
+        states.get((backend.name, server.name)) not in {None, _wanted(server)}
+        for server in backend.servers
     )
 
 

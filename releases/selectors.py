@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from django.db.models import QuerySet
 
 from projects.models import Project
-from releases.models import Deployment, Environment, HostDeployment, Release
+from releases.models import Deployment, Environment, Host, HostDeployment, Release
 from releases.states import DeploymentKind, DeploymentStatus, HostStatus
 
 
@@ -45,6 +45,8 @@ def rollback_candidates(environment: Environment) -> list[Deployment]:
     """
     succeeded = (
         environment.deployments.filter(status=DeploymentStatus.SUCCEEDED)
+        # A stop ran nothing: the deployment that started its release says how it ran.
+        .exclude(kind=DeploymentKind.STOP)
         .select_related("release")
         .order_by("-finished_at", "-id")
     )
@@ -127,3 +129,52 @@ def rollback_plan(environment: Environment, target: Deployment) -> list[HostRoll
         )
         for host in environment.hosts.order_by("name")
     ]
+
+
+@dataclass(frozen=True)
+class LiveContainer:
+    """A container serving an environment now: where, in which slot, of which release, which
+    of the release's replicas on its host (from 1)."""
+
+    host: Host
+    slot: str
+    release_number: int
+    container_id: str
+    replica: int = 1
+
+
+def live_containers(environment: Environment) -> list[LiveContainer]:
+    """The containers of the live slot on each of the environment's hosts, by host name: on
+    each host, those the newest finished deployment into the live slot left there (each
+    replica's)."""
+    if not environment.live_slot:
+        return []
+    finished = (
+        HostDeployment.objects.filter(
+            deployment__environment=environment,
+            deployment__slot=environment.live_slot,
+            host__in=environment.hosts.all(),
+            status=HostStatus.FINISHED,
+        )
+        .exclude(container_id="")
+        .select_related("host", "deployment__release")
+        .order_by("host__name", "-finished_at", "-id")
+    )
+    newest_deployment: dict[int, int] = {}
+    found: list[LiveContainer] = []
+    for part in finished:
+        # Newest first on each host: the first part met names the deployment that serves there.
+        if newest_deployment.setdefault(part.host_id, part.deployment_id) != part.deployment_id:
+            continue
+        containers = [part.container_id, *part.replica_container_ids]
+        found += [
+            LiveContainer(
+                host=part.host,
+                slot=part.deployment.slot,
+                release_number=part.deployment.release.number,
+                container_id=container_id,
+                replica=replica,
+            )
+            for replica, container_id in enumerate(containers, start=1)
+        ]
+    return found

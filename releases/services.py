@@ -14,16 +14,19 @@ from audit.actors import Actor, current_actor
 from audit.models import AuditAction
 from audit.services import audit_record
 from projects.models import Project
-from projects.spec import DeploySpec
+from projects.spec import MAX_REPLICAS, DeploySpec
 from releases.access import can_deploy_to
 from releases.models import Deployment, DeploymentEvent, Environment, Host, Release
 from releases.selectors import rollback_candidates
 from releases.sending import deployment_enqueue
 from releases.states import (
     DEPLOYMENT_FINAL_STATES,
+    RELEASE_MOVES,
     DeploymentKind,
     DeploymentStatus,
+    Slot,
 )
+from releases.watch import watches_supersede
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +35,16 @@ DEPLOYMENT_AUDIT_ACTIONS = {
     DeploymentKind.AUTO: AuditAction.AUTO_DEPLOY,
     DeploymentKind.PROMOTE: AuditAction.PROMOTE,
     DeploymentKind.ROLLBACK: AuditAction.ROLLBACK,
+    DeploymentKind.RESTART: AuditAction.RESTART,
+    DeploymentKind.STOP: AuditAction.STOP,
+    DeploymentKind.START: AuditAction.START,
+    DeploymentKind.SCALE: AuditAction.SCALE,
 }
+
+# What an operator does to the release that serves (releases.states.DeploymentKind).
+OPERATIONS = frozenset(
+    {DeploymentKind.RESTART, DeploymentKind.STOP, DeploymentKind.START, DeploymentKind.SCALE}
+)
 
 User = AbstractBaseUser | AnonymousUser
 PORT_ALLOCATION_ATTEMPTS = 5
@@ -116,13 +128,16 @@ def deployment_request(
     user: User | None = None,
     variables: dict[str, str] | None = None,
     actor: Actor | None = None,
+    reason: str = "",
 ) -> Deployment:
     """Queue a deployment of `release` to `environment`, or say why not.
 
     Refused when the user may not deploy there, when the release has not succeeded in the
     environment it must pass first (`after`), or while another deployment of the environment
-    runs (a database constraint decides). The request is audited as `actor`'s (by default
-    whoever the context names, with `user`).
+    runs (a database constraint decides); an auto-deploy also while the environment is stopped
+    or its auto-deploys are paused (a deploy or promotion resumes them). The request is audited
+    as `actor`'s (by default whoever the context names, with `user`); `reason` says why in its
+    timeline, when not a person's request.
     """
     # Fresh from the database: the caller's copy may predate the last deployment.
     environment = Environment.objects.select_related("project", "after").get(pk=environment.pk)
@@ -130,7 +145,18 @@ def deployment_request(
         raise DeploymentRefused(f"{release} is not a release of {environment.project.slug}")
     if user is not None and not can_deploy_to(user, environment):
         raise DeploymentRefused(f"{user} may not deploy to {environment.name}")
-    if environment.after is not None and not _succeeded_in(release, environment.after):
+    if kind == DeploymentKind.AUTO and environment.auto_deploy_paused:
+        raise DeploymentRefused(
+            f"auto-deploys to {environment.name} are paused ({environment.auto_deploy_paused}); "
+            "a deploy or promotion by a person resumes them"
+        )
+    if kind == DeploymentKind.AUTO and environment.stopped:
+        raise DeploymentRefused(f"{environment.name} is stopped; start it first")
+    if (
+        kind in RELEASE_MOVES
+        and environment.after is not None
+        and not _succeeded_in(release, environment.after)
+    ):
         raise DeploymentRefused(
             f"release {release.number} has not succeeded in {environment.after.name}; "
             f"deploy it there first"
@@ -150,8 +176,12 @@ def deployment_request(
                 deployment=deployment,
                 from_status="",
                 to_status=DeploymentStatus.QUEUED,
-                detail=f"{kind} of release {release.number} requested by {who}",
+                detail=reason or f"{kind} of release {release.number} requested by {who}",
             )
+            watches_supersede(environment, by=deployment)
+            if kind in {DeploymentKind.DEPLOY, DeploymentKind.PROMOTE}:
+                # Someone chose a release for it: pushes may deploy here again.
+                Environment.objects.filter(pk=environment.pk).update(auto_deploy_paused="")
             previous = deployment.previous_release
             audit_record(
                 action=DEPLOYMENT_AUDIT_ACTIONS[DeploymentKind(kind)],
@@ -206,6 +236,7 @@ def environment_rollback(
     release: Release | None = None,
     user: User | None = None,
     actor: Actor | None = None,
+    reason: str = "",
 ) -> Deployment:
     """Deploy an earlier good release again, with the settings it ran with: `release` when
     given (one of releases.selectors.rollback_candidates), else the one that served before."""
@@ -229,7 +260,118 @@ def environment_rollback(
         user=user,
         variables=previous.variables,
         actor=actor,
+        reason=reason,
     )
+
+
+def environment_operate(
+    *,
+    environment: Environment,
+    kind: str,
+    user: User | None = None,
+    actor: Actor | None = None,
+) -> Deployment:
+    """Restart, stop, start or scale (environment_scale) what serves in `environment`: a
+    deployment of the release it has, with the variables it runs with, so the same switch, lock
+    and history apply; or say why not."""
+    environment = Environment.objects.select_related("current_release").get(pk=environment.pk)
+    if kind not in OPERATIONS:
+        raise DeploymentRefused(f"'{kind}' is not one of restart, stop, start or scale")
+    release = environment.current_release
+    if release is None:
+        raise DeploymentRefused(f"nothing serves in {environment.name} yet: deploy a release")
+    if kind == DeploymentKind.START and not environment.stopped:
+        raise DeploymentRefused(f"{environment.name} is running; restart it instead")
+    if kind != DeploymentKind.START and environment.stopped:
+        raise DeploymentRefused(f"{environment.name} is stopped; start it first")
+    last = (
+        environment.deployments.filter(release=release, status=DeploymentStatus.SUCCEEDED)
+        .exclude(kind=DeploymentKind.STOP)
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    return deployment_request(
+        environment=environment,
+        release=release,
+        kind=kind,
+        user=user,
+        variables=last.variables if last is not None else None,
+        actor=actor,
+    )
+
+
+def environment_scale(
+    *,
+    environment: Environment,
+    replicas: int,
+    user: User | None = None,
+    actor: Actor | None = None,
+) -> Deployment:
+    """Run `replicas` containers of the release that serves on each host of `environment`
+    (a deployment of that release, through the same switch), or say why not."""
+    if not 1 <= replicas <= MAX_REPLICAS:
+        raise DeploymentRefused(f"replicas must be from 1 to {MAX_REPLICAS}, not {replicas}")
+    environment = Environment.objects.select_related("current_release").get(pk=environment.pk)
+    if environment.current_release is None:
+        raise DeploymentRefused(f"nothing serves in {environment.name} yet: deploy a release")
+    if environment.stopped:
+        raise DeploymentRefused(f"{environment.name} is stopped; start it first")
+    if user is not None and not can_deploy_to(user, environment):
+        raise DeploymentRefused(f"{user} may not deploy to {environment.name}")
+    replica_ports_allocate(environment=environment, replicas=replicas)
+    Environment.objects.filter(pk=environment.pk).update(replicas=replicas)
+    return environment_operate(
+        environment=environment, kind=DeploymentKind.SCALE, user=user, actor=actor
+    )
+
+
+def replica_ports_allocate(*, environment: Environment, replicas: int) -> None:
+    """Give each slot of `environment` ports for `replicas` containers (the first listens on
+    the slot's own port), from DOCKYARD_SLOT_PORTS; ports it has already are kept."""
+    wanted = replicas - 1
+    for attempt in range(PORT_ALLOCATION_ATTEMPTS):
+        with transaction.atomic():
+            locked = Environment.objects.select_for_update().get(pk=environment.pk)
+            ports = {slot: list(locked.replica_ports.get(slot, [])) for slot in Slot.values}
+            if all(len(ports[slot]) >= wanted for slot in Slot.values):
+                environment.replica_ports = locked.replica_ports
+                return
+            used = _used_ports()
+            free = [port for port in settings.DOCKYARD_SLOT_PORTS if port not in used]
+            needed = sum(max(wanted - len(ports[slot]), 0) for slot in Slot.values)
+            if len(free) < needed:
+                raise DeploymentRefused(
+                    f"no free ports left for {replicas} replicas: widen DOCKYARD_SLOT_PORTS"
+                )
+            for slot in Slot.values:
+                while len(ports[slot]) < wanted:
+                    ports[slot].append(free.pop(0))
+            Environment.objects.filter(pk=locked.pk).update(replica_ports=ports)
+        # Another environment may have taken the same ports meanwhile: checked after commit.
+        if not _ports_shared(environment.pk, ports):
+            environment.replica_ports = ports
+            return
+        logger.info("replica ports %s taken meanwhile; picking again (%s)", ports, attempt)
+        Environment.objects.filter(pk=environment.pk).update(replica_ports={})
+    raise DeploymentRefused("could not take free ports for the replicas; try again")
+
+
+def _used_ports(*, besides: int | None = None) -> set[int]:
+    """Every port an environment (but the one with pk `besides`) listens on or has taken."""
+    used: set[int] = set()
+    environments = Environment.objects.exclude(pk=besides) if besides else Environment.objects
+    for frontend, blue, green, extra in environments.values_list(
+        "frontend_port", "blue_port", "green_port", "replica_ports"
+    ):
+        used.update((frontend, blue, green))
+        for ports in (extra or {}).values():
+            used.update(ports)
+    return used
+
+
+def _ports_shared(environment_id: int, ports: dict[str, list[int]]) -> bool:
+    mine = {port for slot_ports in ports.values() for port in slot_ports}
+    return bool(mine & _used_ports(besides=environment_id))
 
 
 def _succeeded_in(release: Release, environment: Environment) -> bool:
@@ -265,9 +407,7 @@ def release_create(
 
 
 def _free_ports() -> tuple[int, int, int]:
-    used: set[int] = set()
-    for ports in Environment.objects.values_list("frontend_port", "blue_port", "green_port"):
-        used.update(ports)
+    used = _used_ports()
     frontend = next((p for p in settings.DOCKYARD_FRONTEND_PORTS if p not in used), None)
     slots = [p for p in settings.DOCKYARD_SLOT_PORTS if p not in used][:2]
     if frontend is None or len(slots) < 2:

@@ -5,6 +5,7 @@ coordinator (Deployment) and one job per host (HostDeployment), each with its ow
 
     deployment: queued -> preparing -> [releasing] -> rolling -> finishing -> succeeded
                                                          `-> reverting -> failed
+                `-> stopping -> succeeded        (an operator stopped the environment)
     host:       waiting -> starting -> checking -> switching -> draining -> switched -> finished
                                                                             `-> reverted
 
@@ -12,6 +13,10 @@ Preparing puts every host's proxy in order and the release's image on every host
 cannot pull fails the deployment before anything changes. Releasing runs the release command
 once. Rolling runs the hosts' jobs in batches; a host that fails sends the deployment to
 reverting, which switches back the hosts that had switched. Finishing stops the old slots.
+
+Restart and start are deployments of the release that serves (a restart host by host), so
+they go through the same blue/green switch; stop takes every host's live slot out of its
+proxy and stops its containers, kept for the next start or rollback.
 """
 
 from django.db import models
@@ -29,6 +34,9 @@ class DeploymentStatus(models.TextChoices):
     REVERTING = "reverting"
     # Every host serves the release: the old slots stop, kept for rollback.
     FINISHING = "finishing"
+    # An operator stopped the environment: every host's live slot in maintenance, its
+    # containers stopped (kept).
+    STOPPING = "stopping"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
 
@@ -57,6 +65,32 @@ class DeploymentKind(models.TextChoices):
     AUTO = "auto", "auto-deploy"
     PROMOTE = "promote"
     ROLLBACK = "rollback"
+    # The release that serves, in fresh containers, host by host (a rolling restart).
+    RESTART = "restart"
+    STOP = "stop"
+    # The release that served before a stop, in fresh containers.
+    START = "start"
+    # The release that serves, in as many containers per host as an operator asked.
+    SCALE = "scale"
+
+
+# Kinds that move the environment to another release (the others operate the one it has).
+RELEASE_MOVES = frozenset(
+    {DeploymentKind.DEPLOY, DeploymentKind.AUTO, DeploymentKind.PROMOTE, DeploymentKind.ROLLBACK}
+)
+
+
+class WatchState(models.TextChoices):
+    """A deployment's watch (dockyard.yml deploy.watch): after every host switched, the new
+    release's error rate through the hosts' proxies is watched for a while."""
+
+    NONE = "", "not watched"
+    WATCHING = "watching"
+    PASSED = "passed"
+    # Its error rate went over the limit: the release that served before came back.
+    ROLLED_BACK = "rolled_back", "rolled back"
+    # Another deployment of the environment began before the window ended.
+    SUPERSEDED = "superseded"
 
 
 class Slot(models.TextChoices):
@@ -68,6 +102,15 @@ def other_slot(slot: str) -> str:
     return Slot.GREEN if slot == Slot.BLUE else Slot.BLUE
 
 
+def replica_server(slot: str, index: int) -> str:
+    """The proxy's name for replica `index` (from 0) of `slot`: `blue`, `blue-2`, ..."""
+    return slot if index == 0 else f"{slot}-{index + 1}"
+
+
+def slot_servers(slot: str, replicas: int) -> list[str]:
+    return [replica_server(slot, index) for index in range(replicas)]
+
+
 DEPLOYMENT_FINAL_STATES = frozenset({DeploymentStatus.SUCCEEDED, DeploymentStatus.FAILED})
 # What the coordinator does itself, in a task; while ROLLING the hosts' jobs do the work.
 DEPLOYMENT_CARRIED_STATES = frozenset(
@@ -77,16 +120,18 @@ DEPLOYMENT_CARRIED_STATES = frozenset(
         DeploymentStatus.RELEASING,
         DeploymentStatus.REVERTING,
         DeploymentStatus.FINISHING,
+        DeploymentStatus.STOPPING,
     }
 )
 _DEPLOYMENT_MOVES: dict[str, frozenset[str]] = {
-    DeploymentStatus.QUEUED: frozenset({DeploymentStatus.PREPARING}),
+    DeploymentStatus.QUEUED: frozenset({DeploymentStatus.PREPARING, DeploymentStatus.STOPPING}),
     DeploymentStatus.PREPARING: frozenset({DeploymentStatus.RELEASING, DeploymentStatus.ROLLING}),
     DeploymentStatus.RELEASING: frozenset({DeploymentStatus.ROLLING}),
     DeploymentStatus.ROLLING: frozenset({DeploymentStatus.FINISHING, DeploymentStatus.REVERTING}),
     DeploymentStatus.REVERTING: frozenset(),
     # Every host serves the new release: failing now would not put the old one back.
     DeploymentStatus.FINISHING: frozenset({DeploymentStatus.SUCCEEDED}),
+    DeploymentStatus.STOPPING: frozenset({DeploymentStatus.SUCCEEDED}),
 }
 # Where a deployment may fail from (anywhere before every host switched).
 _MAY_FAIL = frozenset(
@@ -96,6 +141,8 @@ _MAY_FAIL = frozenset(
         DeploymentStatus.RELEASING,
         DeploymentStatus.ROLLING,
         DeploymentStatus.REVERTING,
+        # A host that could not be stopped: the hosts' proxies are put back by the keeper.
+        DeploymentStatus.STOPPING,
     }
 )
 
@@ -109,6 +156,19 @@ DEPLOYMENT_STEPS: tuple[str, ...] = (
     DeploymentStatus.FINISHING,
     DeploymentStatus.SUCCEEDED,
 )
+
+# A stop's steps.
+STOP_STEPS: tuple[str, ...] = (
+    DeploymentStatus.QUEUED,
+    DeploymentStatus.STOPPING,
+    DeploymentStatus.SUCCEEDED,
+)
+
+
+def coordinator_steps(kind: str) -> tuple[str, ...]:
+    """The coordinator's steps for a deployment of `kind`, in order."""
+    return STOP_STEPS if kind == DeploymentKind.STOP else DEPLOYMENT_STEPS
+
 
 HOST_FINAL_STATES = frozenset({HostStatus.FINISHED, HostStatus.FAILED, HostStatus.REVERTED})
 # A host whose job is running (a worker carries it).

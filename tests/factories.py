@@ -179,9 +179,29 @@ def web_app_repo(path: Path) -> GitRepo:
     return repo
 
 
-def web_app_version(repo: GitRepo, version: str, *, healthy: bool = True) -> str:
-    """Commit version `version` of the app; an unhealthy one has no /healthz."""
+WEB_APP_WORK_SCRIPT = """\
+#!/bin/sh
+# /cgi-bin/work: answers 500 when asked (?fail), and to {percent}% of the other requests.
+status=200
+case "$QUERY_STRING" in fail*) status=500 ;; esac
+if [ $((RANDOM % 100)) -lt {percent} ]; then status=500; fi
+if [ $status = 500 ]; then echo "Status: 500 Internal Server Error"; fi
+echo "Content-Type: text/plain"
+echo
+echo "{version} $status replica=$DOCKYARD_REPLICA"
+"""
+
+
+def web_app_version(
+    repo: GitRepo, version: str, *, healthy: bool = True, error_percent: int = 0
+) -> str:
+    """Commit version `version` of the app; an unhealthy one has no /healthz. Its
+    /cgi-bin/work fails `error_percent` of requests (after its health check passed)."""
     repo.write("www/index.html", f"{version}\n")
+    repo.write(
+        "www/cgi-bin/work", WEB_APP_WORK_SCRIPT.format(percent=error_percent, version=version)
+    )
+    (repo.path / "www" / "cgi-bin" / "work").chmod(0o755)
     health = repo.path / "www" / "healthz"
     if healthy:
         repo.write("www/healthz", "ok\n")
@@ -284,6 +304,42 @@ def make_succeeded_deployment(environment: Any, release: Any, *, live: bool = Fa
         )
         environment.refresh_from_db()
     return deployment
+
+
+def make_traffic_sample(
+    environment: Any,
+    release: Any,
+    *,
+    started_at: Any,
+    seconds: float = 5,
+    statuses: dict[int, int] | None = None,
+    total_ms: int = 40,
+    host: Any = None,
+    rolled_up: bool = False,
+) -> Any:
+    """A request sample as the collector writes it: `statuses` counts requests by status code
+    (none: a slot that served nothing), each taking `total_ms`."""
+    from datetime import timedelta
+
+    from releases.models import TrafficSample
+    from releases.services import local_host
+    from releases.traffic_figures import COUNT_FIELDS, Figures
+
+    figures = Figures()
+    for status, count in (statuses or {}).items():
+        for _ in range(count):
+            figures.count(status, total_ms)
+    return TrafficSample.objects.create(
+        environment=environment,
+        host=host or local_host(),
+        release=release,
+        slot="blue" if release is not None else "",
+        rolled_up=rolled_up,
+        started_at=started_at,
+        ended_at=started_at + timedelta(seconds=seconds),
+        time_buckets=figures.time_buckets,
+        **{name: getattr(figures, name) for name in COUNT_FIELDS},
+    )
 
 
 def escaping_link(repo: GitRepo, name: str, target: str) -> None:

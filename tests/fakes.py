@@ -7,9 +7,10 @@ comes next, what is recorded, what is undone), not about what the outside system
 
 import itertools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from infrastructure.docker_engine import (
@@ -20,7 +21,7 @@ from infrastructure.docker_engine import (
     ImageInfo,
     OutputSink,
 )
-from infrastructure.haproxy import ProxyBackend, SlotHealth
+from infrastructure.haproxy import ProxiedRequest, ProxyBackend, SlotHealth
 from pipelines.execution import StageTools
 from releases.models import Host
 from releases.tools import DeployTools
@@ -180,6 +181,8 @@ class FakeProxy:
     # (backend, server) -> the address:port being health-checked.
     checks: dict[tuple[str, str], tuple[str, int]] = field(default_factory=dict)
     checked: list[tuple[str, int]] = field(default_factory=list)
+    # What its request log holds: tests of the watch and the metrics append to it.
+    logged: list[ProxiedRequest] = field(default_factory=list)
 
     def apply(self, wanted: Callable[[], list[ProxyBackend]]) -> None:
         backends = wanted()
@@ -206,10 +209,18 @@ class FakeProxy:
             self.addresses[(backend, server)] = (address, port)
         self.states[(backend, server)] = state
 
-    def switch(self, backend: str, *, to: str, address: str, port: int, away_from: str) -> None:
-        self.set_server(backend, to, address=address, port=port, state="ready")
-        if away_from:
-            self.set_server(backend, away_from, state="drain")
+    def switch(
+        self,
+        backend: str,
+        *,
+        to: Sequence[tuple[str, int]],
+        address: str,
+        away_from: Sequence[str],
+    ) -> None:
+        for server, port in to:
+            self.set_server(backend, server, address=address, port=port, state="ready")
+        for server in away_from:
+            self.set_server(backend, server, state="drain")
 
     def sessions(self, backend: str, server: str) -> int:
         return self.open_sessions.get((backend, server), 0)
@@ -229,6 +240,9 @@ class FakeProxy:
 
     def health_check_stop(self, backend: str, server: str) -> None:
         self.checks.pop((backend, server), None)
+
+    def requests_since(self, since: datetime, until: datetime) -> list[ProxiedRequest]:
+        return [request for request in self.logged if since < request.at <= until]
 
 
 def fake_deploy_tools(

@@ -24,8 +24,10 @@ class LoadGenerator:
         threads: int = 3,
         max_seconds: float = 120,
         max_requests: int = 100_000,
+        path: str = "/",
     ) -> None:
         self.port = port
+        self.path = path
         self.address = address
         self.result = LoadResult()
         self._stop = threading.Event()
@@ -52,7 +54,7 @@ class LoadGenerator:
                     return
                 self.result.requests += 1
             try:
-                connection.request("GET", "/")
+                connection.request("GET", self.path)
                 response = connection.getresponse()
                 body = response.read().decode(errors="replace").strip()
                 if response.status != 200:

@@ -19,9 +19,9 @@ from releases.models import Deployment, DeploymentEvent, Environment, Release
 from releases.selectors import environment_history, project_environments, project_releases
 from releases.states import (
     DEPLOYMENT_FINAL_STATES,
-    DEPLOYMENT_STEPS,
     HOST_FINAL_STATES,
     DeploymentStatus,
+    coordinator_steps,
 )
 from web.log_lines import LogLine, first_error_line, numbered_lines
 
@@ -471,7 +471,7 @@ def deployment_steps(deployment: Deployment, events: list[DeploymentEvent]) -> l
         has_release_command = bool((deployment.release.deploy_config or {}).get("release_command"))
         steps.extend(
             DeploymentStep(status=status, at=None, took=None, detail="", state="waiting")
-            for status in DEPLOYMENT_STEPS
+            for status in coordinator_steps(deployment.kind)
             if status not in reached
             and (status != DeploymentStatus.RELEASING or has_release_command)
         )

@@ -10,7 +10,7 @@ from infrastructure.outgoing_webhooks import notification_post
 from pipelines.models import PipelineRun
 from pipelines.states import RUN_FINAL_STATES
 from releases.models import Deployment
-from releases.states import DEPLOYMENT_FINAL_STATES, DeploymentKind
+from releases.states import DEPLOYMENT_FINAL_STATES, DeploymentKind, WatchState
 from webhooks.models import NotificationEndpoint
 
 RUN_ICONS = {"succeeded": "✅", "failed": "❌", "cancelled": "⏹"}
@@ -53,15 +53,38 @@ def notifications_for_deployment(*, deployment_id: int) -> int:
     )
     who = deployment.requested_by.get_username() if deployment.requested_by else "dockyard"
     previous = deployment.previous_release
-    if deployment.status == "succeeded":
-        verb = "rolled back" if deployment.kind == DeploymentKind.ROLLBACK else "deployed"
-        icon = "↩️" if deployment.kind == DeploymentKind.ROLLBACK else "🚀"
+    event = (
+        "rollback.finished" if deployment.kind == DeploymentKind.ROLLBACK else "deployment.finished"
+    )
+    if deployment.watch_state == WatchState.ROLLED_BACK:
+        # Told once more, after it succeeded: its watch saw it fail and took it back.
+        event = "deployment.watch_rolled_back"
         text = (
-            f"{icon} {project.slug} {environment.name} {verb} to release "
-            f"{deployment.release.number}"
-            + (f" (from {previous.number})" if previous else "")
-            + f" by {who} — {link}"
+            f"⚠️ {project.slug} {environment.name}: release {deployment.release.number} is "
+            f"being rolled back by its watch: {deployment.watch_detail}"
+            + (f"; back to release {previous.number}" if previous else "")
+            + f"; auto-deploys to {environment.name} are paused until someone deploys — {link}"
         )
+    elif deployment.status == "succeeded":
+        number = deployment.release.number
+        operated: dict[str, str] = {
+            DeploymentKind.RESTART: f"🔄 {project.slug} {environment.name} restarted (release "
+            f"{number})",
+            DeploymentKind.STOP: f"⏹ {project.slug} {environment.name} stopped (release {number})",
+            DeploymentKind.START: f"▶️ {project.slug} {environment.name} started (release {number})",
+            DeploymentKind.SCALE: f"↔️ {project.slug} {environment.name} scaled to "
+            f"{deployment.replicas} per host (release {number})",
+        }
+        if deployment.kind in operated:
+            text = f"{operated[deployment.kind]} by {who} — {link}"
+        else:
+            verb = "rolled back" if deployment.kind == DeploymentKind.ROLLBACK else "deployed"
+            icon = "↩️" if deployment.kind == DeploymentKind.ROLLBACK else "🚀"
+            text = (
+                f"{icon} {project.slug} {environment.name} {verb} to release {number}"
+                + (f" (from {previous.number})" if previous else "")
+                + f" by {who} — {link}"
+            )
     else:
         text = (
             f"❌ {deployment.kind} of {project.slug} release {deployment.release.number} to "
@@ -69,9 +92,7 @@ def notifications_for_deployment(*, deployment_id: int) -> int:
         )
     payload = _payload(
         text,
-        event="rollback.finished"
-        if deployment.kind == DeploymentKind.ROLLBACK
-        else "deployment.finished",
+        event=event,
         project=project.slug,
         environment=environment.name,
         release=deployment.release.number,

@@ -115,6 +115,8 @@ class Fleet:
             "DOCKYARD_HEARTBEAT_SECONDS": "1",
             "DOCKYARD_LOST_AFTER_SECONDS": "8",
             "DOCKYARD_UPSTREAM_CHECK_SECONDS": "0",
+            # The deploy workers read the hosts' request logs (each read an ssh connection).
+            "DOCKYARD_TRAFFIC_SAMPLE_SECONDS": "2",
             "DOCKYARD_LOG_LEVEL": "INFO",
         }
         worker.log_path.parent.mkdir(parents=True, exist_ok=True)

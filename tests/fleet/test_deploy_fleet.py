@@ -19,10 +19,22 @@ from django.conf import settings
 from infrastructure.docker_engine import MANAGED_LABEL, DockerEngine
 from infrastructure.haproxy import PROXY_LABEL, proxy_container_name
 from projects.models import Project
-from releases.models import Deployment, Environment, Host, HostDeployment, Release
+from releases.models import (
+    Deployment,
+    Environment,
+    Host,
+    HostDeployment,
+    Release,
+    TrafficSample,
+)
 from releases.selectors import rollback_target
-from releases.services import deployment_request, environment_rollback
-from releases.states import DEPLOYMENT_FINAL_STATES, DeploymentStatus, HostStatus
+from releases.services import (
+    deployment_request,
+    environment_operate,
+    environment_rollback,
+    environment_scale,
+)
+from releases.states import DEPLOYMENT_FINAL_STATES, DeploymentKind, DeploymentStatus, HostStatus
 from tests.conftest import registry_login
 from tests.factories import BUSYBOX, make_environment, make_project, make_release
 from tests.fleet.conftest import SOCKETS, Fleet, FleetWorker, registry_digest
@@ -408,4 +420,59 @@ def test_killing_a_deploy_worker_process_group_leaves_no_proxy_down(production: 
     production.deployed("v1")
     for name in ("d1", "d2"):
         production.fleet.kill(name)
+    assert production.served_on_each_host() == {"h1": "v1", "h2": "v1", "h3": "v1"}
+
+
+def test_a_rolling_restart_goes_host_by_host_and_every_hosts_requests_are_counted(
+    production: Production,
+) -> None:
+    production.deployed("v1")
+    environment = production.environment
+
+    with production.outer.load() as load:
+        restart = production.finished(
+            environment_operate(environment=environment, kind=DeploymentKind.RESTART)
+        )
+
+    assert restart.status == DeploymentStatus.SUCCEEDED, restart.failure_reason
+    no_failures(load.result)
+    assert load.result.bodies == {"v1"}
+    assert [t.batch for t in restart.host_deployments.order_by("position")] == [0, 1, 2]
+    # The deploy workers' collectors read each host's proxy: every request the load sent is
+    # counted once, on the host that answered it.
+    samples = TrafficSample.objects.filter(environment=environment)
+
+    def counted() -> int:
+        return sum(samples.values_list("requests", flat=True))
+
+    wait_until(lambda: counted() >= load.result.requests, "every request is counted")
+    # The outer balancer may retry a request a host dropped; nothing else counts twice.
+    assert counted() <= load.result.requests + 3
+    answered = samples.filter(requests__gt=0).values_list("host__name", flat=True)
+    assert set(answered) == set(HOSTS)
+
+
+def test_scaled_to_three_replicas_every_host_runs_three_with_no_failed_request(
+    production: Production,
+) -> None:
+    production.deployed("v1")
+
+    with production.outer.load() as load:
+        scaled = production.finished(
+            environment_scale(environment=production.environment, replicas=3)
+        )
+
+    assert scaled.status == DeploymentStatus.SUCCEEDED, scaled.failure_reason
+    no_failures(load.result)
+    for socket in HOST_SOCKETS.values():
+        client = docker.DockerClient(base_url=socket)
+        try:
+            running = client.containers.list(
+                filters={
+                    "label": ["dockyard.role=app", f"dockyard.project={production.project.slug}"]
+                }
+            )
+        finally:
+            client.close()
+        assert len(running) == 3, socket
     assert production.served_on_each_host() == {"h1": "v1", "h2": "v1", "h3": "v1"}

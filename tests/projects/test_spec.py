@@ -13,10 +13,12 @@ from projects.spec import (
     PublishSpec,
     SpecError,
     TestSpec,
+    WatchSpec,
     default_spec,
     parse_spec,
     spec_from_dict,
     spec_to_dict,
+    watch_of_environment,
 )
 
 EXAMPLE = """\
@@ -1119,12 +1121,65 @@ def test_an_unknown_deploy_setting_is_named_with_the_allowed_ones() -> None:
     images: {app: }
     deploy:
       port: 8000
-      replicas: 2
+      instances: 2
     """
     assert error_for(text) == (
-        "dockyard.yml:4: deploy.replicas: unknown key (allowed: port, health, environments,"
-        " release_command, release_timeout)"
+        "dockyard.yml:4: deploy.instances: unknown key (allowed: port, health, environments,"
+        " release_command, release_timeout, watch, replicas)"
     )
+
+
+def test_a_watch_for_every_environment_is_overridden_or_turned_off_by_one() -> None:
+    spec = parse_spec(
+        "images: {app: }\n"
+        "deploy:\n"
+        "  port: 80\n"
+        "  replicas: 3\n"
+        "  watch: {seconds: 300, max_error_rate: 0.02}\n"
+        "  environments:\n"
+        "    staging: {watch: false}\n"
+        "    production: {after: staging, watch: {min_requests: 200}}\n"
+        "    canary: {}\n"
+    )
+    assert spec.deploy is not None and spec.deploy.replicas == 3
+    stored = spec_to_dict(spec)["deploy"]
+    assert spec_from_dict(spec_to_dict(spec)) == spec
+    assert watch_of_environment(stored, "staging") is None
+    assert watch_of_environment(stored, "production") == WatchSpec(
+        seconds=120, max_error_rate=0.05, min_requests=200
+    )
+    assert watch_of_environment(stored, "canary") == WatchSpec(
+        seconds=300, max_error_rate=0.02, min_requests=50
+    )
+
+
+def test_a_release_stored_before_watches_and_replicas_has_neither() -> None:
+    assert (
+        watch_of_environment({"port": 80, "environments": [{"name": "staging"}]}, "staging") is None
+    )
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        (
+            "watch: {max_error_rate: 5}",
+            "deploy.watch.max_error_rate: must be a fraction of requests from 0 to below 1 "
+            "(0.05 is 5%), got 5.0",
+        ),
+        ("watch: {seconds: 2}", "deploy.watch.seconds: must be from 10 to 86400, got 2"),
+        ("watch: {window: 60}", "deploy.watch.window: unknown key"),
+        ("replicas: 0", "deploy.replicas: must be from 1 to 16, got 0"),
+        ("replicas: 40", "deploy.replicas: must be from 1 to 16, got 40"),
+    ],
+)
+def test_a_bad_watch_or_replica_count_is_named(setting: str, message: str) -> None:
+    assert message in error_for(f"images: {{app: }}\ndeploy:\n  port: 80\n  {setting}\n")
+
+
+def test_watch_true_in_an_environment_is_refused_for_saying_nothing() -> None:
+    text = "images: {app: }\ndeploy:\n  port: 80\n  environments:\n    staging: {watch: true}\n"
+    assert "`watch: true` says nothing" in error_for(text)
 
 
 def test_a_release_command_runs_once_per_deployment_with_its_own_timeout() -> None:
@@ -1197,7 +1252,7 @@ def test_an_unknown_environment_setting_is_named_with_the_allowed_ones() -> None
     """
     assert error_for(text) == (
         "dockyard.yml:6: deploy.environments.staging.url: unknown key"
-        " (allowed: auto, branches, after)"
+        " (allowed: auto, branches, after, watch)"
     )
 
 

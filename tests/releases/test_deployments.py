@@ -2,25 +2,19 @@
 
 import threading
 import time
-from collections.abc import Callable
-from pathlib import Path
 
 import docker
 import pytest
-import requests
 from django.contrib.auth.models import User
 from django.test import Client
 
-from pipelines.models import PipelineRun
-from pipelines.states import RunStatus
-from projects.models import Project
 from releases.executor import deployment_abandon
-from releases.models import Deployment, Environment, HostDeployment, Release
+from releases.models import Deployment, Environment, HostDeployment
 from releases.services import DeploymentRefused, deployment_request, environment_rollback
-from releases.states import DEPLOYMENT_FINAL_STATES, DeploymentStatus, HostStatus
+from releases.states import DeploymentStatus, HostStatus
 from releases.tools import deploy_tools
-from tests.factories import GitRepo, make_project, web_app_repo, web_app_version
 from tests.load import LoadGenerator
+from tests.releases.deployed_app import App, address, served, steps, wait_for_deployment
 
 pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
 
@@ -29,62 +23,6 @@ HOST_STEPS = ["starting", "checking", "switching", "draining", "switched", "fini
 
 
 pytestmark.append(pytest.mark.usefixtures("app_containers_removed"))
-
-
-def wait_for_deployment(deployment: Deployment, timeout: float = 120) -> Deployment:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        deployment.refresh_from_db()
-        if deployment.status in DEPLOYMENT_FINAL_STATES:
-            return deployment
-        time.sleep(0.05)
-    raise AssertionError(f"deployment {deployment.pk} still {deployment.status}")
-
-
-def steps(deployment: Deployment, *, on_host: bool = False) -> list[str]:
-    events = deployment.events.filter(host__isnull=not on_host).order_by("pk")
-    return list(events.values_list("to_status", flat=True))
-
-
-def address(environment: Environment) -> str:
-    [host] = environment.hosts.all()
-    return host.address
-
-
-def served(environment: Environment) -> str:
-    return requests.get(environment.frontend_url, timeout=5).text.strip()
-
-
-class App:
-    """A project whose pushes to main are built, released and auto-deployed to staging."""
-
-    def __init__(self, repo: GitRepo, project: Project, pushed_run: Callable[..., PipelineRun]):
-        self.repo, self.project, self._pushed_run = repo, project, pushed_run
-
-    def release(self, version: str, *, healthy: bool = True) -> Release:
-        run = self._pushed_run(self.project, web_app_version(self.repo, version, healthy=healthy))
-        assert run.status == RunStatus.SUCCEEDED, run.failure_reason
-        deadline = time.monotonic() + 60
-        while not Release.objects.filter(run=run).exists():
-            assert time.monotonic() < deadline, "no release was made"
-            time.sleep(0.05)
-        return Release.objects.get(run=run)
-
-    def environment(self, name: str) -> Environment:
-        return Environment.objects.get(project=self.project, name=name)
-
-    def auto_deployment(self, release: Release) -> Deployment:
-        deadline = time.monotonic() + 60
-        while not Deployment.objects.filter(release=release).exists():
-            assert time.monotonic() < deadline, "no auto-deployment was queued"
-            time.sleep(0.05)
-        return wait_for_deployment(Deployment.objects.get(release=release))
-
-
-@pytest.fixture
-def app(tmp_path: Path, celery_worker: str, pushed_run: Callable[..., PipelineRun]) -> App:
-    repo = web_app_repo(tmp_path / "web")
-    return App(repo, make_project(repository_url=repo.url), pushed_run)
 
 
 def test_a_release_goes_to_staging_by_itself_then_is_promoted_to_production(app: App) -> None:

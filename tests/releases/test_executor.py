@@ -323,7 +323,10 @@ def test_a_host_whose_worker_is_gone_for_good_is_switched_back_with_the_others(
         )
     for name in ("h1", "h2"):
         proxies[name].switch(
-            backend, to="green", address="127.0.0.9", port=environment.green_port, away_from="blue"
+            backend,
+            to=[("green", environment.green_port)],
+            address="127.0.0.9",
+            away_from=["blue"],
         )
     h2 = on(deployment, "h2")
 

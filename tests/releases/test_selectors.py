@@ -5,11 +5,18 @@ in-memory stand-ins of tests/fakes.py."""
 from dataclasses import dataclass, field
 
 import pytest
+from django.utils import timezone
 
-from releases.models import Deployment, Environment, Release
-from releases.selectors import rollback_candidates, rollback_target
+from releases.models import Deployment, Environment, Host, HostDeployment, Release
+from releases.selectors import live_containers, rollback_candidates, rollback_target
 from releases.services import DeploymentRefused, deployment_request, environment_rollback
-from tests.factories import make_environment, make_project, make_release
+from tests.factories import (
+    make_environment,
+    make_host,
+    make_project,
+    make_release,
+    make_succeeded_deployment,
+)
 from tests.fakes import FakeEngine, FakeProxy, fake_deploy_tools
 from tests.releases.carrying import drive
 
@@ -132,3 +139,45 @@ def test_a_rollback_to_a_release_that_never_served_here_or_serves_now_is_refused
     with pytest.raises(DeploymentRefused, match="release 2 is not one production can roll back to"):
         environment_rollback(environment=production.environment, release=two)
     assert not Deployment.objects.filter(kind="rollback").exists()
+
+
+def finished_on(deployment: Deployment, host: Host, container_id: str) -> HostDeployment:
+    return HostDeployment.objects.create(
+        deployment=deployment,
+        host=host,
+        position=0,
+        batch=0,
+        status="finished",
+        container_id=container_id,
+        finished_at=timezone.now(),
+    )
+
+
+def test_on_each_host_the_live_containers_are_the_newest_finished_ones_of_the_live_slot() -> None:
+    east, west = make_host("east", "127.0.0.2"), make_host("west", "127.0.0.3")
+    environment = make_environment(make_project(), "production", hosts=[east, west])
+    first, second = make_release(environment.project, 1), make_release(environment.project, 2)
+    older = make_succeeded_deployment(environment, first)
+    finished_on(older, east, "old-east")
+    finished_on(older, west, "old-west")
+    newer = make_succeeded_deployment(environment, second, live=True)
+    HostDeployment.objects.filter(pk=finished_on(newer, east, "new-east").pk).update(
+        replica_container_ids=["new-east-2"]
+    )
+    # West's part of the newer deployment did not finish: the older container serves there.
+    HostDeployment.objects.create(
+        deployment=newer, host=west, position=1, batch=0, status="failed", container_id="bad"
+    )
+
+    live = live_containers(environment)
+
+    assert [(c.host.name, c.container_id, c.replica, c.slot, c.release_number) for c in live] == [
+        ("east", "new-east", 1, "blue", 2),
+        ("east", "new-east-2", 2, "blue", 2),
+        ("west", "old-west", 1, "blue", 1),
+    ]
+
+
+def test_an_environment_nothing_serves_yet_has_no_live_containers() -> None:
+    environment = make_environment(make_project(), "staging")
+    assert live_containers(environment) == []

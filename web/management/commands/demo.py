@@ -30,6 +30,7 @@ from projects.models import Project
 from projects.services import project_create
 from releases.models import Deployment
 from releases.states import DEPLOYMENT_FINAL_STATES, DeploymentStatus
+from releases.watch import deployment_figures
 from webhooks.signatures import github_signature
 
 PROJECT_SLUG = "demo-app"
@@ -59,6 +60,9 @@ deploy:
 """
 INDEX_HTML = "<h1>Hello from Dockyard</h1>\n"
 DEPLOY_TIMEOUT_SECONDS = 120
+# Requests the demo sends staging, then waits to see counted by the deploy worker's collector.
+DEMO_REQUESTS = 20
+DEMO_METRICS_TIMEOUT_SECONDS = 30
 TEST_SCRIPT = """\
 #!/bin/sh
 set -e
@@ -105,6 +109,7 @@ class Command(BaseCommand):
             f"staging:  release {deployment.release.number} serves "
             f"{staging.frontend_url} -> {served.strip()}"
         )
+        self._metrics(deployment)
         self.stdout.write(
             f"promote:  python manage.py deploy {project.slug} production "
             f"{deployment.release.number}"
@@ -228,6 +233,29 @@ class Command(BaseCommand):
                 return deployment
             time.sleep(0.2)
         raise CommandError("the release did not reach staging in time")
+
+    def _metrics(self, deployment: Deployment) -> None:
+        """Send the app a few requests and show them as the worker's collector counted them
+        from staging's HAProxy (it reads every DOCKYARD_TRAFFIC_SAMPLE_SECONDS)."""
+        staging = deployment.environment
+        for _ in range(DEMO_REQUESTS):
+            urlopen(staging.frontend_url, timeout=10).read()
+        deadline = time.monotonic() + DEMO_METRICS_TIMEOUT_SECONDS
+        figures = deployment_figures(deployment)
+        while figures.requests < DEMO_REQUESTS and time.monotonic() < deadline:
+            time.sleep(0.5)
+            figures = deployment_figures(deployment)
+        if figures.requests < DEMO_REQUESTS:
+            raise CommandError(
+                f"the collector counted {figures.requests} of the {DEMO_REQUESTS} requests sent "
+                f"to staging within {DEMO_METRICS_TIMEOUT_SECONDS}s: is a deploy worker running?"
+            )
+        p50, p95 = figures.percentile_ms(0.5) or 0, figures.percentile_ms(0.95) or 0
+        self.stdout.write(
+            f"metrics:  {figures.requests} requests to release {deployment.release.number}, "
+            f"{figures.responses_5xx} answered 5xx, p50 {p50:.1f} ms, p95 {p95:.1f} ms "
+            "(from staging's HAProxy)"
+        )
 
     def _registry_tags(self, name: str) -> list[str]:
         try:
