@@ -15,9 +15,11 @@ from api.chatops_commands import (
     ChatCommand,
     Deploy,
     Help,
+    Operate,
     Promote,
     Rollback,
     Runs,
+    Scale,
     Status,
     Unknown,
     parse_chat_command,
@@ -28,13 +30,16 @@ from audit.actors import Actor, chat_actor
 from pipelines.models import PipelineRun
 from projects.models import Project
 from releases.access import can_deploy_to
-from releases.models import Environment, Release
+from releases.models import Deployment, Environment, Release
 from releases.services import (
     DeploymentRefused,
     deployment_request,
+    environment_operate,
     environment_promote,
     environment_rollback,
+    environment_scale,
 )
+from releases.states import DeploymentKind
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +150,19 @@ def _run(command: ChatCommand, user: User, actor: Actor) -> ChatReply:
             environment = _environment(project, name or _last_environment(project), user)
             deployment = environment_rollback(environment=environment, user=user, actor=actor)
             return ChatReply(_queued("rollback", deployment.release, environment), public=True)
+        case Operate(action=action, project=slug, environment=name):
+            environment = _environment(_project(slug), name, user)
+            deployment = environment_operate(
+                environment=environment, kind=DeploymentKind(action), user=user, actor=actor
+            )
+            return ChatReply(_operation_queued(deployment, environment), public=True)
+        case Scale(project=slug, environment=name, replicas=replicas):
+            environment = _environment(_project(slug), name, user)
+            deployment = environment_scale(
+                environment=environment, replicas=replicas, user=user, actor=actor
+            )
+            what = f"to {replicas} container{'s' if replicas > 1 else ''} per host"
+            return ChatReply(_operation_queued(deployment, environment, what), public=True)
     raise AssertionError(f"unhandled chat command {command!r}")
 
 
@@ -177,6 +195,14 @@ def _queued(kind: str, release: Release, environment: Environment) -> str:
     return (
         f"{kind} of {environment.project.slug} release {release.number} "
         f"({release.commit_sha[:12]}) to {environment.name} queued — "
+        f"{_environment_link(environment)}"
+    )
+
+
+def _operation_queued(deployment: Deployment, environment: Environment, what: str = "") -> str:
+    return (
+        f"{deployment.kind} of {environment.project.slug} {environment.name}"
+        f"{' ' + what if what else ''} (release {deployment.release.number}) queued — "
         f"{_environment_link(environment)}"
     )
 

@@ -49,12 +49,28 @@ class Rollback:
 
 
 @dataclass(frozen=True)
+class Operate:
+    """Restart, stop or start what serves in an environment."""
+
+    action: str
+    project: str
+    environment: str
+
+
+@dataclass(frozen=True)
+class Scale:
+    project: str
+    environment: str
+    replicas: int
+
+
+@dataclass(frozen=True)
 class Unknown:
     text: str
     reason: str
 
 
-ChatCommand = Help | Status | Runs | Deploy | Promote | Rollback | Unknown
+ChatCommand = Help | Status | Runs | Deploy | Promote | Rollback | Operate | Scale | Unknown
 
 # The same shapes pipelines/spec.py accepts in dockyard.yml, so a name that can be configured
 # can also be typed.
@@ -67,6 +83,8 @@ RELEASE_NUMBER_MAX = 2_147_483_647
 _RUNS_LIMIT = re.compile(r"[0-9]{1,3}")
 RUNS_LIMIT_DEFAULT = 5
 RUNS_LIMIT_MAX = 50
+# Containers per host; the service says how many at most (dockyard.yml's limit).
+_REPLICAS = re.compile(r"[0-9]{1,3}")
 
 # Chat platforms forward the bot's own name with the text in one of these spellings.
 _ADDRESS_WORDS = frozenset({"/dockyard", "@dockyard", "dockyard"})
@@ -78,6 +96,10 @@ _USAGE = {
     "deploy": "usage: deploy <project> <release> to <environment>",
     "promote": "usage: promote <project> [<release>] [to <environment>]",
     "rollback": "usage: rollback <project> [<environment>]",
+    "restart": "usage: restart <project> <environment>",
+    "stop": "usage: stop <project> <environment>",
+    "start": "usage: start <project> <environment>",
+    "scale": "usage: scale <project> <environment> [to] <replicas>",
 }
 
 HELP_TEXT = """\
@@ -90,6 +112,13 @@ e.g. `deploy web 42 to staging`
 e.g. `promote web` or `promote web 42 to production`
 • `rollback <project> [<environment>]`: go back to the previous good release \
 (production unless you say), e.g. `rollback web`
+• `restart <project> <environment>`: fresh containers of what serves, host by host, \
+e.g. `restart web production`
+• `stop <project> <environment>`: stop serving (503 until a start; containers kept), \
+e.g. `stop web staging`
+• `start <project> <environment>`: serve the stopped release again, e.g. `start web staging`
+• `scale <project> <environment> <replicas>`: run that many containers on each host, \
+e.g. `scale web production 3`
 • `help`: this list"""
 
 
@@ -235,6 +264,28 @@ def _rollback(words: _Words) -> Rollback:
     return Rollback(project=project, environment=environment)
 
 
+def _operate(action: str) -> Callable[[_Words], Operate]:
+    def parse(words: _Words) -> Operate:
+        project = _project(words)
+        # No default environment: stopping the wrong one is not undone by a message.
+        environment = _environment(words)
+        words.finish()
+        return Operate(action=action, project=project, environment=environment)
+
+    return parse
+
+
+def _scale(words: _Words) -> Scale:
+    project = _project(words)
+    environment = _environment(words)
+    words.take_keyword("to")
+    word = words.take("<replicas>")
+    if not _REPLICAS.fullmatch(word) or int(word) < 1:
+        words.refuse(f'"{word}" is not a number of replicas (a whole number, like 3)')
+    words.finish()
+    return Scale(project=project, environment=environment, replicas=int(word))
+
+
 _PARSERS: dict[str, Callable[[_Words], ChatCommand]] = {
     "help": _help,
     "status": _status,
@@ -242,6 +293,10 @@ _PARSERS: dict[str, Callable[[_Words], ChatCommand]] = {
     "deploy": _deploy,
     "promote": _promote,
     "rollback": _rollback,
+    "restart": _operate("restart"),
+    "stop": _operate("stop"),
+    "start": _operate("start"),
+    "scale": _scale,
 }
 
 

@@ -1,5 +1,7 @@
 """What the API shows and takes. Shapes only: the writes go through the services."""
 
+from typing import Any
+
 from django.conf import settings
 from django.urls import reverse
 from rest_framework import serializers
@@ -7,7 +9,13 @@ from rest_framework import serializers
 from audit.models import AuditEntry
 from pipelines.models import LogChunk, PipelineRun, Stage, TestCase, TestStep
 from projects.models import Forge, Project
+from projects.spec import MAX_REPLICAS
 from releases.models import Deployment, DeploymentEvent, Environment, Host, HostDeployment, Release
+from releases.traffic_selectors import (
+    TRAFFIC_MINUTES_DEFAULT,
+    TRAFFIC_MINUTES_MAX,
+    TRAFFIC_MINUTES_MIN,
+)
 
 
 class StrictCharField(serializers.CharField):
@@ -277,8 +285,21 @@ class EnvironmentSerializer(serializers.ModelSerializer):
             "current_release",
             "health_path",
             "auto_deploy_branches",
+            "stopped",
+            "auto_deploy_paused",
+            "replicas",
         ]
         read_only_fields = fields
+        extra_kwargs = {
+            "stopped": {"help_text": "stopped by an operator: it serves nothing until a start"},
+            "auto_deploy_paused": {
+                "help_text": 'why pushes no longer deploy here by themselves ("" when they do)'
+            },
+            "replicas": {
+                "help_text": "containers per host as an operator scaled it (null: as the "
+                "release's dockyard.yml says, deploy.replicas, else 1)"
+            },
+        }
 
     def get_url(self, environment: Environment) -> str:
         return environment.frontend_url
@@ -341,12 +362,108 @@ class DeploymentSerializer(serializers.ModelSerializer):
             "events",
             "created_at",
             "finished_at",
+            "replicas",
+            "watch_state",
+            "watch_until",
+            "watch_detail",
         ]
         read_only_fields = fields
+        extra_kwargs = {
+            "replicas": {"help_text": "containers of the release it starts on each host"},
+            "watch_state": {
+                "help_text": "its release's error rate watched after it succeeded "
+                '(dockyard.yml deploy.watch); "" when not watched'
+            },
+            "watch_until": {"help_text": "when the watch ends (while watching)"},
+            "watch_detail": {"help_text": "what the watch saw, in numbers, once it ended"},
+        }
 
 
 class DeployRequestSerializer(serializers.Serializer):
     release = serializers.IntegerField(min_value=1, help_text="the release number")
+
+
+class ScaleRequestSerializer(serializers.Serializer):
+    replicas = serializers.IntegerField(
+        min_value=1, max_value=MAX_REPLICAS, help_text="containers of the release on each host"
+    )
+
+
+class TrafficQuerySerializer(serializers.Serializer):
+    minutes = serializers.IntegerField(
+        required=False,
+        default=TRAFFIC_MINUTES_DEFAULT,
+        min_value=TRAFFIC_MINUTES_MIN,
+        max_value=TRAFFIC_MINUTES_MAX,
+        help_text="the span, up to now (steps of a few seconds to hours: about 60 of them)",
+    )
+    host = StrictCharField(
+        required=False,
+        allow_blank=True,
+        max_length=63,
+        help_text="one host's requests only (by host name)",
+    )
+
+
+class TrafficPointSerializer(serializers.Serializer):
+    at = serializers.DateTimeField(help_text="when the step began")
+    requests = serializers.IntegerField()
+    requests_per_second = serializers.FloatField(
+        allow_null=True, help_text="null: nothing was sampled in the step"
+    )
+    error_rate = serializers.FloatField(
+        allow_null=True, help_text="share of requests answered 5xx; null without requests"
+    )
+    p50_ms = serializers.FloatField(allow_null=True, help_text="median response time")
+    p95_ms = serializers.FloatField(allow_null=True)
+
+
+class ReleaseTrafficSerializer(serializers.Serializer):
+    releases = serializers.ListField(
+        child=serializers.IntegerField(),
+        help_text="the release numbers the line counts: one; the span's older ones past the "
+        "newest five; none for the requests HAProxy answered itself",
+    )
+    points = TrafficPointSerializer(many=True)
+
+
+class TrafficNowSerializer(serializers.Serializer):
+    release = serializers.IntegerField(
+        allow_null=True, help_text="null: requests HAProxy answered itself"
+    )
+    requests = serializers.IntegerField()
+    responses_5xx = serializers.IntegerField()
+    requests_per_second = serializers.FloatField()
+    error_rate = serializers.FloatField(allow_null=True)
+    p50_ms = serializers.FloatField(allow_null=True)
+    p95_ms = serializers.FloatField(allow_null=True)
+
+
+class DeploymentMarkSerializer(serializers.Serializer):
+    deployment = serializers.IntegerField(help_text="the deployment's id")
+    at = serializers.DateTimeField(help_text="when it ended (began, while it runs)")
+    kind = serializers.CharField()
+    release = serializers.IntegerField()
+    status = serializers.CharField()
+    watch_state = serializers.CharField()
+
+
+class EnvironmentTrafficSerializer(serializers.Serializer):
+    """What an environment's hosts passed to its releases, read from their HAProxy logs."""
+
+    minutes = serializers.IntegerField()
+    host = serializers.CharField(allow_null=True)
+    since = serializers.DateTimeField(help_text="when the first step began")
+    until = serializers.DateTimeField()
+    step_seconds = serializers.IntegerField()
+    sampling = serializers.BooleanField(
+        help_text="false: request metrics are off (DOCKYARD_TRAFFIC_SAMPLE_SECONDS is 0)"
+    )
+    serving_release = serializers.IntegerField(allow_null=True)
+    total = TrafficPointSerializer(many=True)
+    releases = ReleaseTrafficSerializer(many=True, help_text="oldest release first")
+    deployments = DeploymentMarkSerializer(many=True, help_text="oldest first")
+    now = TrafficNowSerializer(many=True, help_text="each release's last five minutes")
 
 
 class PromoteRequestSerializer(serializers.Serializer):
@@ -439,3 +556,64 @@ class ImagesOnBaseSerializer(serializers.Serializer):
     projects = ProjectOnBaseSerializer(many=True)
     releases = ReleaseOnBaseSerializer(many=True)
     environments = EnvironmentOnBaseSerializer(many=True, help_text="serving one of them now")
+
+
+class AppLogQuerySerializer(serializers.Serializer):
+    since = StrictCharField(
+        required=False,
+        max_length=64,
+        help_text="only lines printed after this: ISO 8601 (2024-05-01T12:34:56.5Z; UTC when "
+        "it has no offset) or unix seconds (1714567296.5); the last answer's next_since",
+    )
+    host = StrictCharField(
+        required=False,
+        allow_blank=True,
+        max_length=63,
+        help_text="one host's containers only (by host name)",
+    )
+    search = StrictCharField(
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        max_length=200,
+        help_text="only lines containing this, ignoring case (searched once secrets are masked)",
+    )
+    tail = serializers.IntegerField(
+        required=False,
+        default=200,
+        min_value=1,
+        max_value=5000,
+        help_text="at most this many lines, the newest",
+    )
+
+    def validate_since(self, value: str) -> Any:
+        # Here, not at the top: releases.app_logs loads the engine adapter (the Docker SDK and
+        # paramiko), which a web process loads only once someone reads app logs.
+        from releases.app_logs import log_since_parsed
+
+        try:
+            return log_since_parsed(value)
+        except ValueError as error:
+            raise serializers.ValidationError(str(error)) from None
+
+
+class AppLogLineSerializer(serializers.Serializer):
+    at = serializers.DateTimeField(help_text="when the host's engine took the line in")
+    host = serializers.CharField()
+    slot = serializers.CharField()
+    release = serializers.IntegerField(help_text="the release the container runs")
+    replica = serializers.IntegerField(
+        help_text="which of the release's containers on the host, from 1"
+    )
+    stream = serializers.ChoiceField(
+        choices=["stdout", "stderr", "dockyard"],
+        help_text="dockyard: Dockyard's own line, saying a host's engine could not be read",
+    )
+    text = serializers.CharField(help_text="with the project's secrets masked")
+
+
+class AppLogPageSerializer(serializers.Serializer):
+    lines = AppLogLineSerializer(many=True, help_text="oldest first")
+    next_since = serializers.DateTimeField(
+        help_text="pass it as `since` to get the lines printed after these"
+    )

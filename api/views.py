@@ -46,9 +46,13 @@ from releases.models import Deployment, Environment, Host, Release
 from releases.selectors import environment_history
 from releases.services import (
     deployment_request,
+    environment_operate,
     environment_promote,
     environment_rollback,
+    environment_scale,
 )
+from releases.states import DeploymentKind
+from releases.traffic_selectors import TrafficQueryRefused, environment_traffic
 
 LOG_CHUNKS_PER_PAGE = 500
 ERRORS = {400: s.ErrorSerializer, 403: s.ErrorSerializer, 404: s.ErrorSerializer}
@@ -365,11 +369,121 @@ class EnvironmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         )
         return Response(s.DeploymentSerializer(deployment).data, status=202)
 
+    @extend_schema(
+        request=None,
+        responses={202: s.DeploymentSerializer, **WRITE_ERRORS},
+        parameters=[IDEMPOTENCY_KEY],
+    )
+    @action(detail=True, methods=["post"])
+    @idempotent
+    def restart(self, request: Request, pk: str) -> Response:
+        """Fresh containers of the release that serves, host by host, through the same switch."""
+        return self._operate(request, DeploymentKind.RESTART)
+
+    @extend_schema(
+        request=None,
+        responses={202: s.DeploymentSerializer, **WRITE_ERRORS},
+        parameters=[IDEMPOTENCY_KEY],
+    )
+    @action(detail=True, methods=["post"])
+    @idempotent
+    def stop(self, request: Request, pk: str) -> Response:
+        """Take every host's live slot out of its proxy (503 until a start); containers kept."""
+        return self._operate(request, DeploymentKind.STOP)
+
+    @extend_schema(
+        request=None,
+        responses={202: s.DeploymentSerializer, **WRITE_ERRORS},
+        parameters=[IDEMPOTENCY_KEY],
+    )
+    @action(detail=True, methods=["post"])
+    @idempotent
+    def start(self, request: Request, pk: str) -> Response:
+        """Run the release that served before the stop again, in fresh containers."""
+        return self._operate(request, DeploymentKind.START)
+
+    @extend_schema(
+        request=s.ScaleRequestSerializer,
+        responses={202: s.DeploymentSerializer, **WRITE_ERRORS},
+        parameters=[IDEMPOTENCY_KEY],
+    )
+    @action(detail=True, methods=["post"])
+    @idempotent
+    def scale(self, request: Request, pk: str) -> Response:
+        """Run `replicas` containers of the release that serves on each host."""
+        environment = self.get_object()
+        require_deployer(request.user, environment)
+        replicas = _valid(s.ScaleRequestSerializer, request)["replicas"]
+        deployment = environment_scale(
+            environment=environment,
+            replicas=replicas,
+            user=request.user,
+            actor=request_actor(request),
+        )
+        return Response(s.DeploymentSerializer(deployment).data, status=202)
+
+    def _operate(self, request: Request, kind: DeploymentKind) -> Response:
+        environment = self.get_object()
+        require_deployer(request.user, environment)
+        deployment = environment_operate(
+            environment=environment, kind=kind, user=request.user, actor=request_actor(request)
+        )
+        return Response(s.DeploymentSerializer(deployment).data, status=202)
+
+    @extend_schema(
+        parameters=[s.TrafficQuerySerializer],
+        responses={200: s.EnvironmentTrafficSerializer, **ERRORS},
+    )
+    @action(detail=True, methods=["get"])
+    def traffic(self, request: Request, pk: str) -> Response:
+        """Requests per second, error rate and p50/p95 response time over the span, in steps,
+        in total and per release; the deployments in it; each release's last five minutes."""
+        environment = self.get_object()
+        query = s.TrafficQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        try:
+            traffic = environment_traffic(
+                environment,
+                minutes=query.validated_data["minutes"],
+                host=query.validated_data.get("host") or None,
+            )
+        except TrafficQueryRefused as refusal:
+            raise ValidationError({refusal.parameter: [str(refusal)]}) from None
+        return Response(s.EnvironmentTrafficSerializer(traffic).data)
+
     @extend_schema(responses={200: s.DeploymentSerializer(many=True), **ERRORS})
     @action(detail=True, methods=["get"])
     def history(self, request: Request, pk: str) -> Response:
         page = self.paginate_queryset(environment_history(self.get_object()))
         return self.get_paginated_response(s.DeploymentSerializer(page, many=True).data)
+
+    @extend_schema(
+        parameters=[s.AppLogQuerySerializer],
+        responses={200: s.AppLogPageSerializer, **ERRORS},
+    )
+    @action(detail=True, methods=["get"])
+    def logs(self, request: Request, pk: str) -> Response:
+        """What the live containers printed (each host, each slot; stdout and stderr, merged by
+        time; the project's secrets masked). Ask again with since=next_since for what follows:
+        each line comes once."""
+        environment = self.get_object()
+        query = s.AppLogQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        # Here, not at the top: it loads the engine adapter (the Docker SDK and paramiko), which
+        # a web process loads only once someone reads app logs.
+        from releases.app_logs import AppLogRefused, app_log_read
+
+        try:
+            page = app_log_read(
+                environment,
+                since=query.validated_data.get("since"),
+                host=query.validated_data.get("host", ""),
+                search=query.validated_data.get("search", ""),
+                tail=query.validated_data["tail"],
+            )
+        except AppLogRefused as refusal:
+            raise ValidationError({"host": [str(refusal)]}) from None
+        return Response(s.AppLogPageSerializer(page).data)
 
 
 @extend_schema(tags=["environments"])

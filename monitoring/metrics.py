@@ -13,9 +13,11 @@ from prometheus_client.registry import Collector
 
 from monitoring.selectors import (
     Histogram,
+    app_traffic,
     base_layer_counts,
     delivery_counts,
     deployment_counts,
+    environment_states,
     metrics_scrape,
     run_counts,
     run_queue_latency,
@@ -91,6 +93,62 @@ class DockyardCollector(Collector):
         for row in delivery_counts(scrape):
             deliveries.add_metric(list(row.labels), row.value)
         yield deliveries
+
+        yield from _app_traffic()
+        yield from _environment_states()
+
+
+def _app_traffic() -> Iterator[Metric]:
+    """The apps' requests through their hosts' HAProxy over the last minute, per release."""
+    labels = ["project", "environment", "release"]
+    rates = GaugeMetricFamily(
+        "dockyard_app_requests_per_second",
+        "Requests each release answered per second over the last minute, on every host "
+        '(release "none": HAProxy answered them itself).',
+        labels=labels,
+    )
+    errors = GaugeMetricFamily(
+        "dockyard_app_error_ratio",
+        "Share of each release's requests answered 5xx over the last minute.",
+        labels=labels,
+    )
+    times = GaugeMetricFamily(
+        "dockyard_app_response_seconds",
+        "Each release's response time over the last minute, at the 0.5 and 0.95 quantiles.",
+        labels=[*labels, "quantile"],
+    )
+    for row in app_traffic():
+        names = [row.project, row.environment, row.release]
+        rates.add_metric(names, row.requests_per_second)
+        # No requests, no ratio and no quantiles: absent series, not a made-up 0.
+        if row.error_ratio is not None:
+            errors.add_metric(names, row.error_ratio)
+        for quantile, seconds in (("0.5", row.p50_seconds), ("0.95", row.p95_seconds)):
+            if seconds is not None:
+                times.add_metric([*names, quantile], seconds)
+    yield rates
+    yield errors
+    yield times
+
+
+def _environment_states() -> Iterator[Metric]:
+    labels = ["project", "environment"]
+    stopped = GaugeMetricFamily(
+        "dockyard_environment_stopped",
+        "1 while an operator has stopped the environment (it serves nothing).",
+        labels=labels,
+    )
+    paused = GaugeMetricFamily(
+        "dockyard_environment_auto_deploy_paused",
+        "1 while pushes no longer deploy to the environment by themselves (a watch rolled a "
+        "release back).",
+        labels=labels,
+    )
+    for state in environment_states():
+        stopped.add_metric([state.project, state.environment], int(state.stopped))
+        paused.add_metric([state.project, state.environment], int(state.auto_deploy_paused))
+    yield stopped
+    yield paused
 
 
 def _add_histogram(family: HistogramMetricFamily, labels: list[str], data: Histogram) -> None:

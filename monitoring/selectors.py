@@ -22,6 +22,8 @@ from django.db.models import (
     DurationField,
     ExpressionWrapper,
     F,
+    Max,
+    Min,
     Q,
     QuerySet,
     Sum,
@@ -34,7 +36,8 @@ from builds.models import CacheSource, LayerBuild, LayerRole
 from monitoring.models import MetricsRollup
 from pipelines.models import PipelineRun, Stage
 from projects.models import Project
-from releases.models import Deployment
+from releases.models import Deployment, Environment, TrafficSample
+from releases.traffic_selectors import traffic_figures_of, traffic_sums
 from webhooks.models import Delivery
 
 # Seconds. Queueing is usually sub-second and bad when it reaches minutes; stages run from
@@ -49,6 +52,11 @@ SETTLE_EVERY = timedelta(minutes=1)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # In the roll-up, a row's labels joined by a separator no label contains.
 LABEL_SEPARATOR = "\x1f"
+# The apps' request figures are over the request samples (releases.traffic) that ended in the
+# last minute: a gauge of now, not a counter to rate().
+APP_TRAFFIC_WINDOW = timedelta(minutes=1)
+# The release label of the requests HAProxy answered itself (no slot served them).
+NO_RELEASE = "none"
 
 Labels = tuple[str, ...]
 # [count, sum of seconds, then each bucket's count]; counts have the first only.
@@ -302,3 +310,72 @@ def _histogram(family: Family, totals: Totals | None) -> Histogram:
         count=int(count),
         sum_seconds=float(seconds),
     )
+
+
+@dataclass(frozen=True)
+class AppTraffic:
+    """What one release of an environment answered over the last minute, on every host."""
+
+    project: str
+    environment: str
+    release: str
+    requests_per_second: float
+    # None without requests; the percentiles none without a timed request.
+    error_ratio: float | None
+    p50_seconds: float | None
+    p95_seconds: float | None
+
+
+def app_traffic(*, now: datetime | None = None) -> list[AppTraffic]:
+    """Each environment's releases over the request samples that ended in the last minute.
+
+    One query, through the samples' (rolled_up, ended_at) index: a minute of samples is never
+    rolled up yet, and its rows are the environments and releases serving now, not history.
+    """
+    until = now or timezone.now()
+    rows = (
+        TrafficSample.objects.filter(
+            rolled_up=False, ended_at__gt=until - APP_TRAFFIC_WINDOW, ended_at__lte=until
+        )
+        .values("environment__project__slug", "environment__name", "release__number")
+        .annotate(**traffic_sums(), first_started=Min("started_at"), last_ended=Max("ended_at"))
+        .order_by()
+    )
+    found = []
+    for row in rows:
+        figures = traffic_figures_of(row)
+        seconds = max((row["last_ended"] - row["first_started"]).total_seconds(), 1.0)
+        p50, p95 = figures.percentile_ms(0.5), figures.percentile_ms(0.95)
+        number = row["release__number"]
+        found.append(
+            AppTraffic(
+                project=row["environment__project__slug"],
+                environment=row["environment__name"],
+                release=NO_RELEASE if number is None else str(number),
+                requests_per_second=figures.requests / seconds,
+                error_ratio=figures.error_rate if figures.requests else None,
+                p50_seconds=None if p50 is None else p50 / 1000,
+                p95_seconds=None if p95 is None else p95 / 1000,
+            )
+        )
+    return sorted(found, key=lambda one: (one.project, one.environment, one.release))
+
+
+@dataclass(frozen=True)
+class EnvironmentState:
+    project: str
+    environment: str
+    stopped: bool
+    auto_deploy_paused: bool
+
+
+def environment_states() -> list[EnvironmentState]:
+    """Whether each environment is stopped, and whether its auto-deploys are paused: one row
+    per environment (what is configured, not history)."""
+    rows = Environment.objects.annotate(paused=~Q(auto_deploy_paused="")).values_list(
+        "project__slug", "name", "stopped", "paused"
+    )
+    return [
+        EnvironmentState(project, name, stopped, paused)
+        for project, name, stopped, paused in rows.order_by("project__slug", "name")
+    ]

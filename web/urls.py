@@ -1,6 +1,7 @@
 from django.urls import path
 
-from web import deliveries, environments, projects, run_logs, runs
+from releases.states import DeploymentKind
+from web import app_logs, deliveries, environments, projects, run_logs, runs
 
 # A run is addressed as it is named everywhere else (chat, commit statuses, the {run} tag):
 # by its project and its number in that project.
@@ -31,6 +32,11 @@ urlpatterns = [
         name="environment-detail",
     ),
     path(
+        "projects/<slug:slug>/environments/<str:name>/logs.txt",
+        app_logs.environment_app_log_download,
+        name="environment-app-log-download",
+    ),
+    path(
         "projects/<slug:slug>/environments/<str:name>/promote/",
         environments.environment_promote_view,
         name="environment-promote",
@@ -39,6 +45,34 @@ urlpatterns = [
         "projects/<slug:slug>/environments/<str:name>/rollback/",
         environments.environment_rollback_view,
         name="environment-rollback",
+    ),
+    path(
+        "projects/<slug:slug>/environments/<str:name>/health/",
+        environments.environment_health_view,
+        name="environment-health",
+    ),
+    path(
+        "projects/<slug:slug>/environments/<str:name>/restart/",
+        environments.environment_operate_view,
+        {"kind": DeploymentKind.RESTART},
+        name="environment-restart",
+    ),
+    path(
+        "projects/<slug:slug>/environments/<str:name>/stop/",
+        environments.environment_operate_view,
+        {"kind": DeploymentKind.STOP},
+        name="environment-stop",
+    ),
+    path(
+        "projects/<slug:slug>/environments/<str:name>/start/",
+        environments.environment_operate_view,
+        {"kind": DeploymentKind.START},
+        name="environment-start",
+    ),
+    path(
+        "projects/<slug:slug>/environments/<str:name>/scale/",
+        environments.environment_scale_view,
+        name="environment-scale",
     ),
     path("deliveries/<int:pk>/replay/", deliveries.delivery_replay_view, name="delivery-replay"),
 ]

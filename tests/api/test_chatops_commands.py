@@ -7,9 +7,11 @@ from api.chatops_commands import (
     ChatCommand,
     Deploy,
     Help,
+    Operate,
     Promote,
     Rollback,
     Runs,
+    Scale,
     Status,
     Unknown,
     parse_chat_command,
@@ -20,6 +22,10 @@ PROMOTE_USAGE = "usage: promote <project> [<release>] [to <environment>]"
 ROLLBACK_USAGE = "usage: rollback <project> [<environment>]"
 RUNS_USAGE = "usage: runs <project> [<limit>]"
 STATUS_USAGE = "usage: status <project>"
+RESTART_USAGE = "usage: restart <project> <environment>"
+STOP_USAGE = "usage: stop <project> <environment>"
+SCALE_USAGE = "usage: scale <project> <environment> [to] <replicas>"
+COMMANDS = "help, status, runs, deploy, promote, rollback, restart, stop, start, scale"
 SLUG_RULE = "(lowercase letters and digits, joined by single dots, dashes or underscores)"
 ENVIRONMENT_RULE = "(a lowercase letter, then up to 31 lowercase letters, digits or dashes)"
 RELEASE_RULE = "(a positive whole number, like 42 or #42)"
@@ -69,6 +75,14 @@ def test_empty_text_and_help_ask_for_help(text: str) -> None:
         ("rollback web", Rollback(project="web")),
         ("rollback web production", Rollback(project="web", environment="production")),
         ("rollback web to production", Rollback(project="web", environment="production")),
+        (
+            "restart web production",
+            Operate(action="restart", project="web", environment="production"),
+        ),
+        ("stop web staging", Operate(action="stop", project="web", environment="staging")),
+        ("START web staging", Operate(action="start", project="web", environment="staging")),
+        ("scale web production 3", Scale(project="web", environment="production", replicas=3)),
+        ("scale web production to 12", Scale(project="web", environment="production", replicas=12)),
     ],
 )
 def test_every_command_form_parses(text: str, expected: ChatCommand) -> None:
@@ -93,7 +107,7 @@ def test_command_words_ignore_case_spacing_and_the_bots_name(text: str) -> None:
 
 def test_the_bots_name_is_dropped_only_once() -> None:
     assert reason("dockyard dockyard status web") == (
-        'unknown command "dockyard"; commands: help, status, runs, deploy, promote, rollback'
+        f'unknown command "dockyard"; commands: {COMMANDS}'
     )
 
 
@@ -107,9 +121,7 @@ def test_an_environment_name_of_32_characters_is_accepted() -> None:
 
 
 def test_an_unknown_command_lists_the_commands() -> None:
-    assert reason("frobnicate web") == (
-        'unknown command "frobnicate"; commands: help, status, runs, deploy, promote, rollback'
-    )
+    assert reason("frobnicate web") == (f'unknown command "frobnicate"; commands: {COMMANDS}')
 
 
 @pytest.mark.parametrize(
@@ -283,9 +295,37 @@ def test_the_help_text_shows_every_command_with_an_example_that_parses() -> None
         "promote web",
         "promote web 42 to production",
         "rollback web",
+        "restart web production",
+        "stop web staging",
+        "start web staging",
+        "scale web production 3",
     ]
     for example in examples:
         assert f"`{example}`" in HELP_TEXT
         assert not isinstance(parse_chat_command(example), Unknown)
-    for command in ("help", "status", "runs", "deploy", "promote", "rollback"):
+    for command in COMMANDS.split(", "):
         assert f"`{command}" in HELP_TEXT
+
+
+@pytest.mark.parametrize(
+    ("text", "expected_reason"),
+    [
+        ("restart web", f"missing <environment>; {RESTART_USAGE}"),
+        ("stop", f"missing <project>; {STOP_USAGE}"),
+        ("restart web production now", f'unexpected extra words "now"; {RESTART_USAGE}'),
+        ("scale web production", f"missing <replicas>; {SCALE_USAGE}"),
+        ("scale web production to", f"missing <replicas>; {SCALE_USAGE}"),
+        ("scale web production 3 please", f'unexpected extra words "please"; {SCALE_USAGE}'),
+    ],
+)
+def test_operations_name_what_is_missing_or_extra(text: str, expected_reason: str) -> None:
+    assert reason(text) == expected_reason
+
+
+@pytest.mark.parametrize("replicas", ["0", "three", "-1", "1000", "2.5", "\u0663"])
+def test_a_number_of_replicas_that_is_not_a_positive_whole_number_is_refused(
+    replicas: str,
+) -> None:
+    assert reason(f"scale web production {replicas}") == (
+        f'"{replicas}" is not a number of replicas (a whole number, like 3); {SCALE_USAGE}'
+    )

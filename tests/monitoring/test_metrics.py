@@ -14,12 +14,13 @@ from monitoring.selectors import metrics_scrape
 from pipelines.models import PipelineRun, Stage
 from pipelines.states import STAGE_ORDER
 from projects.models import Project
-from releases.models import Deployment
+from releases.models import Deployment, Environment, TrafficSample
 from tests.factories import (
     make_environment,
     make_project,
     make_release,
     make_succeeded_deployment,
+    make_traffic_sample,
 )
 from webhooks.models import Delivery
 
@@ -196,10 +197,19 @@ def test_a_scrape_costs_the_same_few_queries_however_many_rows_there_are(
     project = make_project(slug="busy")
     for number in range(1, 41):
         make_run(project, number, status="succeeded", queued_for=number, stage_seconds={"test": 3})
+    staging = Environment.objects.get(name="staging")
+    for seconds_ago in range(5, 60, 5):
+        make_traffic_sample(
+            staging,
+            make_release(project, 100 + seconds_ago),
+            started_at=timezone.now() - timedelta(seconds=seconds_ago),
+            statuses={200: 3},
+        )
     scrape(client)  # rolls the hour-old history up
     # The roll-up, then one aggregate each over what it does not hold: runs, queue latency,
-    # stage durations, base layers, deployments, deliveries; and the projects' names.
-    with django_assert_num_queries(8):
+    # stage durations, base layers, deployments, deliveries; the projects' names; the last
+    # minute's requests, and the environments' states.
+    with django_assert_num_queries(10):
         samples = scrape(client)
     assert sample(samples, "dockyard_stage_duration_seconds_count", stage="test") == 40
 
@@ -246,3 +256,74 @@ def test_with_a_token_set_a_scrape_must_bring_it(client: Client) -> None:
         basic = client.get("/metrics", headers={"Authorization": "Basic pr0metheus-t0ken"})
         assert basic.status_code == 401
         assert scrape(client, Authorization="Bearer pr0metheus-t0ken")
+
+
+@pytest.fixture
+def serving() -> Environment:
+    production = make_environment(make_project(slug="shop"), "production")
+    old, new = make_release(production.project, 41), make_release(production.project, 42)
+    now = timezone.now()
+    for seconds_ago in (60, 50, 40, 30, 20, 10):
+        make_traffic_sample(
+            production,
+            new,
+            started_at=now - timedelta(seconds=seconds_ago),
+            seconds=10,
+            statuses={200: 95, 502: 5},
+            total_ms=250,
+        )
+    # Draining: the old release answered its last requests, then nothing.
+    make_traffic_sample(production, old, started_at=now - timedelta(seconds=40), statuses={200: 4})
+    make_traffic_sample(production, old, started_at=now - timedelta(seconds=30), statuses={})
+    # HAProxy's own answers, and a sample older than the minute, not counted.
+    make_traffic_sample(production, None, started_at=now - timedelta(seconds=15), statuses={503: 2})
+    make_traffic_sample(
+        production, new, started_at=now - timedelta(minutes=3), statuses={500: 1000}
+    )
+    return production
+
+
+def test_each_releases_last_minute_of_requests_is_a_gauge(client: Client, serving: Any) -> None:
+    samples = scrape(client)
+    new = {"project": "shop", "environment": "production", "release": "42"}
+    assert sample(samples, "dockyard_app_requests_per_second", **new) == pytest.approx(10.0)
+    assert sample(samples, "dockyard_app_error_ratio", **new) == pytest.approx(0.05)
+    p50 = sample(samples, "dockyard_app_response_seconds", quantile="0.5", **new)
+    p95 = sample(samples, "dockyard_app_response_seconds", quantile="0.95", **new)
+    assert 0.2 < p50 <= p95 <= 0.3
+    proxy = {"project": "shop", "environment": "production", "release": "none"}
+    assert sample(samples, "dockyard_app_error_ratio", **proxy) == 1.0
+
+
+def test_a_release_that_answered_nothing_has_a_rate_of_zero_and_no_ratio(
+    client: Client, serving: Any
+) -> None:
+    samples = scrape(client)
+    old = {"project": "shop", "environment": "production", "release": "41"}
+    assert sample(samples, "dockyard_app_requests_per_second", **old) == pytest.approx(4 / 15)
+    TrafficSample.objects.filter(release__number=41, requests__gt=0).delete()
+    samples = scrape(client)
+    assert sample(samples, "dockyard_app_requests_per_second", **old) == 0
+    labels = frozenset(old.items())
+    assert ("dockyard_app_error_ratio", labels) not in samples
+    assert not any(
+        name == "dockyard_app_response_seconds" and ("release", "41") in found
+        for name, found in samples
+    )
+
+
+def test_stopped_environments_and_paused_auto_deploys_are_flagged(client: Client) -> None:
+    project = make_project(slug="shop")
+    make_environment(project, "staging")
+    production = make_environment(project, "production")
+    Environment.objects.filter(pk=production.pk).update(
+        stopped=True, auto_deploy_paused="a watch rolled release 42 back"
+    )
+    samples = scrape(client)
+    for name, environment, value in [
+        ("dockyard_environment_stopped", "staging", 0),
+        ("dockyard_environment_stopped", "production", 1),
+        ("dockyard_environment_auto_deploy_paused", "staging", 0),
+        ("dockyard_environment_auto_deploy_paused", "production", 1),
+    ]:
+        assert sample(samples, name, project="shop", environment=environment) == value

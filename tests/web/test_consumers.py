@@ -1,10 +1,12 @@
 """The live run socket: backlog then live chunks, no gaps, no duplicates, logged-in users only."""
 
+import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser, User
@@ -14,8 +16,13 @@ from pipelines.models import PipelineRun
 from pipelines.selectors import run_log_after
 from pipelines.services import do_run_transition
 from pipelines.stage_log import StageLog
-from tests.factories import make_project, make_run
-from web.consumers import RunLogConsumer
+from projects.services import project_secret_set
+from releases.app_logs import app_log_read
+from releases.models import Environment
+from tests.factories import make_environment, make_project, make_run
+from tests.releases.deployed_app import App
+from tests.releases.talking_app import say, talking_app
+from web.consumers import AppLogConsumer, RunLogConsumer
 
 # The consumer reads the database from another thread: the test's data must be committed.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -188,5 +195,97 @@ def test_a_malformed_message_gets_an_error_not_a_crash(run: PipelineRun, ada: Us
         answer = await socket.receive_json_from(timeout=5)
         assert answer == {"type": "error", "message": 'send {"after": <last seq>}'}
         await socket.disconnect()
+
+    in_one_event_loop(scenario)
+
+
+# --- The app log socket (ws/environments/<id>/logs/) -----------------------------------------
+
+SECRET = "sk-live-7f3a9c2e"
+
+
+@pytest.fixture
+def app(tmp_path: Path, celery_worker: str, pushed_run: Callable[..., PipelineRun]) -> App:
+    return talking_app(tmp_path / "web", pushed_run)
+
+
+def app_log_browser(environment_id: int, user: Any, query: str = "") -> WebsocketCommunicator:
+    path = f"/ws/environments/{environment_id}/logs/" + (f"?{query}" if query else "")
+    communicator = WebsocketCommunicator(AppLogConsumer.as_asgi(), path)
+    communicator.scope["user"] = user
+    communicator.scope["url_route"] = {"kwargs": {"environment_id": environment_id}}
+    return communicator
+
+
+async def app_log_texts_until(socket: WebsocketCommunicator, wanted: str) -> list[str]:
+    """The texts of the lines the socket sends, until one is `wanted`."""
+    texts: list[str] = []
+    while wanted not in texts:
+        message = await socket.receive_json_from(timeout=10)
+        assert (message["type"], message["backlog"]) == ("lines", False)
+        texts += [line["text"] for line in message["lines"]]
+    return texts
+
+
+def test_the_app_log_socket_turns_away_visitors_and_what_it_does_not_know(ada: User) -> None:
+    environment = make_environment(make_project(), "staging")
+
+    async def scenario() -> None:
+        assert await app_log_browser(environment.pk, AnonymousUser()).connect() == (False, 4401)
+        assert await app_log_browser(environment.pk + 1000, ada).connect() == (False, 4404)
+        assert await app_log_browser(environment.pk, ada, "host=nowhere").connect() == (
+            False,
+            4404,
+        )
+        assert await app_log_browser(environment.pk, ada, f"search={'x' * 201}").connect() == (
+            False,
+            4400,
+        )
+
+    in_one_event_loop(scenario)
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("app_containers_removed")
+def test_the_log_stream_shows_a_line_the_app_printed_after_the_page_opened(
+    app: App, ada: User
+) -> None:
+    deployment = app.auto_deployment(app.release("v1"))
+    assert deployment.status == "succeeded", deployment.failure_reason
+    staging = app.environment("staging")
+    project_secret_set(project=app.project, name="API_TOKEN", value=SECRET)
+    Environment.objects.filter(pk=staging.pk).update(secret_names=["API_TOKEN"])
+    say(staging, "before-opening")
+    # Printed a second ago at least: reads stop a second in the past.
+    deadline = time.monotonic() + 10
+    while not app_log_read(staging, search="warned before-opening").lines:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+
+    async def scenario() -> None:
+        socket = app_log_browser(staging.pk, ada)
+        assert (await socket.connect())[0]
+        backlog = await socket.receive_json_from(timeout=10)
+        assert backlog["backlog"] is True
+        assert [line["text"] for line in backlog["lines"] if "opening" in line["text"]] == [
+            "said before-opening",
+            "warned before-opening",
+        ]
+
+        await sync_to_async(say)(staging, f"after-opening-{SECRET}")
+        texts = await app_log_texts_until(socket, "warned after-opening-••••••")
+
+        assert "said after-opening-••••••" in texts
+        assert not any(SECRET in text for text in texts)
+        await socket.disconnect()
+
+        # A search opens on the matching lines only.
+        searching = app_log_browser(staging.pk, ada, "search=WARNED+after")
+        assert (await searching.connect())[0]
+        found = await searching.receive_json_from(timeout=10)
+        assert [(line["stream"], line["text"]) for line in found["lines"]] == [
+            ("stderr", "warned after-opening-••••••")
+        ]
+        await searching.disconnect()
 
     in_one_event_loop(scenario)
