@@ -11,6 +11,7 @@ from rest_framework.views import exception_handler
 
 from pipelines.states import IllegalTransition
 from projects.services import ProjectError
+from releases.app_logs import AppLogUnavailable
 from releases.hosts import HostRefused
 from releases.services import DeploymentRefused
 
@@ -20,6 +21,8 @@ DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
     DeploymentRefused: (status.HTTP_409_CONFLICT, "deployment_refused"),
     HostRefused: (status.HTTP_400_BAD_REQUEST, "host_refused"),
     IllegalTransition: (status.HTTP_409_CONFLICT, "illegal_transition"),
+    # No deploy worker answered for the engines.
+    AppLogUnavailable: (status.HTTP_503_SERVICE_UNAVAILABLE, "app_logs_unavailable"),
 }
 
 

@@ -41,6 +41,7 @@ from projects.access import require_project_manager
 from projects.models import Project
 from projects.services import project_create, project_permissions_update, project_secret_rotate
 from releases.access import require_deployer, require_host_manager
+from releases.app_logs import AppLogRefused, app_log_read
 from releases.hosts import HostRefused, environment_hosts_set, host_save
 from releases.models import Deployment, Environment, Host, Release
 from releases.selectors import environment_history
@@ -469,10 +470,6 @@ class EnvironmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         environment = self.get_object()
         query = s.AppLogQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        # Here, not at the top: it loads the engine adapter (the Docker SDK and paramiko), which
-        # a web process loads only once someone reads app logs.
-        from releases.app_logs import AppLogRefused, app_log_read
-
         try:
             page = app_log_read(
                 environment,

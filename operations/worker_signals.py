@@ -1,9 +1,10 @@
-"""The worker's hooks into Celery's life cycle: reconcile at start, then keep house."""
+"""The worker's hooks into Celery's life cycle: reconcile at start, then keep house; a deploy
+worker also answers the web processes' app log requests."""
 
 import gc
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery.signals import celeryd_after_setup, worker_init, worker_ready, worker_shutting_down
 from django.conf import settings
@@ -13,8 +14,12 @@ from infrastructure.dispatch import queues_of_roles
 from infrastructure.heartbeats import worker_node_name_set
 from operations.housekeeping import Housekeeper
 
+if TYPE_CHECKING:
+    from releases.app_log_reading import AppLogRelay
+
 logger = logging.getLogger(__name__)
 _housekeeper: list[Housekeeper] = []
+_relay: list["AppLogRelay"] = []
 
 
 @worker_init.connect
@@ -44,6 +49,13 @@ def _on_worker_setup(sender: str, instance: Any, **kwargs: Any) -> None:
 
 @worker_ready.connect
 def _on_worker_ready(**kwargs: Any) -> None:
+    if "deploy" in settings.DOCKYARD_WORKER_ROLES and not _relay:
+        # Not housekeeping: the web processes read app logs through it (it holds the
+        # engines' credentials), whether or not this worker keeps house.
+        from releases.app_log_reading import AppLogRelay
+
+        _relay.append(AppLogRelay())
+        _relay[0].start()
     if not settings.DOCKYARD_HOUSEKEEPING:
         return
     from operations.reconciliation import startup_reconcile
@@ -68,3 +80,5 @@ def _on_worker_ready(**kwargs: Any) -> None:
 def _on_worker_shutting_down(**kwargs: Any) -> None:
     while _housekeeper:
         _housekeeper.pop().stop()
+    while _relay:
+        _relay.pop().stop()

@@ -2,8 +2,9 @@
 merged by time, with the project's secrets masked.
 
 Read from the engines when asked (`docker logs`), never stored: each engine keeps them as long
-as its log driver does. This module loads the engine adapter (the Docker SDK and paramiko), so
-the web process imports it only inside the views and the consumer that read logs.
+as its log driver does. The engines are read by a deploy worker (releases.app_log_reading),
+which holds their credentials; the web process asks it over Redis (infrastructure.redis_requests)
+and loads no engine adapter.
 
 Every read stops at a horizon a second in the past (SETTLE), and the next read starts there: a
 line the engine is still writing when one stream or host is read, while a later line of
@@ -12,27 +13,19 @@ agree to within that second (NTP keeps them much closer).
 """
 
 import re
-from collections.abc import Iterator
-from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal, Protocol
 
 from django.utils import timezone
 
-from infrastructure.docker_engine import (
-    ContainerEngine,
-    DockerEngine,
-    DockerEngineError,
-    EngineFactory,
-    LogStream,
-)
+from infrastructure.redis_requests import RequestUnanswered, request_answer
 from projects.secret_masking import mask_secrets
 from projects.selectors import project_secrets
 from releases.models import Environment
 from releases.selectors import LiveContainer, live_containers
 
-STREAMS: tuple[LogStream, ...] = ("stdout", "stderr")
+STREAMS: tuple[Literal["stdout"], Literal["stderr"]] = ("stdout", "stderr")
 # The stream of Dockyard's own lines among the app's: a host whose engine did not answer.
 DOCKYARD_STREAM = "dockyard"
 SETTLE = timedelta(seconds=1)
@@ -44,10 +37,11 @@ BACKLOG_LINES = 200
 MOST_LINES = 5000
 # A download: the newest lines the engines hold, up to this many.
 DOWNLOAD_LINES = 20_000
-# An engine that does not answer gets a line saying so within seconds, not after the minutes a
-# build or a pull may wait.
-ENGINE_TIMEOUT_SECONDS = 5
 LONGEST_SEARCH = 200
+# The deploy workers' list of app log requests, and how long a web process waits for one to
+# answer (an engine that does not answer gives a line saying so within 5 s: well within it).
+RELAY_QUEUE = "dockyard:app-log-requests"
+RELAY_TIMEOUT_SECONDS = 15
 
 
 class AppLogRefused(Exception):
@@ -98,11 +92,6 @@ def app_log_sources(environment_id: int, *, host: str = "") -> AppLogSources:
     return AppLogSources(containers=containers, secrets=list(secrets.values()))
 
 
-def log_engine(url: str) -> DockerEngine:
-    """An engine connection for reading logs: it gives up on a silent engine within seconds."""
-    return DockerEngine(url, timeout=ENGINE_TIMEOUT_SECONDS)
-
-
 def log_horizon() -> datetime:
     """Where a read that starts now stops (see SETTLE)."""
     return timezone.now() - SETTLE
@@ -115,103 +104,59 @@ def search_refusal(search: str) -> str:
     return ""
 
 
-class AppLogReader:
-    """Reads the live containers' output through their engines. Each engine stays open until
-    close(): a live view reads every second, and a connection over ssh costs a handshake.
+class LogReader(Protocol):
+    def read(
+        self,
+        sources: AppLogSources,
+        *,
+        since: datetime | None,
+        until: datetime,
+        tail: int,
+    ) -> list[AppLogLine]:
+        """The last `tail` lines printed after `since` and up to `until`, oldest first."""
 
-    Reads no database: a live view runs it on a thread of its own, away from the event loop and
-    from the thread its database work runs on.
-    """
+    def close(self) -> None: ...
 
-    def __init__(self, *, search: str = "", engines: EngineFactory = log_engine) -> None:
-        self._needle = search.casefold()
-        self._engines = engines
-        self._open: dict[str, tuple[ExitStack, ContainerEngine]] = {}
 
-    def __enter__(self) -> "AppLogReader":
-        return self
+class AppLogUnavailable(Exception):
+    """No deploy worker answered for the engines; the message says so."""
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
-    def close(self) -> None:
-        for stack, _ in self._open.values():
-            stack.close()
-        self._open.clear()
+class RelayedAppLogReader:
+    """Reads through a deploy worker (releases.app_log_reading.AppLogRelay), which reads the
+    engines, masks and searches, and answers over Redis."""
+
+    def __init__(self, *, environment_id: int, host: str = "", search: str = "") -> None:
+        self._environment_id, self._host, self._search = environment_id, host, search
 
     def read(
         self, sources: AppLogSources, *, since: datetime | None, until: datetime, tail: int
     ) -> list[AppLogLine]:
-        """The last `tail` lines printed after `since` (from the start, without one) and up to
-        `until`, oldest first, masked, and holding the search; a host that did not answer gives
-        a line saying so instead of its lines."""
-        # A search looks further back than the lines it returns: the matches are fewer.
-        depth = MOST_LINES if self._needle else tail
-        lines: list[AppLogLine] = []
-        unanswered: list[AppLogLine] = []
-        failed_hosts: set[str] = set()
-        for container in sources.containers:
-            host = container.host
-            if host.name in failed_hosts:
-                continue
-            try:
-                # Whole or not at all: a container whose stderr failed after its stdout came.
-                lines += list(self._container_lines(container, since, until, depth, sources))
-            except DockerEngineError as error:
-                self._forget(host.engine)
-                failed_hosts.add(host.name)
-                unanswered.append(
-                    _line(
-                        container,
-                        until,
-                        DOCKYARD_STREAM,
-                        f"the logs on {host.name} could not be read: {error}",
-                        sources,
-                    )
-                )
-        lines.sort(key=lambda line: line.at)
-        return lines[-tail:] + unanswered if tail else unanswered
+        if not sources.containers:
+            return []  # nothing runs there: no engine to ask
+        try:
+            answer = request_answer(
+                RELAY_QUEUE,
+                {
+                    "environment_id": self._environment_id,
+                    "host": self._host,
+                    "search": self._search,
+                    "since": since.timestamp() if since is not None else None,
+                    "until": until.timestamp(),
+                    "tail": tail,
+                },
+                timeout=RELAY_TIMEOUT_SECONDS,
+            )
+        except RequestUnanswered as error:
+            raise AppLogUnavailable(
+                f"no deploy worker read the app logs ({error}); is one running?"
+            ) from None
+        if "refused" in answer:
+            raise AppLogRefused(answer["refused"])
+        return [app_log_line_from_json(line) for line in answer["lines"]]
 
-    def _container_lines(
-        self,
-        container: LiveContainer,
-        since: datetime | None,
-        until: datetime,
-        depth: int,
-        sources: AppLogSources,
-    ) -> Iterator[AppLogLine]:
-        engine = self._engine(container.host.engine)
-        for stream in STREAMS:
-            for at, text in engine.container_log_lines(
-                container.container_id,
-                stream=stream,
-                since=since,
-                # The engine keeps nanoseconds and `at` has microseconds: a line at 12.0000005
-                # is at 12.000000 here, and belongs to the read that ends at 12.000000.
-                until=until + ENGINE_PRECISION,
-                tail=depth,
-            ):
-                # After `since` (where the last read stopped, its `until` included), up to
-                # `until`: each line in exactly one read.
-                if (since is not None and at <= since) or at > until:
-                    continue
-                line = _line(container, at, stream, text, sources)
-                # Searched once masked: a search must not tell whether a secret is there.
-                if self._needle in line.text.casefold():
-                    yield line
-
-    def _engine(self, url: str) -> ContainerEngine:
-        if url not in self._open:
-            stack = ExitStack()
-            engine = stack.enter_context(self._engines(url))
-            self._open[url] = (stack, engine)
-        return self._open[url][1]
-
-    def _forget(self, url: str) -> None:
-        """Close an engine that failed: the next read connects again."""
-        if url in self._open:
-            stack, _ = self._open.pop(url)
-            stack.close()
+    def close(self) -> None:
+        pass
 
 
 class AppLogFollower:
@@ -220,7 +165,7 @@ class AppLogFollower:
     Tells of a host that does not answer once, not at every read, and again once it answered
     and then stopped."""
 
-    def __init__(self, reader: AppLogReader) -> None:
+    def __init__(self, reader: LogReader) -> None:
         self._reader = reader
         self._since: datetime | None = None
         self._unanswered: dict[str, str] = {}
@@ -239,7 +184,14 @@ class AppLogFollower:
         until = log_horizon()
         if self._since is not None and until <= self._since:  # the clock went back
             return []
-        lines = self._reader.read(sources, since=self._since, until=until, tail=tail)
+        try:
+            lines = self._reader.read(sources, since=self._since, until=until, tail=tail)
+        except AppLogUnavailable as error:
+            # Said once; the next read starts where this one would have: nothing is lost.
+            said = self._unanswered.get("") == str(error)
+            self._unanswered[""] = str(error)
+            return [] if said else [_dockyard_line(until, str(error))]
+        self._unanswered.pop("", None)
         self._since = until
         shown: list[AppLogLine] = []
         answered = {container.host.name for container in sources.containers}
@@ -267,8 +219,8 @@ def app_log_read(
     every host, holding `search`; with where the next read should start."""
     sources = app_log_sources(environment.pk, host=host)
     until = log_horizon()
-    with AppLogReader(search=search) as reader:
-        lines = reader.read(sources, since=since, until=until, tail=tail)
+    reader = RelayedAppLogReader(environment_id=environment.pk, host=host, search=search)
+    lines = reader.read(sources, since=since, until=until, tail=tail)
     return AppLogPage(lines=lines, next_since=until)
 
 
@@ -312,9 +264,28 @@ def log_since_parsed(text: str) -> datetime:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
-def _line(
+def _dockyard_line(at: datetime, text: str) -> AppLogLine:
+    return AppLogLine(
+        at=at, host="", slot="", release=0, replica=0, stream=DOCKYARD_STREAM, text=text
+    )
+
+
+def app_log_line_from_json(line: dict[str, Any]) -> AppLogLine:
+    return AppLogLine(
+        at=datetime.fromisoformat(line["at"]),
+        host=line["host"],
+        slot=line["slot"],
+        release=line["release"],
+        replica=line["replica"],
+        stream=line["stream"],
+        text=line["text"],
+    )
+
+
+def app_log_line(
     container: LiveContainer, at: datetime, stream: str, text: str, sources: AppLogSources
 ) -> AppLogLine:
+    """A line a container printed, with where it ran, masked."""
     return AppLogLine(
         at=at,
         host=container.host.name,

@@ -4,6 +4,15 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404
 
+from releases.app_logs import (
+    DOWNLOAD_LINES,
+    AppLogRefused,
+    AppLogUnavailable,
+    app_log_line_text,
+    app_log_read,
+    log_since_parsed,
+    search_refusal,
+)
 from releases.models import Environment
 
 
@@ -14,17 +23,6 @@ def environment_app_log_download(request: HttpRequest, slug: str, name: str) -> 
     environment = get_object_or_404(
         Environment.objects.select_related("project"), project__slug=slug, name=name
     )
-    # Here, not at the top: it loads the engine adapter (the Docker SDK and paramiko), which a
-    # web process loads only once someone reads app logs.
-    from releases.app_logs import (
-        DOWNLOAD_LINES,
-        AppLogRefused,
-        app_log_line_text,
-        app_log_read,
-        log_since_parsed,
-        search_refusal,
-    )
-
     search = request.GET.get("search", "")
     if refusal := search_refusal(search):
         return _bad_request(f"search: {refusal}")
@@ -42,6 +40,10 @@ def environment_app_log_download(request: HttpRequest, slug: str, name: str) -> 
         )
     except AppLogRefused as refusal:
         return _bad_request(f"host: {refusal}")
+    except AppLogUnavailable as unavailable:
+        return HttpResponse(
+            f"{unavailable}\n", status=503, content_type="text/plain; charset=utf-8"
+        )
     response = HttpResponse(
         "".join(app_log_line_text(line) for line in page.lines),
         content_type="text/plain; charset=utf-8",

@@ -10,7 +10,7 @@ second, what its containers printed since (releases.app_logs keeps where it stop
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
@@ -20,10 +20,17 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from pipelines.live_updates import run_group, status_event
 from pipelines.models import PipelineRun
 from pipelines.selectors import run_log_after
+from releases.app_logs import (
+    AppLogFollower,
+    AppLogLine,
+    AppLogRefused,
+    AppLogSources,
+    RelayedAppLogReader,
+    app_log_line_json,
+    app_log_sources,
+    search_refusal,
+)
 from releases.models import Environment
-
-if TYPE_CHECKING:
-    from releases.app_logs import AppLogFollower, AppLogLine, AppLogSources
 
 logger = logging.getLogger(__name__)
 
@@ -112,16 +119,6 @@ class AppLogConsumer(AsyncJsonWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.close(code=NOT_LOGGED_IN)
             return
-        # Here, not at the top: it loads the engine adapter (the Docker SDK and paramiko),
-        # which a web process loads only once someone reads app logs.
-        from releases.app_logs import (
-            AppLogFollower,
-            AppLogReader,
-            AppLogRefused,
-            app_log_sources,
-            search_refusal,
-        )
-
         self.environment_id = int(self.scope["url_route"]["kwargs"]["environment_id"])
         query = parse_qs(self.scope.get("query_string", b"").decode(errors="replace"))
         self.host = query.get("host", [""])[0]
@@ -139,7 +136,14 @@ class AppLogConsumer(AsyncJsonWebsocketConsumer):
         await self.accept()
         self.stopped = asyncio.Event()
         self.following = asyncio.create_task(
-            self._follow(AppLogFollower(AppLogReader(search=search)), sources)
+            self._follow(
+                AppLogFollower(
+                    RelayedAppLogReader(
+                        environment_id=self.environment_id, host=self.host, search=search
+                    )
+                ),
+                sources,
+            )
         )
 
     async def disconnect(self, code: int) -> None:
@@ -149,9 +153,7 @@ class AppLogConsumer(AsyncJsonWebsocketConsumer):
             # the reader's connections are closed by then.
             await self.following
 
-    async def _follow(self, follower: "AppLogFollower", sources: "AppLogSources") -> None:
-        from releases.app_logs import AppLogRefused, app_log_sources
-
+    async def _follow(self, follower: AppLogFollower, sources: AppLogSources) -> None:
         # The engines are read on threads of their own (not the one the database work shares):
         # a slow engine holds up this socket only.
         read_backlog = sync_to_async(follower.backlog, thread_sensitive=False)
@@ -181,9 +183,7 @@ class AppLogConsumer(AsyncJsonWebsocketConsumer):
             return False
         return True
 
-    async def _send_lines(self, lines: "list[AppLogLine]", *, backlog: bool) -> None:
-        from releases.app_logs import app_log_line_json
-
+    async def _send_lines(self, lines: list[AppLogLine], *, backlog: bool) -> None:
         await self.send_json(
             {
                 "type": "lines",

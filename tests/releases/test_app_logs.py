@@ -15,13 +15,17 @@ from rest_framework.test import APIClient
 
 from pipelines.models import PipelineRun
 from projects.services import project_secret_set
+from releases import app_logs
+from releases.app_log_reading import AppLogReader
 from releases.app_logs import (
     DOCKYARD_STREAM,
     AppLogFollower,
     AppLogLine,
-    AppLogReader,
+    AppLogUnavailable,
+    RelayedAppLogReader,
     app_log_read,
     app_log_sources,
+    log_horizon,
     log_since_parsed,
 )
 from releases.models import Environment, Host, HostDeployment
@@ -107,7 +111,8 @@ def test_a_host_whose_engine_does_not_answer_gives_a_line_saying_so_once() -> No
     environment = make_environment(make_project(), "production", hosts=[])
     unreachable_host_serving(environment)
 
-    [line] = app_log_read(environment).lines
+    sources = app_log_sources(environment.pk)
+    [line] = AppLogReader().read(sources, since=None, until=log_horizon(), tail=200)
     follower = AppLogFollower(AppLogReader())
     told = follower.backlog(app_log_sources(environment.pk))
     again = follower.newer(app_log_sources(environment.pk))
@@ -116,6 +121,28 @@ def test_a_host_whose_engine_does_not_answer_gives_a_line_saying_so_once() -> No
     assert line.text.startswith("the logs on far could not be read: ")
     assert [line.text for line in told] == [line.text]
     assert again == []
+
+
+@pytest.mark.django_db
+def test_without_a_deploy_worker_the_reader_says_so_once_and_the_api_answers_503(
+    monkeypatch: pytest.MonkeyPatch, admin_user: User
+) -> None:
+    monkeypatch.setattr(app_logs, "RELAY_TIMEOUT_SECONDS", 1)
+    environment = make_environment(make_project(), "production", hosts=[])
+    unreachable_host_serving(environment)
+    follower = AppLogFollower(RelayedAppLogReader(environment_id=environment.pk))
+
+    [told] = follower.backlog(app_log_sources(environment.pk))
+    again = follower.newer(app_log_sources(environment.pk))
+    answer = api_client(admin_user).get(f"/api/v1/environments/{environment.pk}/logs/")
+
+    assert told.stream == DOCKYARD_STREAM
+    assert told.text.startswith("no deploy worker read the app logs (no worker answered on ")
+    assert again == []
+    assert answer.status_code == 503
+    assert answer.json()["error"]["code"] == "app_logs_unavailable"
+    with pytest.raises(AppLogUnavailable):
+        app_log_read(environment)
 
 
 @pytest.mark.docker
