@@ -39,6 +39,7 @@ from projects.selectors import project_secrets
 from projects.spec import DEFAULT_RELEASE_TIMEOUT
 from releases.models import Deployment, DeploymentEvent, Environment, Host, HostDeployment
 from releases.proxy import host_proxy, proxy_apply, proxy_backends, proxy_servers_settled
+from releases.selectors import live_containers
 from releases.sending import deployment_enqueue, host_deployment_enqueue
 from releases.services import replica_ports_allocate
 from releases.states import (
@@ -908,20 +909,7 @@ def _kept_container(deployment: Deployment, host: Host, engine: ContainerEngine)
 def _live_containers(environment: Environment, host: Host) -> list[str]:
     """The containers serving the environment on `host` now, the first replica's first (none
     before its first release)."""
-    if not environment.live_slot:
-        return []
-    live = (
-        HostDeployment.objects.filter(
-            deployment__environment=environment,
-            deployment__slot=environment.live_slot,
-            host=host,
-            status=HostStatus.FINISHED,
-        )
-        .exclude(container_id="")
-        .order_by("-finished_at", "-id")
-        .first()
-    )
-    return [live.container_id, *live.replica_container_ids] if live else []
+    return [live.container_id for live in live_containers(environment, host=host)]
 
 
 def _prune_kept_containers(

@@ -143,28 +143,28 @@ class LiveContainer:
     replica: int = 1
 
 
-def live_containers(environment: Environment) -> list[LiveContainer]:
-    """The containers of the live slot on each of the environment's hosts, by host name: on
-    each host, those the newest finished deployment into the live slot left there (each
-    replica's)."""
+def live_containers(environment: Environment, *, host: Host | None = None) -> list[LiveContainer]:
+    """The containers of the live slot on each of the environment's hosts (or on `host`), by
+    host name: on each host, those the newest finished deployment into the live slot left
+    there (each replica's). A query per host, whatever the number of deployments before."""
     if not environment.live_slot:
         return []
-    finished = (
-        HostDeployment.objects.filter(
-            deployment__environment=environment,
-            deployment__slot=environment.live_slot,
-            host__in=environment.hosts.all(),
-            status=HostStatus.FINISHED,
-        )
-        .exclude(container_id="")
-        .select_related("host", "deployment__release")
-        .order_by("host__name", "-finished_at", "-id")
-    )
-    newest_deployment: dict[int, int] = {}
+    hosts = [host] if host is not None else list(environment.hosts.order_by("name"))
     found: list[LiveContainer] = []
-    for part in finished:
-        # Newest first on each host: the first part met names the deployment that serves there.
-        if newest_deployment.setdefault(part.host_id, part.deployment_id) != part.deployment_id:
+    for one in hosts:
+        part = (
+            HostDeployment.objects.filter(
+                deployment__environment=environment,
+                deployment__slot=environment.live_slot,
+                host=one,
+                status=HostStatus.FINISHED,
+            )
+            .exclude(container_id="")
+            .select_related("host", "deployment__release")
+            .order_by("-finished_at", "-id")
+            .first()
+        )
+        if part is None:
             continue
         containers = [part.container_id, *part.replica_container_ids]
         found += [
