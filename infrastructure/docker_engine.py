@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, suppress
+from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,6 +59,9 @@ ARCHIVE_LIMIT = 64 * 1024 * 1024
 ALWAYS_EXCLUDED = (".git", ".git/**", "**/.git", "**/.git/**")
 
 OutputSink = Callable[[str], None]
+# A read of every line of a span of a container's log asks the engine for this many of its last
+# lines first, more while they all fall in the span.
+LOG_LINES_FIRST_READ = 2_000
 # A container's two output streams, each logged by the engine line by line.
 LogStream = Literal["stdout", "stderr"]
 
@@ -265,7 +268,7 @@ class ContainerEngine(Protocol):
         stream: LogStream,
         since: datetime | None,
         until: datetime | None,
-        tail: int,
+        tail: int | None,
     ) -> list[tuple[datetime, str]]: ...
 
     def remove_containers(self, *, labels: dict[str, str]) -> int: ...
@@ -283,6 +286,38 @@ class EngineIdentity:
 # How the code that needs an engine gets one: called with the engine's URL, it gives a context
 # manager that closes the connection. DockerEngine itself is the real factory.
 EngineFactory = Callable[[str], AbstractContextManager[ContainerEngine]]
+
+
+class KeptEngines:
+    """An EngineFactory whose connections stay open from one use to the next, one per URL,
+    until close(): what reads an engine every few seconds would otherwise pay a handshake each
+    time (over ssh, a few hundred milliseconds). A connection that failed is closed and
+    forgotten, and the next use connects again. For one thread."""
+
+    def __init__(self, engines: EngineFactory) -> None:
+        self._engines = engines
+        self._open: dict[str, tuple[ExitStack, ContainerEngine]] = {}
+
+    @contextmanager
+    def __call__(self, url: str) -> Iterator[ContainerEngine]:
+        if url not in self._open:
+            stack = ExitStack()
+            self._open[url] = (stack, stack.enter_context(self._engines(url)))
+        try:
+            yield self._open[url][1]
+        except DockerEngineError:
+            self.forget(url)
+            raise
+
+    def forget(self, url: str) -> None:
+        """Close the connection to `url` (the next use connects again)."""
+        if url in self._open:
+            stack, _ = self._open.pop(url)
+            stack.close()
+
+    def close(self) -> None:
+        for url in list(self._open):
+            self.forget(url)
 
 
 class DockerEngine:
@@ -808,11 +843,31 @@ class DockerEngine:
         stream: LogStream,
         since: datetime | None,
         until: datetime | None,
-        tail: int,
+        tail: int | None,
     ) -> list[tuple[datetime, str]]:
-        """One stream of a container's output, each line with the time the engine took it in
-        (to the microsecond): of the last `tail` lines it holds, those from `since` to `until`
-        (both included; the engine counts `tail` first). A container that is gone has none."""
+        """One stream of a container's output from `since` to `until` (both included, to the
+        microsecond): its last `tail` lines (None: all), each with the time the engine took it
+        in. A container that is gone has none.
+
+        The engine counts a tail among all the lines it holds, those printed after `until` too:
+        from a container that went on printing, it gives back fewer lines of the span than
+        asked, or none. So the span's end is kept here, and the tail read grows (eight times
+        each time) until it holds what was asked or reaches back to `since` or to the log's
+        first line."""
+        if tail == 0:
+            return []
+        asked = tail or LOG_LINES_FIRST_READ
+        while True:
+            lines = self._log_lines(container_id, stream=stream, since=since, tail=asked)
+            kept = [line for line in lines if until is None or line[0] <= until]
+            if len(lines) < asked or (tail is not None and len(kept) >= tail):
+                return kept if tail is None else kept[-tail:]
+            asked *= 8
+
+    def _log_lines(
+        self, container_id: str, *, stream: LogStream, since: datetime | None, tail: int
+    ) -> list[tuple[datetime, str]]:
+        """The last `tail` lines the engine holds of one stream, those since `since` of them."""
         with self._translated_errors("container logs"):
             try:
                 output: bytes = self._client.api.logs(
@@ -822,7 +877,6 @@ class DockerEngine:
                     timestamps=True,
                     # Seconds with a fraction: the SDK cuts a datetime down to the second.
                     since=since.timestamp() if since is not None else None,
-                    until=until.timestamp() if until is not None else None,
                     tail=tail,
                 )
             except NotFound:

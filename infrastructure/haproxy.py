@@ -54,9 +54,6 @@ ANSWER_TIMEOUT_SECONDS = 15
 # status, Ta (milliseconds from the request's first byte to the response's last).
 REQUEST_LOG_TAG = "dockyard-request"
 REQUEST_LOG_FORMAT = f"{REQUEST_LOG_TAG} %b %s %ST %Ta"
-# Lines the collector reads in one pass: first, and at most (at 2,000 requests/s, 25 s).
-REQUEST_LOG_FIRST_LINES = 2_000
-REQUEST_LOG_MAX_LINES = 50_000
 
 
 class ProxyError(Exception):
@@ -495,21 +492,9 @@ class HostHAProxy:
             self._expect_ok(answer, f"health check of {name}")
 
     def requests_since(self, since: datetime, until: datetime) -> list[ProxiedRequest]:
-        # The engine takes the last `tail` lines first, then keeps those since `since`: a few
-        # lines are cheap to read, so start small and read more only while the oldest line
-        # read is still newer than `since` (more may come before it).
-        tail = REQUEST_LOG_FIRST_LINES
-        while True:
-            lines = self.engine.container_log_lines(
-                proxy_container_name(self.host),
-                stream="stdout",
-                since=since,
-                until=until,
-                tail=tail,
-            )
-            if len(lines) < tail or tail >= REQUEST_LOG_MAX_LINES:
-                break
-            tail = min(tail * 8, REQUEST_LOG_MAX_LINES)
+        lines = self.engine.container_log_lines(
+            proxy_container_name(self.host), stream="stdout", since=since, until=until, tail=None
+        )
         # The engine's `since` includes a line stamped exactly then: the last read counted it.
         return [request for request in proxied_requests(lines) if request.at > since]
 

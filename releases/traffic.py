@@ -28,8 +28,14 @@ from releases.traffic_figures import COUNT_FIELDS, Figures, slot_of_server
 
 logger = logging.getLogger(__name__)
 
-# A host's first read (or one after a long gap) goes back at most this far.
+# A host's first read goes back this far; a read after a gap (no deploy worker for a while,
+# the host unreachable) goes back to where the host's last one ended, but at most LONGEST_GAP.
 FIRST_READ = timedelta(minutes=1)
+LONGEST_GAP = timedelta(minutes=15)
+# Reads end this long before now: the engine stamps a line as it takes it in, then writes it
+# to the log, and a line stamped before the end of one read but written after it would be
+# missed by that read and skipped by the next, which begins at that end.
+SETTLED = timedelta(seconds=1)
 # Host steps after which a slot's container has taken traffic.
 _SERVED = (
     HostStatus.SWITCHING,
@@ -57,7 +63,7 @@ def traffic_collect(tools: DeployTools, *, now: datetime | None = None) -> Traff
     report = TrafficReport()
     deployed = Environment.objects.exclude(live_slot="")
     for host in Host.objects.filter(environments__in=deployed).distinct().order_by("name"):
-        until = now or timezone.now()
+        until = (now or timezone.now()) - SETTLED
         since = _read_from(host, until)
         try:
             with host_proxy(host, tools) as (_, proxy):
@@ -112,8 +118,9 @@ def samples_record(
 
 def _read_from(host: Host, until: datetime) -> datetime:
     last = TrafficSample.objects.filter(host=host).aggregate(last=Max("ended_at"))["last"]
-    earliest = until - FIRST_READ
-    return last if last is not None and last > earliest else earliest
+    if last is None:
+        return until - FIRST_READ
+    return max(last, until - LONGEST_GAP)
 
 
 def _slot_releases(environment: Environment, host: Host) -> dict[str, int]:

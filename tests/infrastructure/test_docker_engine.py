@@ -1,6 +1,8 @@
 """The Docker adapter against the real engine."""
 
+import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import docker
@@ -8,11 +10,13 @@ import pytest
 from django.conf import settings
 
 from infrastructure.docker_engine import (
+    LOG_LINES_FIRST_READ,
     ContainerLimits,
     DockerEngine,
     ImageBuildError,
     build_context_files,
 )
+from infrastructure.haproxy import HostHAProxy, proxy_container_name
 from tests.factories import BUSYBOX_DOCKERFILE, busybox_app_repo
 
 pytestmark = pytest.mark.docker
@@ -186,3 +190,52 @@ def test_the_context_honours_dockerignore_and_a_dockerfile_outside_it(
     ).decode()
     assert "secret.key" not in listing
     assert "/ctx/busybox" in listing
+
+
+def test_a_span_of_a_busy_containers_log_is_read_whole_however_many_lines_came_after_it(
+    engine: DockerEngine, busybox_image: str
+) -> None:
+    # The engine counts a read's tail among all the lines it holds, those after the span too:
+    # read naively, a span of a busy proxy's request log comes back cut, or empty.
+    host = f"log-span-{uuid.uuid4().hex[:8]}"
+    client = docker.DockerClient(base_url=settings.DOCKER_HOST)
+    container = client.containers.run(
+        busybox_image,
+        ["sh", "-c", "while :; do echo 'dockyard-request be_7 blue 200 3'; usleep 200; done"],
+        name=proxy_container_name(host),
+        detach=True,
+        network_mode="none",
+    )
+    try:
+        time.sleep(0.5)
+        since = datetime.now(UTC)
+        time.sleep(0.5)
+        until = datetime.now(UTC)
+
+        def logged() -> list[datetime]:
+            output = client.api.logs(container.id, stdout=True, stderr=False, timestamps=True)
+            return [
+                datetime.fromisoformat(line.split(" ", 1)[0])
+                for line in output.decode().splitlines()
+            ]
+
+        deadline = time.monotonic() + 60
+        while len([at for at in logged() if at > until]) < 3 * LOG_LINES_FIRST_READ:
+            assert time.monotonic() < deadline, "the container stopped printing"
+            time.sleep(0.2)
+        in_span = [at for at in logged() if since < at <= until]
+
+        requests = HostHAProxy(engine, host=host).requests_since(since, until)
+        last_ten = engine.container_log_lines(
+            container.id, stream="stdout", since=since, until=until, tail=10
+        )
+    finally:
+        container.remove(force=True)
+        client.close()
+
+    assert len(in_span) > 10
+    assert [request.at for request in requests] == in_span
+    assert {(request.backend, request.server, request.status) for request in requests} == {
+        ("be_7", "blue", 200)
+    }
+    assert [at for at, _ in last_ten] == in_span[-10:]
