@@ -109,10 +109,10 @@ def proxies_keep() -> object:
 def traffic_sample() -> object:
     """Read every host's HAProxy request log into request metrics, and judge the releases
     being watched on them (releases.traffic), from whichever deploy worker holds the chore."""
-    from releases.tools import deploy_tools
+    from releases.tools import kept_deploy_tools
     from releases.traffic import traffic_pass
 
-    return traffic_pass(deploy_tools())
+    return traffic_pass(kept_deploy_tools())
 
 
 class Housekeeper(threading.Thread):

@@ -6,17 +6,16 @@ import logging
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
 from datetime import UTC, datetime
 from typing import Any
 
 from django.db import close_old_connections, connection
 
 from infrastructure.docker_engine import (
-    ContainerEngine,
     DockerEngine,
     DockerEngineError,
     EngineFactory,
+    KeptEngines,
 )
 from infrastructure.redis_requests import requests_serve
 from releases.app_logs import (
@@ -59,8 +58,7 @@ class AppLogReader:
     """
 
     def __init__(self, *, engines: EngineFactory = log_engine) -> None:
-        self._engines = engines
-        self._open: dict[str, tuple[ExitStack, ContainerEngine]] = {}
+        self._engines = KeptEngines(engines)
 
     def __enter__(self) -> "AppLogReader":
         return self
@@ -69,9 +67,7 @@ class AppLogReader:
         self.close()
 
     def close(self) -> None:
-        for stack, _ in self._open.values():
-            stack.close()
-        self._open.clear()
+        self._engines.close()
 
     def read(
         self,
@@ -101,7 +97,6 @@ class AppLogReader:
                     self._container_lines(container, since, until, depth, sources, needle)
                 )
             except DockerEngineError as error:
-                self._forget(host.engine)
                 failed_hosts.add(host.name)
                 unanswered.append(
                     app_log_line(
@@ -124,38 +119,28 @@ class AppLogReader:
         sources: AppLogSources,
         needle: str,
     ) -> Iterator[AppLogLine]:
-        engine = self._engine(container.host.engine)
-        for stream in STREAMS:
-            for at, text in engine.container_log_lines(
-                container.container_id,
-                stream=stream,
-                since=since,
-                # The engine keeps nanoseconds and `at` has microseconds: a line at 12.0000005
-                # is at 12.000000 here, and belongs to the read that ends at 12.000000.
-                until=until + ENGINE_PRECISION,
-                tail=depth,
-            ):
-                # After `since` (where the last read stopped, its `until` included), up to
-                # `until`: each line in exactly one read.
-                if (since is not None and at <= since) or at > until:
-                    continue
-                line = app_log_line(container, at, stream, text, sources)
-                # Searched once masked: a search must not tell whether a secret is there.
-                if needle in line.text.casefold():
-                    yield line
-
-    def _engine(self, url: str) -> ContainerEngine:
-        if url not in self._open:
-            stack = ExitStack()
-            engine = stack.enter_context(self._engines(url))
-            self._open[url] = (stack, engine)
-        return self._open[url][1]
-
-    def _forget(self, url: str) -> None:
-        """Close an engine that failed: the next read connects again."""
-        if url in self._open:
-            stack, _ = self._open.pop(url)
-            stack.close()
+        # An engine that fails is closed as the error leaves this block: the next read
+        # connects again.
+        with self._engines(container.host.engine) as engine:
+            for stream in STREAMS:
+                for at, text in engine.container_log_lines(
+                    container.container_id,
+                    stream=stream,
+                    since=since,
+                    # The engine keeps nanoseconds and `at` has microseconds: a line at
+                    # 12.0000005 is at 12.000000 here, and belongs to the read that ends at
+                    # 12.000000.
+                    until=until + ENGINE_PRECISION,
+                    tail=depth,
+                ):
+                    # After `since` (where the last read stopped, its `until` included), up to
+                    # `until`: each line in exactly one read.
+                    if (since is not None and at <= since) or at > until:
+                        continue
+                    line = app_log_line(container, at, stream, text, sources)
+                    # Searched once masked: a search must not tell whether a secret is there.
+                    if needle in line.text.casefold():
+                        yield line
 
 
 def app_log_request_answered(payload: dict[str, Any], *, reader: "AppLogReader") -> dict[str, Any]:

@@ -9,7 +9,12 @@ from typing import Any
 
 import pytest
 
-from infrastructure.docker_engine import ContainerLimits, DockerEngine, DockerEngineError
+from infrastructure.docker_engine import (
+    ContainerLimits,
+    DockerEngine,
+    DockerEngineError,
+    KeptEngines,
+)
 from tests.factories import busybox_app_repo
 
 pytestmark = [pytest.mark.docker, pytest.mark.fleet]
@@ -166,3 +171,30 @@ def _no_leftovers() -> Iterator[None]:
             ],
             capture_output=True,
         )
+
+
+def test_kept_engines_reuse_one_ssh_connection_and_connect_again_after_a_failure(
+    client_home: Path,
+) -> None:
+    url = "ssh://dockyard-remote@127.0.0.2"
+    connected: list[DockerEngine] = []
+
+    def counted(url: str) -> DockerEngine:
+        connected.append(DockerEngine(url))
+        return connected[-1]
+
+    kept = KeptEngines(counted)
+    try:
+        for _ in range(3):
+            with kept(url) as engine:
+                assert engine.identity().name
+        assert len(connected) == 1
+
+        # An engine call failed in use (the connection broke, say): it is not used again.
+        with pytest.raises(DockerEngineError), kept(url):
+            raise DockerEngineError("the connection to 127.0.0.2 was reset")
+        with kept(url) as engine:
+            assert engine.identity().name
+        assert len(connected) == 2
+    finally:
+        kept.close()
