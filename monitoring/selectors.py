@@ -22,8 +22,6 @@ from django.db.models import (
     DurationField,
     ExpressionWrapper,
     F,
-    Max,
-    Min,
     Q,
     QuerySet,
     Sum,
@@ -37,7 +35,7 @@ from monitoring.models import MetricsRollup
 from pipelines.models import PipelineRun, Stage
 from projects.models import Project
 from releases.models import Deployment, Environment, TrafficSample
-from releases.traffic_selectors import traffic_figures_of, traffic_sums
+from releases.traffic_selectors import traffic_grouped
 from webhooks.models import Delivery
 
 # Seconds. Queueing is usually sub-second and bad when it reaches minutes; stages run from
@@ -327,37 +325,30 @@ class AppTraffic:
 
 
 def app_traffic(*, now: datetime | None = None) -> list[AppTraffic]:
-    """Each environment's releases over the request samples that ended in the last minute.
+    """Each environment's releases over the request samples of the last minute.
 
     One query, through the samples' (rolled_up, ended_at) index: a minute of samples is never
     rolled up yet, and its rows are the environments and releases serving now, not history.
     """
     until = now or timezone.now()
-    rows = (
-        TrafficSample.objects.filter(
-            rolled_up=False, ended_at__gt=until - APP_TRAFFIC_WINDOW, ended_at__lte=until
-        )
-        .values("environment__project__slug", "environment__name", "release__number")
-        .annotate(**traffic_sums(), first_started=Min("started_at"), last_ended=Max("ended_at"))
-        .order_by()
+    groups = traffic_grouped(
+        TrafficSample.objects.filter(rolled_up=False),
+        by=("environment__project__slug", "environment__name", "release__number"),
+        since=until - APP_TRAFFIC_WINDOW,
+        until=until,
     )
-    found = []
-    for row in rows:
-        figures = traffic_figures_of(row)
-        seconds = max((row["last_ended"] - row["first_started"]).total_seconds(), 1.0)
-        p50, p95 = figures.percentile_ms(0.5), figures.percentile_ms(0.95)
-        number = row["release__number"]
-        found.append(
-            AppTraffic(
-                project=row["environment__project__slug"],
-                environment=row["environment__name"],
-                release=NO_RELEASE if number is None else str(number),
-                requests_per_second=figures.requests / seconds,
-                error_ratio=figures.error_rate if figures.requests else None,
-                p50_seconds=None if p50 is None else p50 / 1000,
-                p95_seconds=None if p95 is None else p95 / 1000,
-            )
+    found = [
+        AppTraffic(
+            project=group["environment__project__slug"],
+            environment=group["environment__name"],
+            release=NO_RELEASE if figures.release is None else str(figures.release),
+            requests_per_second=figures.requests_per_second,
+            error_ratio=figures.error_rate,
+            p50_seconds=None if figures.p50_ms is None else figures.p50_ms / 1000,
+            p95_seconds=None if figures.p95_ms is None else figures.p95_ms / 1000,
         )
+        for group, figures in groups
+    ]
     return sorted(found, key=lambda one: (one.project, one.environment, one.release))
 
 

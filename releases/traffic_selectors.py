@@ -20,7 +20,6 @@ from django.utils import timezone
 from releases.models import Deployment, Environment, TrafficSample
 from releases.states import WatchState
 from releases.traffic_figures import BUCKET_BOUNDS_MS, COUNT_FIELDS, Figures
-from releases.watch import deployment_figures
 
 TRAFFIC_MINUTES_MIN = 5
 TRAFFIC_MINUTES_MAX = 14 * 24 * 60
@@ -234,10 +233,25 @@ def _point(at: datetime, figures: Figures | None, seconds: float) -> TrafficPoin
 
 
 def _now(samples: QuerySet[TrafficSample], *, until: datetime) -> tuple[TrafficNow, ...]:
-    """One query: each release's last NOW_WINDOW, newest release first, HAProxy's own last."""
+    """Each release's last NOW_WINDOW, newest release first, HAProxy's own last."""
+    found = [
+        figures
+        for _, figures in traffic_grouped(
+            samples, by=("release__number",), since=until - NOW_WINDOW, until=until
+        )
+    ]
+    return tuple(sorted(found, key=lambda one: (one.release is None, -(one.release or 0))))
+
+
+def traffic_grouped(
+    samples: QuerySet[TrafficSample], *, by: tuple[str, ...], since: datetime, until: datetime
+) -> list[tuple[dict[str, Any], TrafficNow]]:
+    """One query: the figures of `samples` that overlap since..until, grouped by the fields
+    `by` (the group's values, and its figures as of the release `release__number` names when
+    `by` holds it); the rate is over the span the group's samples cover."""
     rows = (
-        samples.filter(ended_at__gt=until - NOW_WINDOW, started_at__lt=until)
-        .values("release__number")
+        samples.filter(ended_at__gt=since, started_at__lt=until)
+        .values(*by)
         .annotate(**traffic_sums(), first_started=Min("started_at"), last_ended=Max("ended_at"))
         .order_by()
     )
@@ -245,18 +259,18 @@ def _now(samples: QuerySet[TrafficSample], *, until: datetime) -> tuple[TrafficN
     for row in rows:
         figures = traffic_figures_of(row)
         seconds = max((row["last_ended"] - row["first_started"]).total_seconds(), 1.0)
-        found.append(
-            TrafficNow(
-                release=row["release__number"],
-                requests=figures.requests,
-                responses_5xx=figures.responses_5xx,
-                requests_per_second=figures.requests / seconds,
-                error_rate=figures.error_rate if figures.requests else None,
-                p50_ms=figures.percentile_ms(0.5),
-                p95_ms=figures.percentile_ms(0.95),
-            )
+        group = {name: row[name] for name in by}
+        now = TrafficNow(
+            release=group.get("release__number"),
+            requests=figures.requests,
+            responses_5xx=figures.responses_5xx,
+            requests_per_second=figures.requests / seconds,
+            error_rate=figures.error_rate if figures.requests else None,
+            p50_ms=figures.percentile_ms(0.5),
+            p95_ms=figures.percentile_ms(0.95),
         )
-    return tuple(sorted(found, key=lambda one: (one.release is None, -(one.release or 0))))
+        found.append((group, now))
+    return found
 
 
 def _deployment_marks(environment: Environment, *, since: datetime) -> tuple[DeploymentMark, ...]:
@@ -279,6 +293,18 @@ def _deployment_marks(environment: Environment, *, since: datetime) -> tuple[Dep
         )
         for row in reversed(rows)
     )
+
+
+def deployment_figures(deployment: Deployment) -> Figures:
+    """What the deployment's release answered in its environment since the deployment began
+    (its first host switched after that), summed over every host, response times included:
+    one query, summed by the database."""
+    sums = TrafficSample.objects.filter(
+        environment_id=deployment.environment_id,
+        release_id=deployment.release_id,
+        ended_at__gt=deployment.created_at,
+    ).aggregate(**traffic_sums())
+    return traffic_figures_of(sums)
 
 
 def traffic_sums() -> dict[str, Any]:

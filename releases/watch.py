@@ -15,9 +15,10 @@ from audit.models import AuditAction
 from audit.services import audit_record
 from infrastructure import dispatch
 from projects.spec import WatchSpec, watch_of_environment
-from releases.models import Deployment, Environment, TrafficSample
+from releases.models import Deployment, Environment
 from releases.states import DeploymentKind, WatchState
-from releases.traffic_figures import COUNT_FIELDS, Figures
+from releases.traffic_figures import Figures
+from releases.traffic_selectors import deployment_figures
 
 logger = logging.getLogger(__name__)
 
@@ -40,20 +41,6 @@ def watch_begins(deployment: Deployment) -> bool:
     deployment.watch_state = WatchState.WATCHING
     deployment.watch_until = timezone.now() + timedelta(seconds=spec.seconds)
     return True
-
-
-def deployment_figures(deployment: Deployment) -> Figures:
-    """What the deployment's release answered in its environment since the deployment began
-    (its first host switched after that), summed over every host, response times included."""
-    samples = TrafficSample.objects.filter(
-        environment_id=deployment.environment_id,
-        release_id=deployment.release_id,
-        ended_at__gt=deployment.created_at,
-    )
-    figures = Figures()
-    for values in samples.values_list(*COUNT_FIELDS, "time_buckets"):
-        figures.add(Figures(*values))
-    return figures
 
 
 def watch_verdict(figures: Figures, spec: WatchSpec) -> str:

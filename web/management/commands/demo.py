@@ -30,7 +30,7 @@ from projects.models import Project
 from projects.services import project_create
 from releases.models import Deployment
 from releases.states import DEPLOYMENT_FINAL_STATES, DeploymentStatus
-from releases.watch import deployment_figures
+from releases.traffic_selectors import deployment_figures
 from webhooks.signatures import github_signature
 
 PROJECT_SLUG = "demo-app"
