@@ -1,6 +1,7 @@
 """The REST API's endpoints: thin, they check access, call a service or selector, serialize."""
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -19,6 +20,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import AllowAny, IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import Serializer
 from rest_framework.views import APIView
 
 from api import serializers as s
@@ -64,6 +66,27 @@ IDEMPOTENCY_KEY = OpenApiParameter(
     OpenApiParameter.HEADER,
     description="a retry with the same key returns the first answer and does nothing twice",
 )
+
+
+# A view set's method: (self, request, pk) -> Response.
+View = Callable[..., Response]
+
+
+def deployment_action(body: type[Serializer] | None = None) -> Callable[[View], View]:
+    """A POST on one environment that asks for a deployment: idempotent with an
+    Idempotency-Key, answered 202 with the deployment; `body` is what it reads."""
+
+    def decorate(view: View) -> View:
+        marked = action(detail=True, methods=["post"])(idempotent(view))
+        return extend_schema(
+            request=body,
+            responses={202: s.DeploymentSerializer, **WRITE_ERRORS},
+            parameters=[IDEMPOTENCY_KEY],
+        )(marked)
+
+    return decorate
+
+
 PROJECT_FILTER = OpenApiParameter("project", OpenApiTypes.STR, description="project slug")
 
 
@@ -311,13 +334,7 @@ class EnvironmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().list(request, *args, **kwargs)
 
-    @extend_schema(
-        request=s.DeployRequestSerializer,
-        responses={202: s.DeploymentSerializer, **WRITE_ERRORS},
-        parameters=[IDEMPOTENCY_KEY],
-    )
-    @action(detail=True, methods=["post"])
-    @idempotent
+    @deployment_action(s.DeployRequestSerializer)
     def deploy(self, request: Request, pk: str) -> Response:
         environment = self.get_object()
         require_deployer(request.user, environment)
@@ -331,13 +348,7 @@ class EnvironmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         )
         return Response(s.DeploymentSerializer(deployment).data, status=202)
 
-    @extend_schema(
-        request=s.PromoteRequestSerializer,
-        responses={202: s.DeploymentSerializer, **WRITE_ERRORS},
-        parameters=[IDEMPOTENCY_KEY],
-    )
-    @action(detail=True, methods=["post"])
-    @idempotent
+    @deployment_action(s.PromoteRequestSerializer)
     def promote(self, request: Request, pk: str) -> Response:
         environment = self.get_object()
         number = _valid(s.PromoteRequestSerializer, request).get("release")
@@ -355,13 +366,7 @@ class EnvironmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         )
         return Response(s.DeploymentSerializer(deployment).data, status=202)
 
-    @extend_schema(
-        request=None,
-        responses={202: s.DeploymentSerializer, **WRITE_ERRORS},
-        parameters=[IDEMPOTENCY_KEY],
-    )
-    @action(detail=True, methods=["post"])
-    @idempotent
+    @deployment_action()
     def rollback(self, request: Request, pk: str) -> Response:
         environment = self.get_object()
         require_deployer(request.user, environment)
@@ -370,46 +375,22 @@ class EnvironmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         )
         return Response(s.DeploymentSerializer(deployment).data, status=202)
 
-    @extend_schema(
-        request=None,
-        responses={202: s.DeploymentSerializer, **WRITE_ERRORS},
-        parameters=[IDEMPOTENCY_KEY],
-    )
-    @action(detail=True, methods=["post"])
-    @idempotent
+    @deployment_action()
     def restart(self, request: Request, pk: str) -> Response:
         """Fresh containers of the release that serves, host by host, through the same switch."""
         return self._operate(request, DeploymentKind.RESTART)
 
-    @extend_schema(
-        request=None,
-        responses={202: s.DeploymentSerializer, **WRITE_ERRORS},
-        parameters=[IDEMPOTENCY_KEY],
-    )
-    @action(detail=True, methods=["post"])
-    @idempotent
+    @deployment_action()
     def stop(self, request: Request, pk: str) -> Response:
         """Take every host's live slot out of its proxy (503 until a start); containers kept."""
         return self._operate(request, DeploymentKind.STOP)
 
-    @extend_schema(
-        request=None,
-        responses={202: s.DeploymentSerializer, **WRITE_ERRORS},
-        parameters=[IDEMPOTENCY_KEY],
-    )
-    @action(detail=True, methods=["post"])
-    @idempotent
+    @deployment_action()
     def start(self, request: Request, pk: str) -> Response:
         """Run the release that served before the stop again, in fresh containers."""
         return self._operate(request, DeploymentKind.START)
 
-    @extend_schema(
-        request=s.ScaleRequestSerializer,
-        responses={202: s.DeploymentSerializer, **WRITE_ERRORS},
-        parameters=[IDEMPOTENCY_KEY],
-    )
-    @action(detail=True, methods=["post"])
-    @idempotent
+    @deployment_action(s.ScaleRequestSerializer)
     def scale(self, request: Request, pk: str) -> Response:
         """Run `replicas` containers of the release that serves on each host."""
         environment = self.get_object()
