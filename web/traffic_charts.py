@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from html import escape
 
+from releases.states import DeploymentKind
 from releases.traffic_selectors import (
     DeploymentMark,
     EnvironmentTraffic,
@@ -226,7 +227,7 @@ def describe(
 
 def mark_label(mark: DeploymentMark) -> str:
     """What a deployment's marker says: its kind and release ("rollback 41")."""
-    return f"{mark.kind} {mark.release}"
+    return f"{_kind_words(mark.kind)} {mark.release}"
 
 
 def relative_time(moment: datetime, traffic: EnvironmentTraffic) -> str:
@@ -325,7 +326,8 @@ def _marks(marks: Sequence[DeploymentMark], x_of: Callable[[datetime | float], f
         colour = MARK_COLOURS.get(mark.status, MARK_COLOUR_RUNNING)
         label = mark_label(mark)
         tooltip = (
-            f"deployment {mark.deployment}: {mark.kind} of release {mark.release}, {mark.status}"
+            f"deployment {mark.deployment}: {_kind_words(mark.kind)} of release {mark.release}, "
+            f"{mark.status}"
         )
         if mark.watch_state:
             tooltip += f", watch {mark.watch_state.replace('_', ' ')}"
@@ -400,3 +402,8 @@ def _t(text: str) -> str:
 
 def _a(text: str) -> str:
     return escape(text, quote=True)
+
+
+def _kind_words(kind: str) -> str:
+    """A deployment's kind as people say it ("auto-deploy", not "auto")."""
+    return str(DeploymentKind(kind).label).lower() if kind in DeploymentKind.values else kind

@@ -231,3 +231,8 @@ def test_figures_read_as_people_write_them() -> None:
         "250 ms",
         "1.5 s",
     ]
+
+
+def test_an_auto_deploy_marker_says_auto_deploy() -> None:
+    chart = traffic_charts(traffic((series((6,), [1.0] * 60),), (mark(10, "auto", 6),)))[0].svg
+    assert "auto-deploy 6" in texts(chart)
