@@ -221,16 +221,19 @@ class TestWithADeployedApp:
         lines_until(lambda: app_log_read(staging).lines, "warned before")
         first = read()
         say(staging, "after")
-        texts: list[str] = []
-        since = first["next_since"]
+        # Two bots, each asking again from its own last answer's next_since: one searching.
+        said: list[str] = []
+        warned: list[str] = []
+        searched_since = since = first["next_since"]
         deadline = time.monotonic() + 10
-        while "warned after" not in texts:
-            assert time.monotonic() < deadline, texts
+        while "said after" not in said or "warned after" not in warned:
+            assert time.monotonic() < deadline, (said, warned)
             time.sleep(0.3)
-            answer = read(since=since, search="said")
-            texts += [line["text"] for line in answer["lines"]]
+            answer = read(since=searched_since, search="said")
+            said += [line["text"] for line in answer["lines"]]
+            searched_since = answer["next_since"]
             answer = read(since=since)
-            texts += [line["text"] for line in answer["lines"] if "warned" in line["text"]]
+            warned += [line["text"] for line in answer["lines"] if "warned" in line["text"]]
             since = answer["next_since"]
 
         assert first["lines"][-1].keys() == {
@@ -243,7 +246,7 @@ class TestWithADeployedApp:
             "text",
         }
         assert "warned before" in [line["text"] for line in first["lines"]]
-        assert texts == ["said after", "warned after"]
+        assert (said, warned) == (["said after"], ["warned after"])
         unix_seconds = datetime.fromisoformat(first["next_since"]).timestamp()
         assert [line["text"] for line in read(since=unix_seconds, search="after")["lines"]] == [
             "said after",

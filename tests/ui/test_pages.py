@@ -682,8 +682,15 @@ def test_a_test_steps_section_of_the_log_folds_and_unfolds(browser_page: Page, s
     log_loaded(page, SECTIONED_LINES)
     unit_lines = page.locator('#run-log .log-line[data-section="unit"][data-line]')
     integration_lines = page.locator('#run-log .log-line[data-section="integration"][data-line]')
-    page.evaluate("document.getElementById('run-log').scrollTop = 1e6")
-    expect(unit_lines.first).to_be_attached()
+    # Down to the end of the log, again until the unit step's last lines are drawn (the
+    # viewer may still be scrolling to line 1 of the address once it has loaded).
+    page.wait_for_function(
+        """() => {
+            const log = document.getElementById('run-log');
+            log.scrollTop = 1e6;
+            return !!log.querySelector('.log-line[data-section="unit"][data-line]');
+        }"""
+    )
     unit_header = page.locator('#run-log .log-section .log-fold[data-section="unit"]').first
 
     unit_header.click()
