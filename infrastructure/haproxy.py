@@ -273,6 +273,9 @@ class TrafficProxy(Protocol):
     def requests_since(self, since: datetime, until: datetime) -> list[ProxiedRequest]:
         """The requests the proxy passed after `since`, up to `until` (its request log)."""
 
+    def log_lines_dropped(self) -> int:
+        """How many lines of its request log the serving proxy process could not write."""
+
 
 def proxy_image_files() -> dict[str, Path]:
     """The files of the proxy image: this machine's HAProxy, socat and busybox, and every
@@ -497,6 +500,16 @@ class HostHAProxy:
         )
         # The engine's `since` includes a line stamped exactly then: the last read counted it.
         return [request for request in proxied_requests(lines) if request.at > since]
+
+    def log_lines_dropped(self) -> int:
+        # HAProxy writes its log without waiting (its output is non-blocking): a line that
+        # finds the pipe to the engine full is dropped, and counted in DroppedLogs.
+        info = self.command("show info")
+        for line in info.splitlines():
+            name, _, value = line.partition(":")
+            if name == "DroppedLogs":
+                return int(value)
+        raise ProxyError(f"HAProxy of {self.host}: no DroppedLogs in its `show info`")
 
     def running(self) -> bool:
         try:

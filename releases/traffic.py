@@ -36,6 +36,8 @@ LONGEST_GAP = timedelta(minutes=15)
 # to the log, and a line stamped before the end of one read but written after it would be
 # missed by that read and skipped by the next, which begins at that end.
 SETTLED = timedelta(seconds=1)
+# Host id -> the count of log lines its proxy dropped, as this process last read it.
+_DROPPED_SEEN: dict[int, int] = {}
 # Host steps after which a slot's container has taken traffic.
 _SERVED = (
     HostStatus.SWITCHING,
@@ -68,9 +70,15 @@ def traffic_collect(tools: DeployTools, *, now: datetime | None = None) -> Traff
         try:
             with host_proxy(host, tools) as (_, proxy):
                 requests = proxy.requests_since(since, until)
+                dropped = proxy.log_lines_dropped()
         except (ProxyError, DockerEngineError) as error:
             report.problems.append(f"{host.name}: {error}")
             continue
+        if lost := _newly_dropped(host, dropped):
+            report.problems.append(
+                f"{host.name}: its HAProxy dropped {lost} request log line(s) (the engine did "
+                "not take its output in fast enough): those requests are not counted"
+            )
         samples_record(host=host, since=since, until=until, requests=requests)
         report.requests += len(requests)
         report.hosts.append(host.name)
@@ -114,6 +122,14 @@ def samples_record(
         # Nothing deployed answers here any more; the host's reads still move on.
         return []
     return TrafficSample.objects.bulk_create(samples)
+
+
+def _newly_dropped(host: Host, dropped: int) -> int:
+    """How many of the `dropped` log lines `host`'s proxy counts this collector has not told
+    of yet (a proxy restarted or reloaded counts from 0 again)."""
+    seen = _DROPPED_SEEN.get(host.pk, 0)
+    _DROPPED_SEEN[host.pk] = dropped
+    return dropped - seen if dropped >= seen else dropped
 
 
 def _read_from(host: Host, until: datetime) -> datetime:

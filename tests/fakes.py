@@ -183,6 +183,8 @@ class FakeProxy:
     checked: list[tuple[str, int]] = field(default_factory=list)
     # What its request log holds: tests of the watch and the metrics append to it.
     logged: list[ProxiedRequest] = field(default_factory=list)
+    # Request log lines it could not write.
+    dropped: int = 0
 
     def apply(self, wanted: Callable[[], list[ProxyBackend]]) -> None:
         backends = wanted()
@@ -243,6 +245,9 @@ class FakeProxy:
 
     def requests_since(self, since: datetime, until: datetime) -> list[ProxiedRequest]:
         return [request for request in self.logged if since < request.at <= until]
+
+    def log_lines_dropped(self) -> int:
+        return self.dropped
 
 
 def fake_deploy_tools(

@@ -214,3 +214,20 @@ def test_a_deploy_worker_samples_request_metrics_every_few_seconds(settings: obj
     assert "sample request metrics" in [chore.name for chore in deployer.chores]
     assert "sample request metrics" not in [chore.name for chore in builder.chores]
     assert deployer._tick() == 2
+
+
+@pytest.mark.django_db
+def test_log_lines_a_proxy_dropped_are_reported_once_as_requests_not_counted() -> None:
+    environment = make_environment(make_project(), "staging")
+    make_succeeded_deployment(environment, make_release(environment.project, 1), live=True)
+    proxy = FakeProxy(dropped=3)
+
+    first = traffic_collect(fake_deploy_tools(proxy=proxy))
+    again = traffic_collect(fake_deploy_tools(proxy=proxy))
+    proxy.dropped = 5
+    more = traffic_collect(fake_deploy_tools(proxy=proxy))
+
+    assert [problem for problem in first.problems if "dropped 3 request log line" in problem]
+    assert "not counted" in first.problems[0]
+    assert again.problems == []
+    assert [problem for problem in more.problems if "dropped 2 request log line" in problem]
