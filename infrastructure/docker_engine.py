@@ -49,13 +49,10 @@ from docker.utils.build import tar as context_tar
 MANAGED_LABEL = "dockyard.managed"
 # Dockyard's own long-running containers (each host's HAProxy, whose output is its request log)
 # keep a bounded log: the collector reads it every few seconds; older lines are of no use. The
-# engine takes their output in without waiting on its log file (a 4 MB buffer between): HAProxy
-# writes its log without waiting either, and drops a line that finds its pipe full, which it did
-# on a busy 2-core machine while the engine was slow to write (none since, in the same test).
-DAEMON_LOG_CONFIG = {
-    "Type": "json-file",
-    "Config": {"max-size": "10m", "max-file": "2", "mode": "non-blocking", "max-buffer-size": "4m"},
-}
+# engine writes it as it takes it in (mode blocking): HAProxy, whose output is non-blocking,
+# counts a line it could not write (DroppedLogs, which the collector reports), where a buffer in
+# the engine (mode non-blocking) would drop lines that nothing counts.
+DAEMON_LOG_CONFIG = {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "2"}}
 # The static busybox a namespace holder runs (Debian's busybox-static).
 HOLDER_BUSYBOX = "/bin/busybox"
 # What a test may leave for Dockyard to read back (its reports), per path.
