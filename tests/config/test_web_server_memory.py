@@ -1,0 +1,50 @@
+"""The web server's processes share what Dockyard loaded: scripts/web.sh forks them from one
+process that imported every view and compiled every template (config/asgi.py), so each holds
+little of its own. Started fresh, each held about 90 MB of its own."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.operations.fault_stack import FaultStack
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def web(tmp_path: Path) -> Iterator[FaultStack]:
+    stack = FaultStack(tmp_path / "stack")
+    stack.start_redis()
+    stack.start_web()
+    yield stack
+    stack.close()
+
+
+def kilobytes(pid: int, *fields: str) -> int:
+    """The sum of `fields` in /proc/<pid>/smaps_rollup."""
+    total = 0
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if name in fields:
+            total += int(rest.split()[0])
+    return total
+
+
+def test_each_web_process_keeps_most_of_its_memory_shared_with_the_others(
+    web: FaultStack,
+) -> None:
+    for path in ("/healthz", "/login/", "/api/schema/"):
+        requests.get(f"{web.url}{path}", timeout=10)
+    assert web.web is not None
+    parent = web.web.popen.pid
+    children = [
+        int(pid)
+        for pid in Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    ]
+    assert len(children) >= 2  # scripts/web.sh starts two by default
+    for pid in children:
+        rss = kilobytes(pid, "Rss")
+        private = kilobytes(pid, "Private_Clean", "Private_Dirty")
+        assert private < rss / 2, f"web process {pid}: {private} kB of its {rss} kB its own"
