@@ -157,14 +157,18 @@ def run_cancel(*, run: PipelineRun, reason: str) -> bool:
     its container; stages not yet started never start.
     """
     with transaction.atomic():
-        locked = PipelineRun.objects.select_for_update().get(pk=run.pk)
+        locked = (
+            PipelineRun.objects.select_related("project")
+            .select_for_update(of=("self",))
+            .get(pk=run.pk)
+        )
         if locked.status in RUN_FINAL_STATES:
             return False
         unfinished = locked.stages.select_for_update().exclude(status__in=STAGE_FINAL_STATES)
         do_stages_transition(
             stages=list(unfinished.order_by("position")), to=StageStatus.CANCELLED, reason=reason
         )
-        do_run_transition(run=locked, to=RunStatus.CANCELLED, reason=reason)
+        _locked_run_move(locked, to=RunStatus.CANCELLED, reason=reason)
     run.status, run.finished_at = locked.status, locked.finished_at
     return True
 
@@ -183,32 +187,38 @@ def do_run_transition(*, run: PipelineRun, to: str, reason: str = "") -> Pipelin
             .select_for_update(of=("self",))
             .get(pk=run.pk)
         )
-        check_run_transition(locked.status, to)
-        now = timezone.now()
-        update_fields = ["status"]
-        if to == RunStatus.RUNNING and locked.started_at is None:
-            locked.started_at = now
-            update_fields.append("started_at")
-        if to in RUN_FINAL_STATES:
-            locked.finished_at = now
-            update_fields.append("finished_at")
-        _run_event_record_and_report(locked, from_status=locked.status, to_status=to, reason=reason)
-        locked.status = to
-        locked.save(update_fields=update_fields)
-        _publish_status_on_commit(locked.pk)
-        if to in RUN_FINAL_STATES and locked.started_at is not None:
-            # A run that never started left nothing on any worker to clean up.
-            dispatch.queue_run_cleanup(run_id=locked.pk)
-        never_started_cancel = to == RunStatus.CANCELLED and locked.started_at is None
-        if to in RUN_FINAL_STATES and not never_started_cancel:
-            # A run cancelled before it started (superseded by a newer push) is not news.
-            dispatch.queue_run_notifications(run_id=locked.pk)
+        _locked_run_move(locked, to=to, reason=reason)
     run.status, run.started_at, run.finished_at = (
         locked.status,
         locked.started_at,
         locked.finished_at,
     )
     return run
+
+
+def _locked_run_move(locked: PipelineRun, *, to: str, reason: str) -> None:
+    """do_run_transition's work, for a caller that holds the run's row lock (with its project
+    loaded) in the transaction it is in."""
+    check_run_transition(locked.status, to)
+    now = timezone.now()
+    update_fields = ["status"]
+    if to == RunStatus.RUNNING and locked.started_at is None:
+        locked.started_at = now
+        update_fields.append("started_at")
+    if to in RUN_FINAL_STATES:
+        locked.finished_at = now
+        update_fields.append("finished_at")
+    _run_event_record_and_report(locked, from_status=locked.status, to_status=to, reason=reason)
+    locked.status = to
+    locked.save(update_fields=update_fields)
+    _publish_status_on_commit(locked.pk)
+    if to in RUN_FINAL_STATES and locked.started_at is not None:
+        # A run that never started left nothing on any worker to clean up.
+        dispatch.queue_run_cleanup(run_id=locked.pk)
+    never_started_cancel = to == RunStatus.CANCELLED and locked.started_at is None
+    if to in RUN_FINAL_STATES and not never_started_cancel:
+        # A run cancelled before it started (superseded by a newer push) is not news.
+        dispatch.queue_run_notifications(run_id=locked.pk)
 
 
 def do_stage_transition(*, stage: Stage, to: str, reason: str = "", task_id: str = "") -> Stage:
@@ -435,8 +445,26 @@ def runs_supersede(*, run: PipelineRun) -> list[PipelineRun]:
     return cancelled
 
 
+@dataclass(frozen=True)
+class _RunStatusPublish:
+    run_id: int
+
+    def __call__(self) -> None:
+        run_status_publish(self.run_id)
+
+
 def _publish_status_on_commit(run_id: int) -> None:
-    transaction.on_commit(lambda: run_status_publish(run_id))
+    """Once the transaction commits, the run's page hears its status, read fresh then: once
+    per run, however many of its moves the transaction made (a cancel moves its stages, then
+    the run; a webhook that supersedes a run pays for each publish's reads)."""
+    publish = _RunStatusPublish(run_id)
+    connection = transaction.get_connection()
+    # What a rolled-back savepoint had asked for is no longer in run_on_commit.
+    if connection.in_atomic_block and any(
+        func == publish for _, func, _ in connection.run_on_commit
+    ):
+        return
+    transaction.on_commit(publish)
 
 
 def _run_event_record_and_report(

@@ -10,7 +10,7 @@ from infrastructure import dispatch
 from pipelines.execution import StageFailure, StageTools, stage_execute, stages_execute
 from pipelines.models import PipelineRun, RunEvent
 from pipelines.selectors import stage_log_text
-from pipelines.services import do_run_transition, do_stage_transition, run_create
+from pipelines.services import do_run_transition, do_stage_transition, run_cancel, run_create
 from pipelines.stage_log import StageLog
 from pipelines.states import IllegalTransition, RunStatus, StageStatus
 from projects.services import ProjectError
@@ -30,13 +30,29 @@ def stage_tasks(callbacks: list[Callable[[], object]]) -> list[Callable[[], obje
     return [
         callback
         for callback in callbacks
-        if inspect.getclosurevars(callback).nonlocals.get("route") in stage_routes
+        if inspect.isfunction(callback)
+        and inspect.getclosurevars(callback).nonlocals.get("route") in stage_routes
     ]
 
 
 def queue_run(test_command: str = "sh test.sh") -> PipelineRun:
     project = make_project(test_command=test_command)
     return run_create(project=project, ref="refs/heads/main", commit_sha=SHA, trigger="webhook")
+
+
+def test_a_cancelled_runs_page_hears_its_final_status_once(
+    django_capture_on_commit_callbacks: Callable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A cancel moves the run's stages, then the run; the page needs to hear only the end.
+    run = queue_run()
+    heard: list[str] = []
+    monkeypatch.setattr(
+        "pipelines.services.run_status_publish",
+        lambda run_id: heard.append(PipelineRun.objects.get(pk=run_id).status),
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert run_cancel(run=run, reason="superseded by #2")
+    assert heard == [RunStatus.CANCELLED]
 
 
 def test_runs_are_numbered_per_project() -> None:
