@@ -54,7 +54,10 @@ def run_create(
         raise ValueError(f"ref {ref!r} {problem}")
     if trigger not in Trigger.values:
         raise ValueError(f"unknown trigger {trigger!r}")
-    with transaction.atomic():
+    # No savepoint when called inside a transaction (a webhook acting, a rebuild): a failure
+    # here fails the caller's transaction too, which is what each caller wants, and the
+    # SAVEPOINT and RELEASE are two round trips on every run-starting delivery.
+    with transaction.atomic(savepoint=False):
         # The project row lock serialises run numbering per project. FOR NO KEY UPDATE, not
         # FOR UPDATE: other transactions that insert rows pointing at the project (deliveries,
         # runs) check that key at commit and must not wait on, or deadlock with, this one.
@@ -76,13 +79,14 @@ def run_create(
         _run_event_record_and_report(
             run, from_status="", to_status=RunStatus.QUEUED, reason=trigger
         )
-        Stage.objects.bulk_create(
+        stages = Stage.objects.bulk_create(
             Stage(run=run, name=name, position=position)
             for position, name in enumerate(STAGE_ORDER)
         )
         if kind == RunKind.PULL_REQUEST:
             stage_skip(run=run, name=StageName.PUBLISH, reason="pull request runs publish nothing")
-        stage_enqueue(run, StageName.CHECKOUT)
+        checkout = next(stage for stage in stages if stage.name == StageName.CHECKOUT)
+        stage_enqueue(run, StageName.CHECKOUT, stage=checkout)
     return run
 
 
@@ -156,7 +160,8 @@ def run_cancel(*, run: PipelineRun, reason: str) -> bool:
     The stage that is running notices within a second or two (StageLog.stream asks) and stops
     its container; stages not yet started never start.
     """
-    with transaction.atomic():
+    # No savepoint inside a caller's transaction (a webhook superseding runs): see run_create.
+    with transaction.atomic(savepoint=False):
         locked = (
             PipelineRun.objects.select_related("project")
             .select_for_update(of=("self",))
@@ -489,9 +494,11 @@ def commit_status_enqueue(*, run_id: int, event_id: int) -> None:
     dispatch.queue_commit_status_report(run_id=run_id, event_id=event_id, task_id=task_id)
 
 
-def stage_enqueue(run: PipelineRun, stage_name: str, *, send: bool = True) -> str:
+def stage_enqueue(
+    run: PipelineRun, stage_name: str, *, send: bool = True, stage: Stage | None = None
+) -> str:
     """Send the stage's task once the transaction commits, noting its id and when it went;
-    returns the id.
+    returns the id. `stage`: the stage's row when the caller has it (not read again).
 
     The id lets the reaper ask the broker whether the message is still there (a Redis
     restart loses it) and tell a stale delivery from the one that owns the stage. `send`
@@ -504,4 +511,6 @@ def stage_enqueue(run: PipelineRun, stage_name: str, *, send: bool = True) -> st
         if send:
             dispatch.queue_stage(stage_name=stage_name, run_id=run_id, task_id=task_id)
 
-    return job_enqueue(Stage.objects.get(run_id=run_id, name=stage_name), send=queue)
+    if stage is None or stage.pk is None:
+        stage = Stage.objects.get(run_id=run_id, name=stage_name)
+    return job_enqueue(stage, send=queue)
