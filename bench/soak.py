@@ -1,7 +1,7 @@
 """A bounded soak: webhooks, builds and deploys together on loopback, memory watched.
 
-Against the Dockyard `make up` runs (uvicorn's processes and one Celery worker with its prefork
-children), for SECONDS after a warm-up, all at once:
+Against the Dockyard `make up` runs (gunicorn and the uvicorn processes it forks, one Celery
+worker with its prefork children), for SECONDS after a warm-up, all at once:
 
   pushes:     an app (busybox httpd FROM scratch, staging auto-deploys main) gets a new commit
               every PUSH_EVERY seconds, pushed as a signed GitHub webhook; each must build,
@@ -692,7 +692,7 @@ def print_memory(counted: str, samples: list[Sample]) -> None:
     print(f"memory, MB ({counted}):")
     print(f"{'':34}{'start':>8}{'end':>8}{'growth':>9}{'peak':>8}")
     rows: tuple[tuple[str, Callable[[Sample], float]], ...] = (
-        ("web (uvicorn, all processes)", lambda sample: sample.web_mb),
+        ("web (gunicorn + uvicorn processes)", lambda sample: sample.web_mb),
         ("worker (main + pool children)", lambda sample: sample.worker_mb),
         ("web + worker", lambda sample: sample.total_mb),
         ("web + worker, Pss summed", lambda sample: sample.pss_mb),

@@ -144,11 +144,22 @@ def main() -> None:
     )
     print("(the worker took no builds during the load; the queued runs are built afterwards)")
     print(f"{'':26}{'sent/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}  statuses")
-    for label, (latencies, statuses, elapsed) in results:
+    for label, (latencies, statuses, elapsed, starting_runs) in results:
         print(
             f"{label:26}{len(latencies) / elapsed:8.0f}{percentile(latencies, 50):9.1f}"
             f"{percentile(latencies, 99):9.1f}{max(latencies):9.1f}  {dict(statuses)}"
         )
+        if starting_runs:
+            # One in RUN_EVERY: more than the 1 in 100 a p99 looks at, so the p99 is theirs.
+            others = sorted(latencies)
+            for latency in starting_runs:
+                others.remove(latency)
+            kinds = ((f"  run-making (1 in {RUN_EVERY})", starting_runs), ("  the rest", others))
+            for kind, values in kinds:
+                print(
+                    f"{kind:26}{'':8}{percentile(values, 50):9.1f}"
+                    f"{percentile(values, 99):9.1f}{max(values):9.1f}  {len(values)} answers"
+                )
     print("targets: webhook p99 < 50 ms at 200/s paced; >= 500/s with p99 < 50 ms over 8 conn")
 
     stored = Delivery.objects.filter(project=project)
@@ -173,7 +184,8 @@ def main() -> None:
     print("nothing lost, nothing doubled")
 
 
-LoadResult = tuple[list[float], Counter[int], float]
+# (latency ms of each answer, statuses, seconds in all, latency ms of each run-making one)
+LoadResult = tuple[list[float], Counter[int], float, list[float]]
 
 
 def run_load(
@@ -193,6 +205,7 @@ async def _load(
     planned: list[tuple[str, bytes, dict[str, str]]], method: str, closed_loop: int
 ) -> LoadResult:
     latencies: list[float] = []
+    run_making: list[float] = []
     statuses: Counter[int] = Counter()
     host, port = urlsplit(SERVER).hostname, urlsplit(SERVER).port or 80
     idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
@@ -220,7 +233,10 @@ async def _load(
             if line.lower().startswith(b"content-length:")
         )
         await reader.readexactly(length)
-        latencies.append((loop.time() - sent) * 1000)
+        latency = (loop.time() - sent) * 1000
+        latencies.append(latency)
+        if headers.get("X-GitHub-Event") == "push" and b"[skip ci]" not in body:
+            run_making.append(latency)
         statuses[int(status_line.split()[1])] += 1
         idle.put_nowait((reader, writer))
 
@@ -229,7 +245,7 @@ async def _load(
     while not idle.empty():
         _, writer = idle.get_nowait()
         writer.close()
-    return latencies, statuses, elapsed
+    return latencies, statuses, elapsed, run_making
 
 
 def percentile(values: list[float], pct: float) -> float:
