@@ -40,8 +40,7 @@ def test_each_web_process_keeps_most_of_its_memory_shared_with_the_others(
     assert web.web is not None
     parent = web.web.popen.pid
     children = [
-        int(pid)
-        for pid in Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+        int(pid) for pid in Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
     ]
     assert len(children) >= 2  # scripts/web.sh starts two by default
     for pid in children:
