@@ -1,6 +1,7 @@
 """The web server's processes share what Dockyard loaded: scripts/web.sh forks them from one
 process that imported every view and compiled every template (config/asgi.py), so each holds
-little of its own. Started fresh, each held about 90 MB of its own."""
+little of its own. When uvicorn started each process fresh, nearly all of a process's memory
+was its own (92 of 119 MB after bench/soak.py's rough day)."""
 
 from collections.abc import Iterator
 from pathlib import Path
