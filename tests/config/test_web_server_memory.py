@@ -3,6 +3,7 @@ process that imported every view and compiled every template (config/asgi.py), s
 little of its own. When uvicorn started each process fresh, nearly all of a process's memory
 was its own (92 of 119 MB after bench/soak.py's rough day)."""
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,17 +34,22 @@ def kilobytes(pid: int, *fields: str) -> int:
     return total
 
 
+def child_pids(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
 def test_each_web_process_keeps_most_of_its_memory_shared_with_the_others(
     web: FaultStack,
 ) -> None:
-    for path in ("/healthz", "/login/", "/api/schema/"):
-        requests.get(f"{web.url}{path}", timeout=10)
+    for path in ("/healthz", "/accounts/login/", "/api/v1/schema/"):
+        assert requests.get(f"{web.url}{path}", timeout=30).ok, path
     assert web.web is not None
     parent = web.web.popen.pid
-    children = [
-        int(pid) for pid in Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
-    ]
-    assert len(children) >= 2  # scripts/web.sh starts two by default
+    # The server answers once its first process is up; gunicorn forks the next a moment later.
+    deadline = time.monotonic() + 30
+    while len(children := child_pids(parent)) < 2:  # scripts/web.sh starts two by default
+        assert time.monotonic() < deadline, f"web processes: {children}; see {web.web.log}"
+        time.sleep(0.1)
     for pid in children:
         rss = kilobytes(pid, "Rss")
         private = kilobytes(pid, "Private_Clean", "Private_Dirty")
