@@ -205,7 +205,7 @@ async def _load(
     planned: list[tuple[str, bytes, dict[str, str]]], method: str, closed_loop: int
 ) -> LoadResult:
     latencies: list[float] = []
-    run_making: list[float] = []
+    starting_runs: list[float] = []
     statuses: Counter[int] = Counter()
     host, port = urlsplit(SERVER).hostname, urlsplit(SERVER).port or 80
     idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
@@ -236,7 +236,7 @@ async def _load(
         latency = (loop.time() - sent) * 1000
         latencies.append(latency)
         if headers.get("X-GitHub-Event") == "push" and b"[skip ci]" not in body:
-            run_making.append(latency)
+            starting_runs.append(latency)
         statuses[int(status_line.split()[1])] += 1
         idle.put_nowait((reader, writer))
 
@@ -245,7 +245,7 @@ async def _load(
     while not idle.empty():
         _, writer = idle.get_nowait()
         writer.close()
-    return latencies, statuses, elapsed, run_making
+    return latencies, statuses, elapsed, starting_runs
 
 
 def percentile(values: list[float], pct: float) -> float:

@@ -511,6 +511,4 @@ def stage_enqueue(
         if send:
             dispatch.queue_stage(stage_name=stage_name, run_id=run_id, task_id=task_id)
 
-    if stage is None or stage.pk is None:
-        stage = Stage.objects.get(run_id=run_id, name=stage_name)
-    return job_enqueue(stage, send=queue)
+    return job_enqueue(stage or Stage.objects.get(run_id=run_id, name=stage_name), send=queue)
