@@ -28,12 +28,15 @@ TOO_LARGE = "body too large: the limit is 25 MB"
 # A forge's delivery has a few hundred bytes of headers; the web server lets through up to
 # what it reads at once (h11's limit is on a head still arriving).
 HEADERS_LIMIT = 16 * 1024
+# A body at least this large is not left behind in the database client (see below).
+KEPT_BY_THE_CLIENT_BYTES = 2**20
 
 
 def webhook_answer(
     *, reader: ForgeReader, headers: Mapping[str, str], body: bytes, content_type: str
 ) -> tuple[int, dict[str, object]]:
-    """(HTTP status, JSON answer) for one delivery."""
+    """(HTTP status, JSON answer) for one delivery. The database connection that stored a
+    large body is closed afterwards, out of the web process's pool too."""
     try:
         outcome = delivery_receive(
             reader=reader, headers=headers, body=body, content_type=content_type
@@ -43,10 +46,26 @@ def webhook_answer(
             "%s webhook refused (%d): %s", reader.forge, rejection.status, rejection.message
         )
         return rejection.status, {"error": rejection.message}
+    finally:
+        if len(body) >= KEPT_BY_THE_CLIENT_BYTES:
+            _connection_close_dropping_what_it_sent(len(body))
     answer: dict[str, object] = {"message": outcome.message}
     if outcome.run is not None:
         answer["run"] = settings.PUBLIC_URL + reverse("run-detail", args=[outcome.run.pk])
     return outcome.status, answer
+
+
+def _connection_close_dropping_what_it_sent(body_bytes: int) -> None:
+    # The database client keeps what the delivery sent for as long as the connection lives:
+    # libpq its output buffer, grown to the largest message and never shrunk; SQLite the
+    # statement with the body still bound to it. A pooled connection lives for an hour, so a
+    # 25 MB body stayed in the web process as long. Closed here, the pool replaces it (and
+    # says it discarded a closed connection).
+    if connection.in_atomic_block or connection.connection is None:
+        return  # the caller's transaction goes on; it ends that connection's use
+    logger.info("closing the database connection that stored a %d-byte webhook body", body_bytes)
+    connection.connection.close()
+    connection.close()
 
 
 async def webhook_asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
