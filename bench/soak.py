@@ -1,7 +1,7 @@
 """A bounded soak: webhooks, builds and deploys together on loopback, memory watched.
 
 Against the Dockyard `make up` runs (gunicorn and the uvicorn processes it forks, one Celery
-worker with its prefork children), for SECONDS after a warm-up, all at once:
+worker running its tasks on two threads), for SECONDS after a warm-up, all at once:
 
   pushes:     an app (busybox httpd FROM scratch, staging auto-deploys main) gets a new commit
               every PUSH_EVERY seconds, pushed as a signed GitHub webhook; each must build,
@@ -15,15 +15,15 @@ worker with its prefork children), for SECONDS after a warm-up, all at once:
               answer but a 200, or no answer, is a failed request.
 
 Memory is what the web process and the worker hold in RAM: the worker is its main process and
-every descendant running the same interpreter (the prefork children; git's short-lived
-subprocesses are not the worker's own memory). The targets count resident pages once: the
-physical frames every process maps (/proc/<pid>/pagemap, which needs root), united, so a page
-the prefork children share with the main process since the fork, or a library both web and
-worker map, counts once. RSS summed counts such a page once per process, so it overstates;
-Pss (smaps_rollup) splits it between every process that maps it, this bench's own Python
-included, so it drops while the bench runs and moves with whatever else runs. Both are shown
-beside it, and per process RSS, Pss and private memory (USS), to see which process grows.
-Sampled at the end of the warm-up ("start": one full push -> deploy done, every load
+every descendant running the same interpreter (a forking pool's processes, with `--pool
+processes`; git's short-lived subprocesses are not the worker's own memory). The targets count
+resident pages once: the physical frames every process maps (/proc/<pid>/pagemap, which needs
+root), united, so a page the forked web processes share with gunicorn since the fork, or a
+library both web and worker map, counts once. RSS summed counts such a page once per process,
+so it overstates; Pss (smaps_rollup) splits it between every process that maps it, this bench's
+own Python included, so it drops while the bench runs and moves with whatever else runs. Both
+are shown beside it, and per process RSS, Pss and private memory (USS), to see which process
+grows. Sampled at the end of the warm-up ("start": one full push -> deploy done, every load
 running), every SAMPLE_EVERY seconds, and at the end (the last cycle done, loads running).
 
 At the end it checks nothing was lost: every delivery answered 2xx is stored exactly once and

@@ -9,6 +9,10 @@ from kombu import Queue
 from infrastructure.dispatch import QUEUES, celery_task_routes
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# Celery's Django fixup runs every system check as a worker starts, and the URL checks import
+# every view: the REST framework, the OpenAPI schema generator and django.test with it, 22 MB
+# a worker never uses. `manage.py migrate` runs the checks where Dockyard is installed.
+os.environ.setdefault("CELERY_SKIP_CHECKS", "true")
 
 app = Celery("dockyard")
 app.config_from_object("django.conf:settings", namespace="CELERY")

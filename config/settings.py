@@ -259,7 +259,14 @@ CELERY_TASK_DEFAULT_QUEUE = "builds"
 # while the first still runs it: keep it well above the longest stage.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 6 * 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# GitPython and long builds leak a little per task; recycle worker processes.
+# A worker runs its tasks on threads of one process: a stage mostly waits on the engine, git
+# or the registry, and each forked pool process held its own copy of what the main one had
+# loaded as soon as it ran a task (30-45 MB each, bench/soak.py). One interpreter also carries
+# the housekeeping and app-log relay threads it already ran. `--pool processes` still gives a
+# forking pool (Celery takes an explicit `--pool prefork` for its default, and so for this).
+CELERY_WORKER_POOL = "threads"
+# Only a forking pool replaces its processes: after this many tasks each, should GitPython or
+# a long build have leaked.
 CELERY_WORKER_MAX_TASKS_PER_CHILD = 50
 
 # The Docker engine that builds and tests, and the registry that receives the images.

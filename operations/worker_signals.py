@@ -24,10 +24,11 @@ _relay: list["AppLogRelay"] = []
 
 @worker_init.connect
 def _on_worker_init(**kwargs: Any) -> None:
-    # The pool's processes are forked from this one and share its pages until they write to
-    # them; a full garbage collection writes to every object it tracks, so each child ended
-    # up with its own copy (about 40 MB each, bench/soak.py). Frozen objects are never
-    # visited. Freezing again before every fork covers children replaced later.
+    # What was loaded at start lives as long as the worker: frozen, no collection walks it
+    # again. A forking pool (--pool processes) shares those pages with its processes until
+    # they write to them, and a full collection writes to every object it tracks (each child
+    # had its own copy, about 40 MB, bench/soak.py); freezing again before every fork covers
+    # children replaced later.
     gc.collect()
     gc.freeze()
     os.register_at_fork(before=gc.freeze)

@@ -124,9 +124,9 @@ class Fleet:
             worker.process = subprocess.Popen(
                 [
                     sys.executable,
-                    # A pool process runs the task while the main process still answers
-                    # remote control (Fleet.only); one at a time, as the fleet tests reason.
-                    *("-m", "celery", "-A", "config", "worker", "--pool", "prefork"),
+                    # A pool thread runs the task while the worker still answers remote
+                    # control (Fleet.only); one at a time, as the fleet tests reason.
+                    *("-m", "celery", "-A", "config", "worker"),
                     "--concurrency=1",
                     *("--hostname", worker.hostname, "--without-gossip", "--without-mingle"),
                     *("--loglevel", "INFO"),

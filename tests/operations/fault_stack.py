@@ -204,7 +204,7 @@ class FaultStack:
     # Workers -------------------------------------------------------------------------------
 
     def start_worker(self) -> Process:
-        """A worker as `make up` runs one (prefork, two processes), ready for tasks."""
+        """A worker as `make up` runs one (two pool threads), ready for tasks."""
         name = f"fault-{uuid.uuid4().hex[:8]}@localhost"
         log = self.folder / f"worker-{name.split('@')[0]}.log"
         worker = Process(
@@ -212,7 +212,7 @@ class FaultStack:
             [
                 sys.executable,
                 *("-m", "celery", "-A", "config", "worker"),
-                *("--pool", "prefork", "--concurrency", "2"),
+                *("--concurrency", "2"),
                 *("--hostname", name),
                 *("--without-gossip", "--without-mingle", "--loglevel", "INFO"),
             ],
