@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from celery.signals import celeryd_after_setup, worker_init, worker_ready, worker_shutting_down
 from django.conf import settings
 from django.db import connection
+from django.urls import clear_url_caches
 
 from infrastructure.dispatch import queues_of_roles
 from infrastructure.heartbeats import worker_node_name_set
@@ -20,10 +21,17 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 _housekeeper: list[Housekeeper] = []
 _relay: list["AppLogRelay"] = []
+# The URLconf of a worker: the pages' own, which config.urls mounts at the root.
+WORKER_URLCONF = "web.urls"
 
 
 @worker_init.connect
 def _on_worker_init(**kwargs: Any) -> None:
+    # A worker links to pages (commit statuses, chat notifications) and serves none. On its
+    # first link config.urls would import every view, the API's, the admin's and the schema
+    # generator with them (17 MB); the pages' URLconf alone gives the same paths.
+    settings.ROOT_URLCONF = WORKER_URLCONF
+    clear_url_caches()
     # What was loaded at start lives as long as the worker: frozen, no collection walks it
     # again. A forking pool (--pool processes) shares those pages with its processes until
     # they write to them, and a full collection writes to every object it tracks (each child

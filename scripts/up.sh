@@ -66,8 +66,7 @@ wait_for() {  # wait_for NAME SECONDS COMMAND...
 
 start web scripts/web.sh 127.0.0.1 "$PORT"
 # Every queue (infrastructure.dispatch.QUEUES): this one worker builds, deploys and notifies.
-start worker "$venv/celery" -A config worker --concurrency 2 \
-  --hostname "dockyard@%h" --loglevel INFO
+start worker scripts/worker.sh --concurrency 2 --hostname "dockyard@%h" --loglevel INFO
 
 wait_for web 30 curl -sf "http://127.0.0.1:$PORT/healthz"
 wait_for worker 60 "$venv/celery" -A config inspect ping --timeout 1 --destination "dockyard@$(hostname)"

@@ -1,6 +1,7 @@
-"""A worker loads its tasks and what they use, not the web's pages and API: Celery's start-up
-system checks would import every view (the REST framework, the OpenAPI schema generator,
-django.test), 22 MB a worker never uses (config/celery.py turns them off)."""
+"""A worker loads its tasks and what they use, not the web's API: Celery's start-up
+system checks (config/celery.py turns them off) and its first link to a page (its URLconf is
+the pages' own, operations/worker_signals.py) would import every view, the API's with the OpenAPI
+schema generator and django.test, about 20 MB a worker never uses."""
 
 import json
 import os
@@ -8,20 +9,30 @@ import subprocess
 import sys
 from pathlib import Path
 
+from django.urls import URLResolver, get_resolver, reverse
+
+import web.urls
+from operations.worker_signals import WORKER_URLCONF
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 
-# What `celery -A config worker` loads before it takes its first task.
-LOADED_AS_A_WORKER_STARTS = """
+# What `celery -A config worker` loads before its first task, and what a notification's link
+# loads then.
+LOADED_BY_A_WORKER_THAT_LINKED_TO_A_RUN = """
 import json, sys
+from celery.signals import worker_init
 from config.celery import app
 app.loader.init_worker()
-print(json.dumps(sorted(sys.modules)))
+worker_init.send(sender=None)
+from django.urls import reverse
+link = reverse("run-detail", args=[7])
+print(json.dumps({"link": link, "modules": sorted(sys.modules)}))
 """
 
 
-def test_a_started_worker_has_its_tasks_and_none_of_the_web_views_or_api() -> None:
+def test_a_worker_that_linked_to_a_run_has_its_tasks_and_none_of_the_api() -> None:
     answer = subprocess.run(
-        [sys.executable, "-c", LOADED_AS_A_WORKER_STARTS],
+        [sys.executable, "-c", LOADED_BY_A_WORKER_THAT_LINKED_TO_A_RUN],
         cwd=ROOT,
         env={key: value for key, value in os.environ.items() if key != "CELERY_SKIP_CHECKS"},
         capture_output=True,
@@ -29,6 +40,23 @@ def test_a_started_worker_has_its_tasks_and_none_of_the_web_views_or_api() -> No
         check=True,
         timeout=120,
     )
-    loaded = set(json.loads(answer.stdout.strip().splitlines()[-1]))
-    assert {"pipelines.tasks", "releases.tasks", "webhooks.tasks", "docker"} <= loaded
-    assert {"api.views", "web.runs", "drf_spectacular.openapi", "django.test"} & loaded == set()
+    loaded = json.loads(answer.stdout.strip().splitlines()[-1])
+    modules = set(loaded["modules"])
+    assert loaded["link"] == "/runs/7/"
+    assert {"pipelines.tasks", "releases.tasks", "webhooks.tasks", "docker"} <= modules
+    assert {"api.urls", "api.views", "drf_spectacular.openapi", "django.test"} & modules == set()
+
+
+def test_the_worker_links_to_pages_at_the_paths_the_web_serves_them_on() -> None:
+    mounted = [
+        str(pattern.pattern)
+        for pattern in get_resolver("config.urls").url_patterns
+        if isinstance(pattern, URLResolver) and pattern.urlconf_module is web.urls
+    ]
+    assert mounted == [""]
+    for name, args in [
+        ("run-detail", [7]),
+        ("run", ["shop", 3]),
+        ("environment-detail", ["shop", "staging"]),
+    ]:
+        assert reverse(name, args=args, urlconf=WORKER_URLCONF) == reverse(name, args=args)
