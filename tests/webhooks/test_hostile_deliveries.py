@@ -2,8 +2,11 @@
 clear status, nothing is stored for it, and the server goes on serving honest ones."""
 
 import json
+import socket
+import time
 import uuid
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -91,3 +94,30 @@ def test_hostile_deliveries_are_refused_and_the_server_keeps_serving(web_server:
     )
     assert honest.status_code == 202, honest.text
     assert Delivery.objects.filter(project=project, run__isnull=False).count() == 1
+
+
+def test_a_request_head_that_keeps_coming_is_cut_off_after_16_kb(web_server: str) -> None:
+    # A header line that never ends, arriving a piece at a time as a slow client sends it:
+    # the server must not hold it all waiting for its end.
+    address = urlsplit(web_server)
+    client = socket.create_connection((address.hostname, address.port), timeout=30)
+    sent = 0
+    with client:
+        try:
+            client.sendall(b"POST /webhooks/github/ HTTP/1.1\r\nHost: dockyard\r\nX-Padding: ")
+            while sent < 2**20:
+                client.sendall(b"x" * 4096)
+                sent += 4096
+                time.sleep(0.005)  # separate reads on the server's side
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        answer = b""
+        try:
+            while chunk := client.recv(4096):
+                answer += chunk
+        except ConnectionResetError:
+            pass
+    assert sent < 2**20, "the server read a megabyte of one header line"
+    # Refused, or hung up on (the refusal can be lost when the client is still sending).
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert requests.get(f"{web_server}/healthz", timeout=5).json()["status"] == "ok"
