@@ -3,13 +3,7 @@
 below a block still in use stayed resident (15-20 MB a process after bench/soak.py's rough
 day)."""
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent.parent
+from tests.fresh_interpreter import printed_json
 
 # 40 MB of 2 kB buffers (each from glibc's heap, not Python's small-object allocator), all but
 # one in fifty freed: the kept ones pin the heap, so nothing goes back until it is trimmed.
@@ -32,15 +26,6 @@ print(json.dumps({"trimmed": trimmed, "before": before, "after": private_kb()}))
 
 
 def test_trimming_the_heap_gives_the_freed_buffers_back_to_the_system() -> None:
-    answer = subprocess.run(
-        [sys.executable, "-c", FRAGMENTED_THEN_TRIMMED],
-        cwd=ROOT,
-        env=os.environ,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    memory = json.loads(answer.stdout.strip().splitlines()[-1])
+    memory = printed_json(FRAGMENTED_THEN_TRIMMED)
     assert memory["trimmed"] is True
     assert memory["before"] - memory["after"] > 30 * 1024, memory

@@ -3,18 +3,13 @@ system checks (config/celery.py turns them off) and its first link to a page (it
 the pages' own, operations/worker_signals.py) would import every view, the API's with the OpenAPI
 schema generator and django.test, about 20 MB a worker never uses."""
 
-import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 from django.urls import URLResolver, get_resolver, reverse
 
 import web.urls
 from operations.worker_signals import WORKER_URLCONF
-
-ROOT = Path(__file__).resolve().parent.parent.parent
+from tests.fresh_interpreter import printed_json
 
 # What `celery -A config worker` loads before its first task, and what a notification's link
 # loads then.
@@ -31,16 +26,10 @@ print(json.dumps({"link": link, "modules": sorted(sys.modules)}))
 
 
 def test_a_worker_that_linked_to_a_run_has_its_tasks_and_none_of_the_api() -> None:
-    answer = subprocess.run(
-        [sys.executable, "-c", LOADED_BY_A_WORKER_THAT_LINKED_TO_A_RUN],
-        cwd=ROOT,
+    loaded = printed_json(
+        LOADED_BY_A_WORKER_THAT_LINKED_TO_A_RUN,
         env={key: value for key, value in os.environ.items() if key != "CELERY_SKIP_CHECKS"},
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
     )
-    loaded = json.loads(answer.stdout.strip().splitlines()[-1])
     modules = set(loaded["modules"])
     assert loaded["link"] == "/runs/7/"
     assert {"pipelines.tasks", "releases.tasks", "webhooks.tasks", "docker"} <= modules
