@@ -6,6 +6,7 @@ import os
 from celery import Celery
 from kombu import Queue
 
+from infrastructure.celery_wakeup import HubWokenByPoolThreads
 from infrastructure.dispatch import QUEUES, celery_task_routes
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -20,3 +21,5 @@ app.conf.task_routes = celery_task_routes()
 # A worker started without --queues consumes every queue.
 app.conf.task_queues = [Queue(name) for name in QUEUES]
 app.autodiscover_tasks()
+# A pool thread's acknowledgement wakes the worker's event loop (infrastructure/celery_wakeup.py).
+app.steps["consumer"].add(HubWokenByPoolThreads)

@@ -4,8 +4,6 @@ worker also answers the web processes' app log requests."""
 import gc
 import logging
 import os
-import threading
-from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from celery.signals import celeryd_after_setup, worker_init, worker_ready, worker_shutting_down
@@ -60,9 +58,6 @@ def _on_worker_setup(sender: str, instance: Any, **kwargs: Any) -> None:
 
 @worker_ready.connect
 def _on_worker_ready(**kwargs: Any) -> None:
-    hub = getattr(kwargs.get("sender"), "hub", None)
-    if hub is not None:
-        hub_woken_by_other_threads(hub)
     if "deploy" in settings.DOCKYARD_WORKER_ROLES and not _relay:
         # Not housekeeping: the web processes read app logs through it (it holds the
         # engines' credentials), whether or not this worker keeps house.
@@ -88,37 +83,6 @@ def _on_worker_ready(**kwargs: Any) -> None:
     if not _housekeeper:
         _housekeeper.append(Housekeeper())
         _housekeeper[0].start()
-
-
-def hub_woken_by_other_threads(hub: Any) -> None:
-    """Make what another thread hands to the worker's event loop (`hub.call_soon`) wake it.
-
-    A pool thread that finished a task hands its acknowledgement to the loop, and only then
-    does the worker take its next task (one reserved per thread, acknowledged late). The
-    loop ran it when it next woke, up to a second later (celery/celery#6941): a run waited
-    a second or two for its worker after the one before it. A byte on a pipe the loop
-    watches wakes it at once.
-    """
-    wake_read, wake_write = os.pipe()
-    os.set_blocking(wake_read, False)
-    os.set_blocking(wake_write, False)
-
-    def drained() -> None:
-        with suppress(BlockingIOError):
-            os.read(wake_read, 4096)
-
-    hub.add_reader(wake_read, drained)
-    loop_thread = threading.get_ident()
-    handed_to_loop = hub.call_soon
-
-    def call_soon(callback: Any, *args: Any) -> Any:
-        ready = handed_to_loop(callback, *args)
-        if threading.get_ident() != loop_thread:
-            with suppress(BlockingIOError):  # full: a wake-up is already on its way
-                os.write(wake_write, b"\0")
-        return ready
-
-    hub.call_soon = call_soon
 
 
 @worker_shutting_down.connect
