@@ -9,23 +9,24 @@ the one before it. A byte on a pipe the loop watches wakes it at once.
 
 import os
 import threading
+import weakref
 from contextlib import suppress
 from typing import Any
 
 from celery import bootsteps
 
 # Per event loop: the pipe a handing thread writes to and the loop reads from.
-_pipes: dict[int, tuple[int, int]] = {}
+_pipes: "weakref.WeakKeyDictionary[Any, tuple[int, int]]" = weakref.WeakKeyDictionary()
 
 
 def hub_woken_by_other_threads(hub: Any) -> None:
     """Make what another thread hands to `hub` wake it. Called again once the hub was reset
     (its broker connection lost and made again), it watches the same pipe again."""
-    if id(hub) not in _pipes:
+    if hub not in _pipes:
         wake_read, wake_write = os.pipe()
         os.set_blocking(wake_read, False)
         os.set_blocking(wake_write, False)
-        _pipes[id(hub)] = (wake_read, wake_write)
+        _pipes[hub] = (wake_read, wake_write)
         loop_thread = threading.get_ident()
         handed_to_loop = hub.call_soon
 
@@ -37,7 +38,7 @@ def hub_woken_by_other_threads(hub: Any) -> None:
             return ready
 
         hub.call_soon = call_soon
-    wake_read = _pipes[id(hub)][0]
+    wake_read = _pipes[hub][0]
     hub.add_reader(wake_read, _drained, wake_read)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.factories import github_headers, github_push_body, make_project
+from tests.factories import github_push_body, make_project
 from tests.operations.fault_stack import FaultStack
 from webhooks.models import Delivery
 
@@ -74,17 +74,7 @@ def test_a_web_process_does_not_keep_large_webhook_bodies_after_their_requests(
     def deliver(padding: int) -> None:
         payload = json.loads(github_push_body(clone_url=project.repository_url, sha="a" * 40))
         payload.update(ref="refs/heads/elsewhere", padding="x" * padding)
-        body = json.dumps(payload).encode()
-        answer = requests.post(
-            f"{web.url}/webhooks/github/",
-            data=body,
-            headers={
-                "Content-Type": "application/json",
-                **github_headers(secret=project.webhook_secret, body=body),
-            },
-            timeout=60,
-        )
-        assert answer.status_code == 202, answer.text
+        web.deliver(project, json.dumps(payload).encode())
 
     for _ in range(3):  # what every delivery loads and keeps, before counting
         deliver(0)

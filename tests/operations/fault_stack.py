@@ -231,7 +231,13 @@ class FaultStack:
 
     def push(self, project: Project, sha: str) -> PipelineRun:
         """A signed GitHub push over HTTP to this stack's web process."""
-        body = github_push_body(clone_url=project.repository_url, sha=sha)
+        self.deliver(project, github_push_body(clone_url=project.repository_url, sha=sha))
+        run = PipelineRun.objects.get(project=project, commit_sha=sha)
+        self.pushed_run_ids.append(run.pk)
+        return run
+
+    def deliver(self, project: Project, body: bytes) -> None:
+        """`body` as a signed GitHub push delivery to this stack's web process, accepted."""
         answer = requests.post(
             f"{self.url}/webhooks/github/",
             data=body,
@@ -239,12 +245,9 @@ class FaultStack:
                 "Content-Type": "application/json",
                 **github_headers(secret=project.webhook_secret, body=body),
             },
-            timeout=30,
+            timeout=60,
         )
         assert answer.status_code == 202, answer.text
-        run = PipelineRun.objects.get(project=project, commit_sha=sha)
-        self.pushed_run_ids.append(run.pk)
-        return run
 
     def close(self) -> None:
         for process in [*self.workers, self.web, self.registry_process, self.redis]:
