@@ -183,7 +183,9 @@ def dockyard_run(project_secret: str, repo: Path, sha: str) -> tuple[float, Pipe
     run_id = signed_push(server=SERVER, secret=project_secret, repo=repo, sha=sha)
     run = PipelineRun.objects.get(pk=run_id)
     while run.status not in RUN_FINAL_STATES:
-        time.sleep(0.02)
+        # A look every 5 ms: polling adds half its interval to Dockyard's side on average
+        # (the raw CLI's end is seen at once), 10 ms a run at 20 ms.
+        time.sleep(0.005)
         run.refresh_from_db()
     elapsed = time.perf_counter() - started
     if run.status != "succeeded":

@@ -18,7 +18,6 @@ from infrastructure.durable_jobs import Take, job_heartbeat, job_out_of_attempts
 from pipelines.models import PipelineRun, Stage
 from pipelines.selectors import run_is_cancelled
 from pipelines.services import (
-    HandedOver,
     do_run_transition,
     do_stage_transition,
     run_advance,
@@ -72,35 +71,28 @@ def stages_execute(
     the one before succeeds: the run's images stay on this engine, and no stage waits for a
     round trip through the broker. Without `carry_on` each next stage goes to the broker, for
     whichever worker is free."""
-    handed: HandedOver | None = HandedOver(stage_name=stage_name, task_id=task_id)
-    while handed is not None:
-        handed = stage_execute(
-            run_id=run_id,
-            stage_name=handed.stage_name,
-            task_id=handed.task_id,
-            body=bodies[handed.stage_name],
-            tools=tools,
-            carry_on=carry_on,
+    claim = _stage_claim(run_id=run_id, stage_name=stage_name, task_id=task_id)
+    while claim is not None:
+        claim = _claimed_stage_execute(
+            claim, body=bodies[claim.stage.name], tools=tools, carry_on=carry_on
         )
 
 
 def stage_execute(
-    *,
-    run_id: int,
-    stage_name: str,
-    task_id: str,
-    body: StageBody,
-    tools: StageTools,
-    carry_on: bool = False,
-) -> HandedOver | None:
-    """Execute one stage of a run exactly once, however often its task is delivered.
-
-    Returns the next stage when `carry_on` and this one succeeded: enqueued for the caller to
-    execute, not sent to the broker.
-    """
+    *, run_id: int, stage_name: str, task_id: str, body: StageBody, tools: StageTools
+) -> None:
+    """Execute one stage of a run exactly once, however often its task is delivered; the
+    next stage goes to the broker."""
     claim = _stage_claim(run_id=run_id, stage_name=stage_name, task_id=task_id)
-    if claim is None:
-        return None
+    if claim is not None:
+        _claimed_stage_execute(claim, body=body, tools=tools, carry_on=False)
+
+
+def _claimed_stage_execute(
+    claim: _Claim, *, body: StageBody, tools: StageTools, carry_on: bool
+) -> _Claim | None:
+    """Do the claimed stage's work and settle it. Returns the next stage, already claimed
+    for this worker, when `carry_on` and this one succeeded."""
     run, stage = claim.run, claim.stage
     if job_out_of_attempts(stage):
         # Each earlier start lost its worker mid-stage (killed, out of memory, machine gone).
@@ -132,70 +124,87 @@ def stage_execute(
     except Exception as error:
         # An error of ours, not of the user's repository: say so, and never leave the run
         # "running" behind it.
-        logger.exception("stage %s of run %s crashed", stage_name, run_id)
+        logger.exception("stage %s of run %s crashed", stage.name, run.pk)
         failure_reason = f"internal error: {error!r}"
     return _stage_settle(run, stage, log, failure_reason=failure_reason, carry_on=carry_on)
 
 
 def _stage_claim(*, run_id: int, stage_name: str, task_id: str) -> _Claim | None:
     with transaction.atomic():
-        run = (
-            # `of`: lock the run's row only, never the project's it is joined with.
-            PipelineRun.objects.select_for_update(of=("self",))
-            .select_related("project")
-            .filter(pk=run_id)
-            .first()
-        )
+        run = _run_locked(run_id)
         if run is None:
             logger.warning("run %s no longer exists; dropping its %s task", run_id, stage_name)
             return None
-        if run.status in RUN_FINAL_STATES:
-            return None
-        stage = run.stages.select_for_update().get(name=stage_name)
-        if stage.status in (StageStatus.SUCCEEDED, StageStatus.SKIPPED):
-            # A redelivery after the stage ended: its worker may have died before the next
-            # stage was enqueued, so make sure the run moves on.
-            run_advance(run=run)
-            return None
-        if stage.status != StageStatus.PENDING and stage.status != StageStatus.RUNNING:
-            return None
-        if stage.status == StageStatus.RUNNING and stage.task_id != task_id:
-            # Another task owns it (the reaper sent a new one, or this is a stale copy).
-            logger.info("stage %s of run %s is already running; duplicate", stage_name, run_id)
-            return None
-        if job_take(stage, task_id=task_id) == Take.DUPLICATE:
-            logger.info("stage %s of run %s is carried by another worker", stage_name, run_id)
-            return None
-        if stage.status == StageStatus.RUNNING:
-            do_stage_transition(
-                stage=stage,
-                to=StageStatus.PENDING,
-                reason="the worker running this stage was lost; starting it again",
-            )
-        if run.status == RunStatus.QUEUED:
-            do_run_transition(run=run, to=RunStatus.RUNNING)
-        do_stage_transition(stage=stage, to=StageStatus.RUNNING, task_id=task_id)
-        return _Claim(run=run, stage=stage)
+        return _stage_claim_locked(run, stage_name=stage_name, task_id=task_id)
+
+
+def _run_locked(run_id: int) -> PipelineRun | None:
+    # `of`: lock the run's row only, never the project's it is joined with.
+    return (
+        PipelineRun.objects.select_for_update(of=("self",))
+        .select_related("project")
+        .filter(pk=run_id)
+        .first()
+    )
+
+
+def _stage_claim_locked(run: PipelineRun, *, stage_name: str, task_id: str) -> _Claim | None:
+    """Claim the run's stage for the delivery of `task_id`; call holding the run's row lock."""
+    if run.status in RUN_FINAL_STATES:
+        return None
+    stage = run.stages.select_for_update().get(name=stage_name)
+    if stage.status in (StageStatus.SUCCEEDED, StageStatus.SKIPPED):
+        # A redelivery after the stage ended: its worker may have died before the next
+        # stage was enqueued, so make sure the run moves on.
+        run_advance(run=run)
+        return None
+    if stage.status != StageStatus.PENDING and stage.status != StageStatus.RUNNING:
+        return None
+    if stage.status == StageStatus.RUNNING and stage.task_id != task_id:
+        # Another task owns it (the reaper sent a new one, or this is a stale copy).
+        logger.info("stage %s of run %s is already running; duplicate", stage_name, run.pk)
+        return None
+    if job_take(stage, task_id=task_id) == Take.DUPLICATE:
+        logger.info("stage %s of run %s is carried by another worker", stage_name, run.pk)
+        return None
+    if stage.status == StageStatus.RUNNING:
+        do_stage_transition(
+            stage=stage,
+            to=StageStatus.PENDING,
+            reason="the worker running this stage was lost; starting it again",
+        )
+    if run.status == RunStatus.QUEUED:
+        do_run_transition(run=run, to=RunStatus.RUNNING)
+    do_stage_transition(stage=stage, to=StageStatus.RUNNING, task_id=task_id)
+    return _Claim(run=run, stage=stage)
 
 
 def _stage_settle(
     run: PipelineRun, stage: Stage, log: StageLog, *, failure_reason: str | None, carry_on: bool
-) -> HandedOver | None:
+) -> _Claim | None:
+    """Record the stage's outcome and move the run on. When `carry_on`, the next stage is
+    claimed for this worker in the same transaction: one commit and one status update for
+    the page between two stages, not two of each."""
     if failure_reason is not None:
         log.line(f"{stage.name} failed: {failure_reason}")
     log.close()
     with transaction.atomic():
-        locked_run = PipelineRun.objects.select_for_update().get(pk=run.pk)
+        locked_run = _run_locked(run.pk)
+        if locked_run is None:
+            return None
         locked_stage = Stage.objects.get(pk=stage.pk)
         if locked_stage.status != StageStatus.RUNNING or locked_stage.task_id != stage.task_id:
             # Cancelled or settled by someone else meanwhile, or given to another attempt
             # while this worker was out of touch: theirs is the last word.
             return None
-        if failure_reason is None:
-            do_stage_transition(stage=locked_stage, to=StageStatus.SUCCEEDED)
-            return run_advance(run=locked_run, carry_on=carry_on)
-        run_fail(run=locked_run, stage=locked_stage, reason=failure_reason)
-        return None
+        if failure_reason is not None:
+            run_fail(run=locked_run, stage=locked_stage, reason=failure_reason)
+            return None
+        do_stage_transition(stage=locked_stage, to=StageStatus.SUCCEEDED)
+        handed = run_advance(run=locked_run, carry_on=carry_on)
+        if handed is None:
+            return None
+        return _stage_claim_locked(locked_run, stage_name=handed.stage_name, task_id=handed.task_id)
 
 
 def _lost_attempt_sweep(run: PipelineRun, tools: StageTools) -> None:

@@ -254,6 +254,41 @@ def test_a_worker_carrying_on_runs_every_stage_itself_without_sending_one_to_the
     assert task_ids[0] == first_task and len(set(task_ids)) == 5
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_carrying_on_never_shows_the_run_idle_between_two_stages(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What the run's page hears at each commit: one status per stage handed on, with the next
+    # stage already running (the stage that ended and the one that starts commit together).
+    heard: list[list[str]] = []
+
+    def page_hears(run_id: int) -> None:
+        heard.append(
+            list(
+                PipelineRun.objects.get(pk=run_id)
+                .stages.order_by("position")
+                .values_list("status", flat=True)
+            )
+        )
+
+    monkeypatch.setattr("pipelines.services.run_status_publish", page_hears)
+    # Committed for real, so nothing may reach the broker that a later test's worker takes.
+    monkeypatch.setattr("config.celery.app.send_task", lambda *args, **kwargs: None)
+    run = queue_run()
+    bodies = {name: CountingBody() for name in dispatch.STAGE_ROUTES}
+    stages_execute(
+        run_id=run.pk,
+        stage_name="checkout",
+        task_id=run.stages.get(name="checkout").task_id,
+        bodies=bodies,
+        tools=TOOLS,
+        carry_on=True,
+    )
+    running = [statuses.count(StageStatus.RUNNING) for statuses in heard]
+    assert running == [1, 1, 1, 1, 1, 0]
+    assert heard[-1] == [StageStatus.SUCCEEDED] * 5
+
+
 def test_a_worker_not_carrying_on_sends_the_next_stage_to_the_broker(
     django_capture_on_commit_callbacks: Callable,
 ) -> None:
