@@ -6,6 +6,7 @@ Publishing moves no layer and builds nothing: the registry is told to tag the ca
 build pushed and the tests ran (builds.candidates), so what is published is that digest.
 """
 
+import logging
 from dataclasses import dataclass
 from functools import partial
 
@@ -14,10 +15,12 @@ from builds.errors import BuildFailure
 from builds.image_tags import ref_scoped, render_tags
 from builds.models import RefTag
 from builds.pushing import registry_retrying
-from infrastructure.registry import image_tag
+from infrastructure.registry import RegistryError, blobs_mount, image_tag
 from projects.models import Project
 from projects.services import project_namespace
 from projects.spec import PublishSpec, publish_repository_refusal
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -39,12 +42,9 @@ def image_publish(
 ) -> Published:
     """Tag `candidate` (repository@digest) under the publish tags (commit sha, branch, git
     tag, ...); BuildFailure says why not."""
-    namespace = project_namespace(project.slug)
-    repository = publish.repository or namespace
+    repository = _publish_repository(project, publish)
     # Checked when dockyard.yml was read, and again here: a grant may have been taken back.
-    refusal = publish_repository_refusal(
-        repository, namespace=namespace, grants=project.publish_grants
-    )
+    refusal = _publish_refusal(project, repository)
     if refusal:
         raise BuildFailure(f"publish.repository: {refusal}")
     tags = render_tags(publish.tags, commit_sha=commit_sha, ref=ref, run_number=run_number)
@@ -68,6 +68,33 @@ def image_publish(
     registry_retrying(tag_candidate, log, what=f"{repository}:{','.join(tags)}")
     log.line(f"published {repository}@{digest} as {', '.join(tags)}")
     return Published(repository=repository, digest=digest, tags=tags)
+
+
+def publish_blobs_prepare(*, project: Project, publish: PublishSpec, candidate: str) -> None:
+    """Link the candidate's (repository@digest) blobs into the repository it is to be
+    published in, ahead of the tests' verdict, so that publishing is the tags' manifest puts
+    alone. Tags nothing: an image that fails its tests shows nowhere. Quiet when refused or
+    the registry fails: image_publish checks again and mounts what is missing."""
+    repository = _publish_repository(project, publish)
+    if _publish_refusal(project, repository):
+        return
+    source, _, digest = candidate.partition("@")
+    try:
+        blobs_mount(source_repository=source, digest=digest, repository=repository)
+    except RegistryError as error:
+        logger.info(
+            "could not link %s into %s ahead of publishing: %s", candidate, repository, error
+        )
+
+
+def _publish_repository(project: Project, publish: PublishSpec) -> str:
+    return publish.repository or project_namespace(project.slug)
+
+
+def _publish_refusal(project: Project, repository: str) -> str | None:
+    return publish_repository_refusal(
+        repository, namespace=project_namespace(project.slug), grants=project.publish_grants
+    )
 
 
 def ref_tags_claim(

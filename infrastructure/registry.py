@@ -138,35 +138,85 @@ def manifest_get(repository: str, reference: str) -> Manifest | None:
 
 def image_tag(*, source_repository: str, digest: str, repository: str, tags: Sequence[str]) -> str:
     """Tag the image source_repository@digest as repository:tag for each of `tags`, inside one
-    registry, in one operation: the manifest read once, its blobs mounted once (no data moves)
-    and put under every tag, the mounts and the puts side by side. Returns the digest the
-    registry now gives each tag, which is `digest`: the same bytes."""
+    registry, in one operation: the manifest read once and put under every tag side by side,
+    its blobs mounted (no data moves) when `repository` does not have them yet. Returns the
+    digest the registry now gives each tag, which is `digest`: the same bytes."""
+    source, target = _one_registry(source_repository, repository)
+    manifest = _manifest_of(source_repository, digest)
+    with ThreadPoolExecutor(max_workers=PARALLEL_REQUESTS) as requests_at_once:
+        # The puts go first: blobs_mount has usually linked the blobs already, beside the
+        # tests, and then tagging is these requests alone. A registry that lacks a blob in
+        # `repository` refuses the manifest and stores nothing, so mounting then putting
+        # again is the whole cost of guessing wrong.
+        if _manifests_put(requests_at_once, target, tags, manifest, digest):
+            return digest
+        if source.path == target.path:
+            raise RegistryError(f"{repository}@{digest}: the registry lacks its blobs")
+        _blobs_mounted(requests_at_once, manifest, source, target)
+        if not _manifests_put(requests_at_once, target, tags, manifest, digest):
+            raise RegistryError(
+                f"the registry refused {repository}@{digest} for unknown blobs after mounting "
+                f"them from {source_repository}"
+            )
+    return digest
+
+
+def blobs_mount(*, source_repository: str, digest: str, repository: str) -> None:
+    """Link the blobs of the image source_repository@digest into `repository` (mounts inside
+    one registry: no data moves), so that tagging it there later is its manifest puts alone.
+
+    Blobs no manifest of `repository` refers to show nowhere in it (no tag, nothing to pull),
+    and the registry's garbage collection removes the links of an image never tagged.
+    """
+    source, target = _one_registry(source_repository, repository)
+    manifest = _manifest_of(source_repository, digest)
+    if source.path != target.path:
+        with ThreadPoolExecutor(max_workers=PARALLEL_REQUESTS) as requests_at_once:
+            _blobs_mounted(requests_at_once, manifest, source, target)
+
+
+def _one_registry(source_repository: str, repository: str) -> tuple[ImageName, ImageName]:
     source, target = ImageName.parse(source_repository), ImageName.parse(repository)
     if source.registry != target.registry:
         raise RegistryError(
             f"{repository} is on another registry than {source_repository}; Dockyard tags "
             "images inside its own registry only"
         )
-    manifest = manifest_get(source_repository, digest)
+    return source, target
+
+
+def _manifest_of(repository: str, digest: str) -> Manifest:
+    manifest = manifest_get(repository, digest)
     if manifest is None:
-        raise RegistryError(f"{source_repository}@{digest} is not in the registry")
-    with ThreadPoolExecutor(max_workers=PARALLEL_REQUESTS) as requests_at_once:
-        if source.path != target.path:
-            mounts = [
-                requests_at_once.submit(_blob_mount, target, blob, source)
-                for blob in manifest.blob_digests()
-            ]
-            for mount in mounts:
-                mount.result()
-        puts = [
-            requests_at_once.submit(_manifest_put, target, tag, manifest, digest) for tag in tags
-        ]
-        for put in puts:
-            put.result()
-    return digest
+        raise RegistryError(f"{repository}@{digest} is not in the registry")
+    return manifest
 
 
-def _manifest_put(target: ImageName, tag: str, manifest: Manifest, digest: str) -> None:
+def _blobs_mounted(
+    requests_at_once: ThreadPoolExecutor, manifest: Manifest, source: ImageName, target: ImageName
+) -> None:
+    mounts = [
+        requests_at_once.submit(_blob_mount, target, blob, source)
+        for blob in manifest.blob_digests()
+    ]
+    for mount in mounts:
+        mount.result()
+
+
+def _manifests_put(
+    requests_at_once: ThreadPoolExecutor,
+    target: ImageName,
+    tags: Sequence[str],
+    manifest: Manifest,
+    digest: str,
+) -> bool:
+    """Put the manifest under each tag; False when the registry lacks its blobs in `target`
+    (then it stored none of them: each put is checked against the same blobs)."""
+    puts = [requests_at_once.submit(_manifest_put, target, tag, manifest, digest) for tag in tags]
+    return all([put.result() for put in puts])
+
+
+def _manifest_put(target: ImageName, tag: str, manifest: Manifest, digest: str) -> bool:
     response = _request(
         "PUT",
         target,
@@ -175,12 +225,25 @@ def _manifest_put(target: ImageName, tag: str, manifest: Manifest, digest: str) 
         headers={"Content-Type": manifest.media_type},
         data=manifest.body,
     )
+    if response.status_code == 400 and _names_only_unknown_blobs(response):
+        return False
     _expect(response, 201, target, f"{target.path}:{tag}")
     put_digest = response.headers.get("Docker-Content-Digest", "")
     if put_digest and put_digest != digest:
         raise RegistryError(
             f"the registry stored {target.path}:{tag} as {put_digest}, not {digest}"
         )
+    return True
+
+
+def _names_only_unknown_blobs(response: requests.Response) -> bool:
+    try:
+        errors = response.json().get("errors") or []
+    except (ValueError, AttributeError):
+        return False
+    return bool(errors) and all(
+        isinstance(error, dict) and error.get("code") == "MANIFEST_BLOB_UNKNOWN" for error in errors
+    )
 
 
 def manifest_delete(repository: str, digest: str) -> bool:

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from builds.candidates import candidate_push
 from builds.image_stack import ParentImage, stack_build
 from builds.models import LayerBuild
+from builds.publishing import publish_blobs_prepare
 from infrastructure.docker_engine import ContainerEngine
 from pipelines.execution import StageFailure
 from pipelines.models import PipelineRun, TestStep
@@ -43,8 +44,9 @@ def run_stack_build(
     push_candidates: bool = True,
 ) -> dict[str, LayerBuild]:
     """Build the run's stack on `engine` from its workspace (checked out again if this worker
-    does not have it), on the images of the projects it builds on."""
-    return stack_build(
+    does not have it), on the images of the projects it builds on. With `push_candidates`,
+    the image to publish also has its blobs linked into the publish repository."""
+    layers = stack_build(
         project=run.project,
         run_id=run.pk,
         run_number=run.number,
@@ -55,6 +57,10 @@ def run_stack_build(
         project_parents=_project_parents(spec),
         push_candidates=push_candidates,
     )
+    published = layers.get(spec.publish.image)
+    if push_candidates and published is not None and published.reference:
+        _publish_blobs_prepare(run, spec, published.reference)
+    return layers
 
 
 @contextmanager
@@ -63,6 +69,8 @@ def run_candidates_pushed_beside(
 ) -> Iterator[None]:
     """Push, beside the block, the run's images the build left unpushed for this worker
     (`push_candidates=False`); the block's end waits for the push and records each reference.
+    The image to publish has its blobs linked into the publish repository meanwhile too
+    (publish_blobs_prepare): the publish stage then only puts its tags.
 
     When this engine does not hold them (the worker that built them was lost before they were
     pushed), they are built again here, and pushed, before the block: the images tested are
@@ -95,6 +103,8 @@ def run_candidates_pushed_beside(
                     engine=engine,
                     log=section,
                 )
+            if spec.publish.image in references:
+                _publish_blobs_prepare(run, spec, references[spec.publish.image])
         except BaseException as error:
             failures.append(error)
 
@@ -113,6 +123,12 @@ def run_candidates_pushed_beside(
     for step, image in _steps_by_image(spec).items():
         if image in references:
             TestStep.objects.filter(run=run, name=step, image="").update(image=references[image])
+
+
+def _publish_blobs_prepare(run: PipelineRun, spec: PipelineSpec, candidate: str) -> None:
+    # Pull request runs publish nothing.
+    if run.deployable:
+        publish_blobs_prepare(project=run.project, publish=spec.publish, candidate=candidate)
 
 
 def run_layer_reference(run: PipelineRun, name: str) -> str:

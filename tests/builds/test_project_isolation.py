@@ -12,9 +12,11 @@ import requests
 from django.conf import settings
 
 from builds.models import BaseLayerRecord, CacheSource, LayerBuild
+from builds.publishing import publish_blobs_prepare
 from pipelines.models import PipelineRun
 from pipelines.selectors import stage_log_text
 from pipelines.states import RunStatus
+from projects.spec import PublishSpec
 from tests.conftest import pulled, registry_login
 from tests.factories import BUSYBOX, busybox_app_repo, make_project, stack_repo
 
@@ -168,3 +170,39 @@ def test_two_branches_that_sanitise_to_one_tag_cannot_overwrite_each_other(
 def _login() -> dict[str, str] | None:
     login = registry_login()
     return None if login is None else {"username": login[0], "password": login[1]}
+
+
+def test_a_candidate_is_linked_ahead_only_into_a_repository_its_project_may_publish_to(
+    tmp_path: Path, docker_client: docker.DockerClient
+) -> None:
+    # The test stage links the candidate's blobs into its publish repository before the
+    # verdict; a grant taken back since the config stage read dockyard.yml stops that too.
+    project = make_project(repository_url="https://forge.invalid/acme/app.git")
+    candidate_repository = f"{REGISTRY}/{project.slug}/candidates/app"
+    context = busybox_app_repo(tmp_path / "context")
+    docker_client.images.build(path=str(context.path), tag=f"{candidate_repository}:run-1")
+    login = registry_login()
+    auth = {"username": login[0], "password": login[1]} if login else None
+    docker_client.images.push(candidate_repository, tag="run-1", auth_config=auth)
+    digest = registry_digest(f"{project.slug}/candidates/app", "run-1")
+    assert digest is not None
+    config_blob = requests.get(
+        f"http://{REGISTRY}/v2/{project.slug}/candidates/app/manifests/{digest}",
+        headers={"Accept": MANIFEST_TYPES},
+        auth=login,
+        timeout=10,
+    ).json()["config"]["digest"]
+
+    def linked_into(repository: str) -> bool:
+        response = requests.head(
+            f"http://{REGISTRY}/v2/{repository}/blobs/{config_blob}", auth=login, timeout=10
+        )
+        return response.status_code == 200
+
+    for repository, allowed in ((f"victim-{project.slug}", False), (project.slug, True)):
+        publish_blobs_prepare(
+            project=project,
+            publish=PublishSpec(image="app", repository=f"{REGISTRY}/{repository}", tags=()),
+            candidate=f"{candidate_repository}@{digest}",
+        )
+        assert linked_into(repository) is allowed, repository

@@ -16,10 +16,12 @@ from django.conf import settings
 from infrastructure.registry import (
     ImageName,
     RegistryError,
+    blobs_mount,
     image_tag,
     manifest_delete,
     manifest_digest,
     manifest_get,
+    repository_tags,
 )
 from tests.conftest import registry_login
 from tests.factories import busybox_app_repo
@@ -71,6 +73,36 @@ def test_tagging_in_the_registry_moves_no_layer_and_keeps_the_digest(
     assert manifest_get(namespace, "v1") is not None
     pulled = docker_client.images.pull(namespace, tag="v1", auth_config=auth())
     assert f"{namespace}@{digest}" in pulled.attrs["RepoDigests"]
+
+
+def test_an_image_whose_blobs_were_linked_ahead_shows_nowhere_until_it_is_tagged(
+    docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    namespace = f"{settings.DOCKYARD_REGISTRY}/ahead-{uuid.uuid4().hex[:8]}"
+    source = f"{namespace}/candidates/app"
+    digest = pushed_busybox(docker_client, tmp_path, source, "run-1")
+
+    blobs_mount(source_repository=source, digest=digest, repository=namespace)
+
+    assert repository_tags(namespace) == []
+    assert manifest_get(namespace, digest) is None
+    tagged = image_tag(source_repository=source, digest=digest, repository=namespace, tags=["v1"])
+    assert tagged == digest
+    assert manifest_digest(namespace, "v1") == digest
+    pulled = docker_client.images.pull(namespace, tag="v1", auth_config=auth())
+    assert f"{namespace}@{digest}" in pulled.attrs["RepoDigests"]
+
+
+def test_tagging_an_image_the_registry_does_not_hold_is_an_error_naming_it() -> None:
+    namespace = f"{settings.DOCKYARD_REGISTRY}/absent-{uuid.uuid4().hex[:8]}"
+    digest = "sha256:" + "0" * 64
+    with pytest.raises(RegistryError, match=f"candidates/app@{digest} is not in the registry"):
+        image_tag(
+            source_repository=f"{namespace}/candidates/app",
+            digest=digest,
+            repository=namespace,
+            tags=["v1"],
+        )
 
 
 def test_a_registry_over_tls_is_trusted_with_its_ca_and_refused_without_it(
