@@ -1,6 +1,6 @@
 """Running one stage of a run: claim it, do its work, record the outcome, move the run on.
 
-Stage tasks are thin: each calls stage_execute with the function that does its stage's work
+Stage tasks are thin: each calls stages_execute with the functions that does its stage's work
 (pipelines.stages) and the tools it works with (the worker's engine), which tests of the run
 path replace with in-memory stand-ins.
 """
@@ -67,25 +67,15 @@ def stages_execute(
     tools: StageTools,
     carry_on: bool,
 ) -> None:
-    """Execute a stage of a run, then, when `carry_on`, each stage after it on this worker as
-    the one before succeeds: the run's images stay on this engine, and no stage waits for a
-    round trip through the broker. Without `carry_on` each next stage goes to the broker, for
-    whichever worker is free."""
+    """Execute a stage of a run exactly once, however often its task is delivered; then, when
+    `carry_on`, each stage after it on this worker as the one before succeeds: the run's
+    images stay on this engine, and no stage waits for a round trip through the broker.
+    Without `carry_on` each next stage goes to the broker, for whichever worker is free."""
     claim = _stage_claim(run_id=run_id, stage_name=stage_name, task_id=task_id)
     while claim is not None:
         claim = _claimed_stage_execute(
             claim, body=bodies[claim.stage.name], tools=tools, carry_on=carry_on
         )
-
-
-def stage_execute(
-    *, run_id: int, stage_name: str, task_id: str, body: StageBody, tools: StageTools
-) -> None:
-    """Execute one stage of a run exactly once, however often its task is delivered; the
-    next stage goes to the broker."""
-    claim = _stage_claim(run_id=run_id, stage_name=stage_name, task_id=task_id)
-    if claim is not None:
-        _claimed_stage_execute(claim, body=body, tools=tools, carry_on=False)
 
 
 def _claimed_stage_execute(

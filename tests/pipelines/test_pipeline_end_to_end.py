@@ -12,7 +12,7 @@ from django.test import Client
 from builds.models import LayerBuild
 from infrastructure import dispatch
 from infrastructure.docker_engine import DockerEngine
-from pipelines.execution import StageTools, stage_execute
+from pipelines.execution import StageTools, stages_execute
 from pipelines.models import PipelineRun, Stage, TestStep
 from pipelines.selectors import stage_log_text
 from pipelines.services import run_create
@@ -184,8 +184,13 @@ def test_a_test_stage_restarted_without_the_unpushed_build_builds_it_again_and_t
     # The worker that built meant to carry on, and so left the push to its test stage...
     carrying = StageTools(engine=lambda: DockerEngine(settings.DOCKER_HOST), carries_on=True)
     for name in ("checkout", "config", "build"):
-        stage_execute(
-            run_id=run.pk, stage_name=name, task_id=name, body=STAGE_BODIES[name], tools=carrying
+        stages_execute(
+            run_id=run.pk,
+            stage_name=name,
+            task_id=name,
+            bodies=STAGE_BODIES,
+            tools=carrying,
+            carry_on=False,
         )
     built = LayerBuild.objects.get(run=run, name="app")
     assert built.reference == "" and built.image_id
@@ -193,8 +198,13 @@ def test_a_test_stage_restarted_without_the_unpushed_build_builds_it_again_and_t
     docker_client.images.remove(built.image_id, force=True)
 
     for name in ("test", "publish"):
-        stage_execute(
-            run_id=run.pk, stage_name=name, task_id=name, body=STAGE_BODIES[name], tools=carrying
+        stages_execute(
+            run_id=run.pk,
+            stage_name=name,
+            task_id=name,
+            bodies=STAGE_BODIES,
+            tools=carrying,
+            carry_on=False,
         )
 
     run.refresh_from_db()

@@ -7,7 +7,7 @@ import pytest
 from django.test import override_settings
 
 from infrastructure import dispatch
-from pipelines.execution import StageFailure, StageTools, stage_execute, stages_execute
+from pipelines.execution import StageFailure, StageTools, stages_execute
 from pipelines.models import PipelineRun, RunEvent
 from pipelines.selectors import stage_log_text
 from pipelines.services import do_run_transition, do_stage_transition, run_cancel, run_create
@@ -119,7 +119,15 @@ def test_every_transition_is_recorded_with_its_reason() -> None:
 
 
 def execute(run: PipelineRun, stage_name: str, task_id: str, body: "CountingBody") -> None:
-    stage_execute(run_id=run.pk, stage_name=stage_name, task_id=task_id, body=body, tools=TOOLS)
+    """One stage's task, as a worker that sends the next stage to the broker runs it."""
+    stages_execute(
+        run_id=run.pk,
+        stage_name=stage_name,
+        task_id=task_id,
+        bodies={stage_name: body},
+        tools=TOOLS,
+        carry_on=False,
+    )
 
 
 class CountingBody:
@@ -140,9 +148,7 @@ def test_a_stage_runs_once_and_the_run_moves_on(
     run = queue_run()
     body = CountingBody()
     with django_capture_on_commit_callbacks() as enqueued:
-        stage_execute(
-            run_id=run.pk, stage_name="checkout", task_id="task-1", body=body, tools=TOOLS
-        )
+        execute(run, "checkout", "task-1", body)
     run.refresh_from_db()
     assert body.calls == 1
     assert run.status == RunStatus.RUNNING
@@ -178,14 +184,10 @@ def test_a_redelivered_task_for_a_finished_stage_only_makes_sure_the_run_moves_o
     django_capture_on_commit_callbacks: Callable,
 ) -> None:
     run = queue_run()
-    stage_execute(
-        run_id=run.pk, stage_name="checkout", task_id="task-1", body=CountingBody(), tools=TOOLS
-    )
+    execute(run, "checkout", "task-1", CountingBody())
     body = CountingBody()
     with django_capture_on_commit_callbacks() as enqueued:
-        stage_execute(
-            run_id=run.pk, stage_name="checkout", task_id="task-1", body=body, tools=TOOLS
-        )
+        execute(run, "checkout", "task-1", body)
     assert body.calls == 0
     assert len(stage_tasks(enqueued)) == 1  # the build stage again; its task ignores a duplicate
 
@@ -222,9 +224,7 @@ def test_a_crash_in_a_stage_fails_the_run_instead_of_leaving_it_running() -> Non
 def test_the_last_stage_succeeding_settles_the_run() -> None:
     run = queue_run()
     for name in ("checkout", "config", "build", "test", "publish"):
-        stage_execute(
-            run_id=run.pk, stage_name=name, task_id=f"t-{name}", body=CountingBody(), tools=TOOLS
-        )
+        execute(run, name, f"t-{name}", CountingBody())
     run.refresh_from_db()
     assert run.status == RunStatus.SUCCEEDED
     assert run.finished_at is not None
