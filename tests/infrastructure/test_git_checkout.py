@@ -5,7 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from infrastructure.git_checkout import GitCheckoutError, export_commit, mirror_fetch
+from infrastructure.git_checkout import (
+    GitCheckoutError,
+    commit_info_parse,
+    export_commit,
+    mirror_fetch,
+)
 from tests.factories import GitRepo
 
 
@@ -28,6 +33,51 @@ def test_a_commit_is_exported_without_any_git_folder(repo: GitRepo, tmp_path: Pa
     assert (out / "Dockerfile").read_text() == "FROM scratch\n"
     assert os.access(out / "src" / "app.sh", os.X_OK)
     assert not (out / ".git").exists()
+
+
+def test_an_export_says_who_wrote_the_commit_and_its_whole_message(
+    repo: GitRepo, tmp_path: Path
+) -> None:
+    repo.write("a.txt", "one\n")
+    repo.git("add", "--all")
+    repo.git(
+        "-c",
+        "user.name=Zoë Ångström",
+        "-c",
+        "user.email=zoe@example.invalid",
+        "commit",
+        "--quiet",
+        "-m",
+        "Fix the greeting\n\nIt said hello twice.",
+    )
+    sha = repo.git("rev-parse", "HEAD")
+    mirror = tmp_path / "mirror.git"
+    mirror_fetch(url=repo.url, mirror_dir=mirror, commit_sha=sha)
+
+    info = export_commit(mirror_dir=mirror, commit_sha=sha, destination=tmp_path / "out")
+
+    assert info.sha == sha
+    assert info.author == "Zoë Ångström <zoe@example.invalid>"
+    assert info.message.strip() == "Fix the greeting\n\nIt said hello twice."
+
+
+def test_an_export_of_something_not_a_commit_id_is_refused(repo: GitRepo, tmp_path: Path) -> None:
+    sha = repo.commit("only")
+    mirror = tmp_path / "mirror.git"
+    mirror_fetch(url=repo.url, mirror_dir=mirror, commit_sha=sha)
+    with pytest.raises(GitCheckoutError, match="'--output=/tmp/x' is not a full commit id"):
+        export_commit(mirror_dir=mirror, commit_sha="--output=/tmp/x", destination=tmp_path / "o")
+    with pytest.raises(GitCheckoutError, match=f"exporting {'3' * 40} failed"):
+        export_commit(mirror_dir=mirror, commit_sha="3" * 40, destination=tmp_path / "o")
+
+
+def test_what_git_shows_of_a_commit_is_read_into_its_info() -> None:
+    info = commit_info_parse(f"{'a' * 40}\0Ann\0ann@x.invalid\0subject\n\nbody\n")
+    assert info.sha == "a" * 40
+    assert info.author == "Ann <ann@x.invalid>"
+    assert info.message == "subject\n\nbody\n"
+    with pytest.raises(ValueError, match="named the commit"):
+        commit_info_parse("fatal: bad object\0\0\0")
 
 
 def test_the_mirror_is_fetched_not_cloned_again(repo: GitRepo, tmp_path: Path) -> None:
