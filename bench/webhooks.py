@@ -21,8 +21,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -143,23 +145,42 @@ def main() -> None:
         f"closed loop: {CLOSED_DELIVERIES} over {' and '.join(map(str, CLOSED_CONNECTIONS))}"
     )
     print("(the worker took no builds during the load; the queued runs are built afterwards)")
-    print(f"{'':26}{'sent/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}  statuses")
-    for label, (latencies, statuses, elapsed, starting_runs) in results:
+    print(
+        f"{'':26}{'sent/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+        f"{'CPU ms':>8}{'busy':>6}  statuses"
+    )
+    for label, result in results:
+        latencies = result.latencies
         print(
-            f"{label:26}{len(latencies) / elapsed:8.0f}{percentile(latencies, 50):9.1f}"
-            f"{percentile(latencies, 99):9.1f}{max(latencies):9.1f}  {dict(statuses)}"
+            f"{label:26}{len(latencies) / result.seconds:8.0f}{percentile(latencies, 50):9.1f}"
+            f"{percentile(latencies, 99):9.1f}{max(latencies):9.1f}"
+            f"{result.cpu_ms_per_request:8.1f}{result.busy_share:6.0%}  {dict(result.statuses)}"
         )
-        if starting_runs:
+        if result.run_making:
             # One in RUN_EVERY: more than the 1 in 100 a p99 looks at, so the p99 is theirs.
             others = sorted(latencies)
-            for latency in starting_runs:
+            for latency in result.run_making:
                 others.remove(latency)
-            kinds = ((f"  run-making (1 in {RUN_EVERY})", starting_runs), ("  the rest", others))
+            kinds = (
+                (f"  run-making (1 in {RUN_EVERY})", result.run_making),
+                ("  the rest", others),
+            )
             for kind, values in kinds:
                 print(
                     f"{kind:26}{'':8}{percentile(values, 50):9.1f}"
                     f"{percentile(values, 99):9.1f}{max(values):9.1f}  {len(values)} answers"
                 )
+    print(
+        "CPU ms: the machine's CPU time a request (server, database, Redis; the load generator "
+        f"left out); busy: of its {CORES} cores"
+    )
+    for label, result in results:
+        if label.startswith("POST webhook, ") and "conn" in label:
+            print(
+                f"{label}: {CORES} cores at {result.cpu_ms_per_request:.1f} ms a delivery make "
+                f"a ceiling of {CORES * 1000 / result.cpu_ms_per_request:.0f}/s "
+                f"(the load generator took {result.generator_cpu_seconds:.1f} s of CPU)"
+            )
     print("targets: webhook p99 < 50 ms at 200/s paced; >= 500/s with p99 < 50 ms over 8 conn")
 
     stored = Delivery.objects.filter(project=project)
@@ -184,8 +205,37 @@ def main() -> None:
     print("nothing lost, nothing doubled")
 
 
-# (latency ms of each answer, statuses, seconds in all, latency ms of each run-making one)
-LoadResult = tuple[list[float], Counter[int], float, list[float]]
+@dataclass(frozen=True)
+class LoadResult:
+    latencies: list[float]  # ms, of each answer
+    statuses: Counter[int]
+    seconds: float
+    run_making: list[float]  # ms, of each answer to a run-making delivery
+    # CPU seconds the machine's cores were busy meanwhile, all processes (the server, its
+    # database, Redis) but the load generator, whose own are apart.
+    cpu_seconds: float
+    generator_cpu_seconds: float
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        return self.cpu_seconds * 1000 / len(self.latencies)
+
+    @property
+    def busy_share(self) -> float:
+        """Of all the machine's cores, how busy they were (the load generator left out)."""
+        return self.cpu_seconds / (self.seconds * CORES)
+
+
+CORES = os.cpu_count() or 1
+
+
+def cpu_busy_seconds() -> float:
+    """CPU seconds this machine's cores have spent busy since it booted (/proc/stat)."""
+    first_line = Path("/proc/stat").read_text().partition("\n")[0]
+    # user nice system idle iowait irq softirq steal (guest time is inside user's)
+    ticks = [int(field) for field in first_line.split()[1:9]]
+    busy = sum(ticks) - ticks[3] - ticks[4]
+    return busy / os.sysconf("SC_CLK_TCK")
 
 
 def run_load(
@@ -198,12 +248,22 @@ def run_load(
     asyncio and raw HTTP/1.1, so that the generator costs microseconds a request and what is
     measured is the server, not a client library fighting for the GIL.
     """
-    return asyncio.run(_load(planned, method, closed_loop))
+    busy_before, own_before = cpu_busy_seconds(), time.process_time()
+    latencies, statuses, seconds, run_making = asyncio.run(_load(planned, method, closed_loop))
+    generator = time.process_time() - own_before
+    return LoadResult(
+        latencies=latencies,
+        statuses=statuses,
+        seconds=seconds,
+        run_making=run_making,
+        cpu_seconds=max(0.0, cpu_busy_seconds() - busy_before - generator),
+        generator_cpu_seconds=generator,
+    )
 
 
 async def _load(
     planned: list[tuple[str, bytes, dict[str, str]]], method: str, closed_loop: int
-) -> LoadResult:
+) -> tuple[list[float], Counter[int], float, list[float]]:
     latencies: list[float] = []
     starting_runs: list[float] = []
     statuses: Counter[int] = Counter()
