@@ -405,7 +405,7 @@ def run_advance(*, run: PipelineRun, carry_on: bool = False) -> HandedOver | Non
         return None
     pending = next((stage for stage in stages if stage.status == StageStatus.PENDING), None)
     if pending is not None:
-        task_id = stage_enqueue(run, pending.name, send=not carry_on)
+        task_id = stage_enqueue(run, pending.name, send=not carry_on, stage=pending)
         return HandedOver(stage_name=pending.name, task_id=task_id) if carry_on else None
     if run.status not in RUN_FINAL_STATES:
         do_run_transition(run=run, to=RunStatus.SUCCEEDED)
