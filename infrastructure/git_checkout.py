@@ -140,16 +140,19 @@ def export_commit(*, mirror_dir: Path, commit_sha: str, destination: Path) -> Co
     with _locked(mirror_dir, exclusive=False):
         try:
             with git.Repo(mirror_dir) as repo:
-                info = commit_info_parse(
-                    repo.git.show(
-                        "-s",
-                        "--no-show-signature",
-                        f"--format={_COMMIT_INFO_FORMAT}",
-                        f"{commit_sha}^{{commit}}",
-                        "--",
-                        strip_newline_in_stdout=False,
-                    )
+                shown_commit = repo.git.show(
+                    "-s",
+                    "--no-show-signature",
+                    f"--format={_COMMIT_INFO_FORMAT}",
+                    f"{commit_sha}^{{commit}}",
+                    "--",
+                    stdout_as_string=False,
+                    strip_newline_in_stdout=False,
                 )
+                # git converts a message to UTF-8 where it can (a Latin-1 one without an
+                # encoding header comes out readable); whatever bytes are left that are not
+                # UTF-8 are replaced, as GitPython did: the message is stored as text.
+                info = commit_info_parse(shown_commit.decode(errors="replace"))
             destination.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryFile() as archive:
                 _archive_write(mirror_dir, info.sha, archive)

@@ -61,6 +61,23 @@ def test_an_export_says_who_wrote_the_commit_and_its_whole_message(
     assert info.message.strip() == "Fix the greeting\n\nIt said hello twice."
 
 
+def test_a_commit_message_in_latin1_without_an_encoding_header_is_exported_as_text(
+    repo: GitRepo, tmp_path: Path
+) -> None:
+    repo.write("a.txt", "one\n")
+    (tmp_path / "message").write_bytes(b"Caf\xe9 au lait\n")  # Latin-1, no encoding header
+    repo.git("add", "--all")
+    repo.git("commit", "--quiet", "-F", str(tmp_path / "message"))
+    sha = repo.git("rev-parse", "HEAD")
+    mirror = tmp_path / "mirror.git"
+    mirror_fetch(url=repo.url, mirror_dir=mirror, commit_sha=sha)
+
+    info = export_commit(mirror_dir=mirror, commit_sha=sha, destination=tmp_path / "out")
+
+    assert info.message.strip() == "Café au lait"
+    assert (tmp_path / "out" / "a.txt").read_text() == "one\n"
+
+
 def test_an_export_of_something_not_a_commit_id_is_refused(repo: GitRepo, tmp_path: Path) -> None:
     sha = repo.commit("only")
     mirror = tmp_path / "mirror.git"
