@@ -4,10 +4,13 @@ Paced: sends DELIVERIES signed GitHub deliveries at RATE per second (open loop: 
 leaves at its planned time, however slow the answers are), a tenth of them redelivered copies.
 Closed loop: then as fast as the server answers, over 8 and then 32 keep-alive connections,
 each sending its next delivery when the last is answered (CLOSED_DELIVERIES each). Prints
-throughput and the p50/p99 latency to the answer, and side by side the same load of bare
-requests to the server's health endpoint: the web stack's own floor. It then checks what the
-server kept: every distinct delivery stored exactly once, every run-making delivery made
-exactly one run, no redelivery made anything.
+throughput and the p50/p99 latency to the answer, and side by side the same load of requests
+to the server's health endpoint (Django's whole request handler and a database and Redis
+round trip; the webhook endpoint skips that handler). Beside each load, the machine's CPU time
+a request (the load generator's left out) and how busy its cores were: the ceiling that CPU
+cost sets on this machine, printed for the closed loops. It then checks what the server kept:
+every distinct delivery stored exactly once, every run-making delivery made exactly one run, no
+redelivery made anything.
 
 Targets: p99 under 50 ms at 200 deliveries per second (paced); at least 500 deliveries a second
 with p99 under 50 ms over 8 connections (closed loop, PostgreSQL); nothing lost or doubled.

@@ -1,6 +1,7 @@
 """The git adapter: a mirror per repository, fetched and never re-cloned, and exports of commits.
 
-The only module that uses GitPython. Its errors become GitCheckoutError.
+Dockyard's one adapter to git: through GitPython, and `git archive` straight into a file. Its
+errors become GitCheckoutError.
 """
 
 import fcntl
