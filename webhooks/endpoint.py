@@ -102,7 +102,11 @@ async def webhook_asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> No
             return
         if not message.get("more_body"):
             break
-    body = b"".join(parts)
+    # Handed to the thread in a list it empties: the thread pool's work item and asgiref's call
+    # keep their arguments until the thread next holds the interpreter lock, which may be after
+    # the answer has left, and a 25 MB body outlived its request that long. Emptied, the body
+    # goes when the thread is done with it, before the answer.
+    handed_over = [b"".join(parts)]
     del parts
     content_type, _ = parse_header_parameters(headers.get("Content-Type", ""))
     # SQLite (the default database) takes one writer at a time, and concurrent writers would
@@ -111,14 +115,15 @@ async def webhook_asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> No
     # from the web process's pool.
     single_writer = connection.vendor == "sqlite"
     status, answer = await sync_to_async(_answer_in_thread, thread_sensitive=single_writer)(
-        reader, headers, body, content_type
+        reader, headers, handed_over, content_type
     )
     await _respond(send, status, answer)
 
 
 def _answer_in_thread(
-    reader: ForgeReader, headers: Mapping[str, str], body: bytes, content_type: str
+    reader: ForgeReader, headers: Mapping[str, str], handed_over: list[bytes], content_type: str
 ) -> tuple[int, dict[str, object]]:
+    body = handed_over.pop()
     # What Django's request_started/request_finished signals do for its own requests.
     close_old_connections()
     try:
