@@ -192,29 +192,25 @@ def test_a_test_stage_restarted_without_the_unpushed_build_builds_it_again_and_t
     run = run_create(project=project, ref="refs/heads/main", commit_sha=sha, trigger="webhook")
     # The worker that built meant to carry on, and so left the push to its test stage...
     carrying = StageTools(engine=lambda: DockerEngine(settings.DOCKER_HOST), carries_on=True)
-    for name in ("checkout", "config", "build"):
-        stages_execute(
-            run_id=run.pk,
-            stage_name=name,
-            task_id=name,
-            bodies=STAGE_BODIES,
-            tools=carrying,
-            carry_on=False,
-        )
+
+    def run_here(*names: str) -> None:
+        for name in names:
+            stages_execute(
+                run_id=run.pk,
+                stage_name=name,
+                task_id=name,
+                bodies=STAGE_BODIES,
+                tools=carrying,
+                carry_on=False,
+            )
+
+    run_here("checkout", "config", "build")
     built = LayerBuild.objects.get(run=run, name="app")
     assert built.reference == "" and built.image_id
     # ...and was lost: the test stage runs where that image is not.
     docker_client.images.remove(built.image_id, force=True)
 
-    for name in ("test", "publish"):
-        stages_execute(
-            run_id=run.pk,
-            stage_name=name,
-            task_id=name,
-            bodies=STAGE_BODIES,
-            tools=carrying,
-            carry_on=False,
-        )
+    run_here("test", "publish")
 
     run.refresh_from_db()
     assert run.status == RunStatus.SUCCEEDED, run.failure_reason
