@@ -1,6 +1,6 @@
 """Running one stage of a run: claim it, do its work, record the outcome, move the run on.
 
-Stage tasks are thin: each calls stages_execute with the functions that do its stages's work
+Stage tasks are thin: each calls stages_execute with the functions that do its stages' work
 (pipelines.stages) and the tools it works with (the worker's engine), which tests of the run
 path replace with in-memory stand-ins.
 """
